@@ -1,0 +1,1 @@
+"""The agents: thin handlers that decode, decide (pure) and call a port."""

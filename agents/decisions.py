@@ -1,0 +1,131 @@
+"""Pure decisions of the agents: what to do with an input event, whether a result applies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from schemas import (
+    ChapterCreated,
+    ChapterDeleted,
+    ChapterEmbedded,
+    ChapterRemoved,
+    ChapterUpdated,
+    NovelDeleted,
+    NovelEvent,
+    NovelRemoved,
+    ResultEvent,
+    SourceRef,
+)
+
+
+@dataclass(frozen=True)
+class SubmitFlowRun:
+    """Ask Prefect for one run of the processing deployment."""
+
+    name: str
+    idempotency_key: str
+    tags: list[str]
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PublishRemoval:
+    """Send a deletion straight to the results topic (ordered there with embeddings)."""
+
+    result: ChapterRemoved | NovelRemoved
+
+
+ChapterPlan = SubmitFlowRun | PublishRemoval
+
+
+def run_name(novel_id: str, chapter_id: str, version: int) -> str:
+    """The readable flow-run name shown in the Prefect UI."""
+    return f"{novel_id}/{chapter_id}@v{version}"
+
+
+def idempotency_key(event_id: str, pipeline_version: str) -> str:
+    """Same event and pipeline version: same flow run; a new pipeline version: a new run."""
+    return f"{event_id}:{pipeline_version}"
+
+
+def plan_event(event: NovelEvent, source: SourceRef, pipeline_version: str) -> ChapterPlan:
+    """Turn one valid input event into the single effect the chapter agent must cause."""
+    if isinstance(event, ChapterCreated | ChapterUpdated):
+        return SubmitFlowRun(
+            name=run_name(event.novel_id, event.chapter_id, event.version),
+            idempotency_key=idempotency_key(str(event.event_id), pipeline_version),
+            tags=[f"novel:{event.novel_id}", f"chapter:{event.chapter_id}", event.event_type],
+            parameters={
+                "event": event.model_dump(mode="json"),
+                "source": source.model_dump(mode="json"),
+            },
+        )
+    common = {"event_id": event.event_id, "novel_id": event.novel_id, "version": event.version}
+    if isinstance(event, ChapterDeleted):
+        return PublishRemoval(ChapterRemoved(**common, chapter_id=event.chapter_id, source=source))
+    assert isinstance(event, NovelDeleted)
+    return PublishRemoval(NovelRemoved(**common, source=source))
+
+
+@dataclass(frozen=True)
+class ChapterState:
+    """The ledger's row for one chapter (the event-sourced read model)."""
+
+    novel_id: str
+    chapter_id: str
+    version: int
+    deleted: bool
+    indexed_version: int | None = None
+    model: str | None = None
+    chunk_count: int = 0
+    flow_run_id: str | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Apply:
+    """Write the result's effect to the vector store."""
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Ignore the result: something newer already won."""
+
+    reason: str
+
+
+SinkDecision = Apply | Skip
+Kind = Literal["embedded", "removed"]
+
+
+def decide_result(
+    result: ResultEvent, chapter: ChapterState | None, novel_deleted_offset: int | None
+) -> SinkDecision:
+    """Newest wins: a result applies unless a newer version or a delete already did.
+
+    * chapter results: higher ``version`` wins; at equal versions a delete beats an
+      embedding; re-applying the same embedded version is allowed (idempotent).
+    * a novel deletion beats every result derived from an input event logged before it
+      (events of one novel share a partition, so source offsets order them).
+    """
+    if isinstance(result, NovelRemoved):
+        if novel_deleted_offset is not None and _offset(result.source) < novel_deleted_offset:
+            return Skip("a later novel deletion was already applied")
+        return Apply()
+    if novel_deleted_offset is not None and result.source is not None:
+        if result.source.offset < novel_deleted_offset:
+            return Skip("the novel was deleted later in the log")
+    if chapter is None:
+        return Apply()
+    if result.version < chapter.version:
+        return Skip(f"version {result.version} is older than {chapter.version}")
+    if isinstance(result, ChapterEmbedded) and result.version == chapter.version:
+        if chapter.deleted:
+            return Skip(f"version {result.version} was deleted")
+    return Apply()
+
+
+def _offset(source: SourceRef | None) -> int:
+    return source.offset if source is not None else -1

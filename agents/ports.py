@@ -1,0 +1,40 @@
+"""The small Protocols the agents talk through (adapters live beside their services)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from schemas import ResultEvent, ScribeError, SourceRef
+
+
+class FlowSubmitter(Protocol):
+    """Submits one flow run of the processing deployment (real: prefect_bridge.submitter)."""
+
+    async def submit(
+        self,
+        *,
+        name: str,
+        idempotency_key: str,
+        tags: list[str],
+        parameters: dict[str, Any],
+    ) -> str:
+        """Create the run (or return the existing one for the key); return its id."""
+        ...
+
+
+class ResultWriter(Protocol):
+    """Writes a result event to the results topic, durably (real: Kafka)."""
+
+    async def publish(self, result: ResultEvent) -> None:
+        """Return after the broker acknowledged the write."""
+        ...
+
+
+class DeadLetters(Protocol):
+    """Parks a message that can never be processed, with the reason (real: the DLQ topic)."""
+
+    async def dead_letter(
+        self, *, key: bytes | None, value: bytes, source: SourceRef, error: ScribeError
+    ) -> None:
+        """Write the original bytes and key with the source position and the error."""
+        ...

@@ -1,0 +1,138 @@
+"""The result agent: brings the vector index to what the results topic says, idempotently."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from agents.decisions import ChapterState, Skip, decide_result
+from agents.ledger import Ledger
+from agents.ports import DeadLetters
+from agents.retry import Backoff, retrying
+from agents.vector_store import VectorStore
+from schemas import (
+    ChapterEmbedded,
+    ChapterRemoved,
+    InvalidEvent,
+    NovelRemoved,
+    ResultEvent,
+    SourceRef,
+    parse_result,
+)
+
+log = logging.getLogger("scribe.agents.result")
+
+
+@dataclass(frozen=True)
+class ResultMessage:
+    """One raw message of the results topic with its position."""
+
+    key: bytes | None
+    value: bytes
+    source: SourceRef
+
+
+@dataclass
+class ResultAgent:
+    """For a batch: decode, decide against the ledger, write, flush once, then record.
+
+    The ledger is updated only after the flush, so a crash between the two replays the
+    batch on restart, and the upsert/delete writes make that replay harmless.
+    """
+
+    store: VectorStore
+    ledger: Ledger
+    dead_letters: DeadLetters
+    backoff: Backoff = field(default_factory=Backoff)
+
+    async def handle_batch(self, messages: list[ResultMessage]) -> int:
+        """Apply a batch; return how many results changed the index."""
+        batch = _BatchView(self.ledger)
+        pending: list[tuple[ResultEvent, ChapterState]] = []
+        for msg in messages:
+            try:
+                result = parse_result(msg.value)
+            except InvalidEvent as exc:
+                await retrying(
+                    lambda m=msg, e=exc: self.dead_letters.dead_letter(  # type: ignore[misc]
+                        key=m.key, value=m.value, source=m.source, error=e
+                    ),
+                    self.backoff,
+                    "dead-letter result",
+                )
+                continue
+            state = await retrying(lambda r=result: self._apply(r, batch), self.backoff, "sink")
+            if state is not None:
+                batch.remember(result, state)
+                pending.append((result, state))
+        if pending:
+            await retrying(self.store.flush, self.backoff, "flush")
+            for result, state in pending:
+                await self._record(result, state)
+        return len(pending)
+
+    async def _apply(self, result: ResultEvent, batch: _BatchView) -> ChapterState | None:
+        """Write one result unless something newer won; return the chapter's new row."""
+        chapter_id = getattr(result, "chapter_id", None)
+        current = await batch.chapter(result.novel_id, chapter_id) if chapter_id else None
+        tombstone = await batch.novel_deleted_offset(result.novel_id)
+        decision = decide_result(result, current, tombstone)
+        if isinstance(decision, Skip):
+            log.info("skip %s %s@v%s: %s", result.event_type, result.novel_id, result.version,
+                     decision.reason)
+            return None
+        now = datetime.now(UTC)
+        if isinstance(result, ChapterEmbedded):
+            await self.store.write_chapter(result)
+            return ChapterState(
+                novel_id=result.novel_id, chapter_id=result.chapter_id, version=result.version,
+                deleted=False, indexed_version=result.version, model=result.model,
+                chunk_count=len(result.chunks), flow_run_id=result.flow_run_id, updated_at=now,
+            )
+        if isinstance(result, ChapterRemoved):
+            await self.store.delete_chapter(result.novel_id, result.chapter_id)
+            base = current or ChapterState(result.novel_id, result.chapter_id, result.version, True)
+            return replace(base, version=result.version, deleted=True, indexed_version=None,
+                           chunk_count=0, updated_at=now)
+        assert isinstance(result, NovelRemoved)
+        await self.store.delete_novel(result.novel_id)
+        return ChapterState(result.novel_id, "", result.version, True, updated_at=now)
+
+    async def _record(self, result: ResultEvent, state: ChapterState) -> None:
+        if isinstance(result, NovelRemoved):
+            offset = result.source.offset if result.source else -1
+            await retrying(lambda: self.ledger.delete_novel(result.novel_id, offset),
+                           self.backoff, "ledger")
+        else:
+            await retrying(lambda: self.ledger.save_chapter(state), self.backoff, "ledger")
+
+
+class _BatchView:
+    """The ledger as seen from inside a batch: effects applied but not yet recorded win."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._chapters: dict[tuple[str, str], ChapterState | None] = {}
+        self._novels: dict[str, int] = {}
+
+    async def chapter(self, novel_id: str, chapter_id: str) -> ChapterState | None:
+        key = (novel_id, chapter_id)
+        if key in self._chapters:
+            return self._chapters[key]
+        if novel_id in self._novels:  # deleted earlier in this batch: no rows left
+            return None
+        return await self._ledger.chapter(novel_id, chapter_id)
+
+    async def novel_deleted_offset(self, novel_id: str) -> int | None:
+        if novel_id in self._novels:
+            return self._novels[novel_id]
+        return await self._ledger.novel_deleted_offset(novel_id)
+
+    def remember(self, result: ResultEvent, state: ChapterState) -> None:
+        if isinstance(result, NovelRemoved):
+            self._novels[result.novel_id] = result.source.offset if result.source else -1
+            for key in [k for k in self._chapters if k[0] == result.novel_id]:
+                self._chapters[key] = None
+        else:
+            self._chapters[(state.novel_id, state.chapter_id)] = state

@@ -1,0 +1,90 @@
+"""The Prefect flow ``novel-processing``: chunk a chapter, embed it, publish the result."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+
+from prefect_bridge.chunking import Chunk, chunk_text
+from prefect_bridge.embedding import Vector
+from prefect_bridge.runtime import get_runtime
+from schemas import (
+    ChapterEmbedded,
+    ChapterWritten,
+    ChunkVector,
+    SchemaViolation,
+    SourceRef,
+    parse_event,
+)
+
+FLOW_NAME = "novel-processing"
+
+
+@task(name="chunk", retries=1, cache_policy=NO_CACHE)
+async def chunk_chapter(text: str) -> list[Chunk]:
+    """Sentence-aware chunks sized with the embedder's own tokenizer."""
+    runtime = get_runtime()
+    return await anyio.to_thread.run_sync(
+        lambda: chunk_text(text, runtime.policy, runtime.embedder.count_tokens)
+    )
+
+
+@task(name="embed", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+async def embed_chunks(texts: list[str]) -> list[Vector]:
+    """Embed chunk texts in a worker thread (keeps the event loop free)."""
+    embedder = get_runtime().embedder
+    return await anyio.to_thread.run_sync(embedder.embed_passages, texts)
+
+
+@task(name="publish", retries=5, retry_delay_seconds=[1, 2, 5, 10, 30], cache_policy=NO_CACHE)
+async def publish_result(result: ChapterEmbedded) -> None:
+    """Write the result to the results topic and wait for the broker's acknowledgement."""
+    await get_runtime().publisher.publish(result)
+
+
+def _flow_run_id() -> str | None:
+    ctx = get_run_context()
+    run = getattr(ctx, "flow_run", None)
+    return str(run.id) if run is not None else None
+
+
+@flow(name=FLOW_NAME, retries=1, retry_delay_seconds=5, persist_result=False)
+async def novel_processing(
+    event: dict[str, Any], source: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Process one ``chapter.created``/``chapter.updated`` event from ``novel-events``."""
+    logger = get_run_logger()
+    runtime = get_runtime()
+    parsed = parse_event(json.dumps(event), max_text_bytes=runtime.max_text_bytes)
+    if not isinstance(parsed, ChapterWritten):
+        raise SchemaViolation(f"novel-processing handles chapter writes, got {parsed.event_type}")
+    chapter: ChapterWritten = parsed
+    chunks = await chunk_chapter(chapter.text)
+    vectors = await embed_chunks([c.text for c in chunks])
+    result = ChapterEmbedded(
+        event_id=chapter.event_id,
+        novel_id=chapter.novel_id,
+        chapter_id=chapter.chapter_id,
+        version=chapter.version,
+        title=chapter.title,
+        model=runtime.embedder.name,
+        dimension=runtime.embedder.dimension,
+        pipeline_version=runtime.pipeline_version,
+        flow_run_id=_flow_run_id(),
+        source=SourceRef.model_validate(source) if source else None,
+        chunks=tuple(
+            ChunkVector(chunk_no=c.chunk_no, text=c.text, vector=tuple(v))
+            for c, v in zip(chunks, vectors, strict=True)
+        ),
+    )
+    await publish_result(result)
+    logger.info(
+        "embedded %s/%s@v%s: %d chunks with %s",
+        chapter.novel_id, chapter.chapter_id, chapter.version, len(chunks), result.model,
+    )
+    return {"chunks": len(chunks), "model": result.model, "version": chapter.version}

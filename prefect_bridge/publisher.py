@@ -1,0 +1,85 @@
+"""Publishing result events to Kafka (the flow's output port)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from schemas import PublishError, ResultEvent
+
+
+class ResultPublisher(Protocol):
+    """Writes one result event to the results topic, keyed by novel_id, durably."""
+
+    async def publish(self, result: ResultEvent) -> None:
+        """Return once the broker has acknowledged the write (acks=all)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def encode_result(result: ResultEvent) -> tuple[bytes, bytes]:
+    """Key and JSON value of a result message."""
+    return result.novel_id.encode(), result.model_dump_json().encode()
+
+
+class KafkaResultPublisher:
+    """aiokafka producer with idempotence and acks=all, started lazily in the running loop."""
+
+    def __init__(self, topic: str, client_config: dict[str, Any], max_request_size: int) -> None:
+        self._topic = topic
+        self._config = client_config
+        self._max_request_size = max_request_size
+        self._producer: Any = None
+
+    async def _started(self) -> Any:
+        if self._producer is None:
+            from aiokafka import AIOKafkaProducer
+            from aiokafka.errors import KafkaError
+
+            producer = AIOKafkaProducer(
+                **self._config,
+                acks="all",
+                enable_idempotence=True,
+                max_request_size=self._max_request_size,
+                compression_type="gzip",
+            )
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                await producer.stop()
+                raise PublishError(f"cannot connect to Kafka: {exc}") from exc
+            self._producer = producer
+        return self._producer
+
+    async def publish(self, result: ResultEvent) -> None:
+        """Send and wait for the acknowledgement."""
+        from aiokafka.errors import KafkaError
+
+        key, value = encode_result(result)
+        producer = await self._started()
+        try:
+            await producer.send_and_wait(self._topic, value=value, key=key)
+        except KafkaError as exc:
+            raise PublishError(f"publish to {self._topic} failed: {exc}") from exc
+
+    async def close(self) -> None:
+        """Flush and stop the producer."""
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+
+class InMemoryPublisher:
+    """Fake publisher for unit tests: keeps what was published."""
+
+    def __init__(self) -> None:
+        self.published: list[ResultEvent] = []
+
+    async def publish(self, result: ResultEvent) -> None:
+        """Record the result."""
+        self.published.append(result)
+
+    async def close(self) -> None:
+        """Nothing to release."""

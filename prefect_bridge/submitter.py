@@ -1,0 +1,79 @@
+"""Submitting flow runs through Prefect's async client (the chapter agent's port adapter)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import httpx
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+from schemas import ConfigurationError, FlowSubmissionError
+
+
+class PrefectFlowSubmitter:
+    """Creates one flow run per call with ``create_flow_run_from_deployment``.
+
+    The deployment is looked up once (``read_deployment_by_name``) on first use; the same
+    ``idempotency_key`` returns the run Prefect already has instead of creating another.
+    Connection errors and 5xx answers raise the retriable :class:`FlowSubmissionError`.
+    """
+
+    def __init__(self, deployment: str) -> None:
+        self._deployment = deployment
+        self._client: PrefectClient | None = None
+        self._deployment_id: UUID | None = None
+
+    async def _ready(self) -> tuple[PrefectClient, UUID]:
+        if self._client is None:
+            client = get_client()
+            await client.__aenter__()
+            self._client = client
+        if self._deployment_id is None:
+            try:
+                deployment = await self._client.read_deployment_by_name(self._deployment)
+            except ObjectNotFound as exc:
+                raise FlowSubmissionError(
+                    f"deployment {self._deployment!r} not found (is `scribe flows serve` running?)"
+                ) from exc
+            except (httpx.TransportError, PrefectHTTPStatusError) as exc:
+                raise FlowSubmissionError(f"Prefect API unreachable: {exc}") from exc
+            self._deployment_id = deployment.id
+        return self._client, self._deployment_id
+
+    async def submit(
+        self,
+        *,
+        name: str,
+        idempotency_key: str,
+        tags: list[str],
+        parameters: dict[str, Any],
+    ) -> str:
+        """Create (or find, by idempotency key) the flow run; return its id."""
+        client, deployment_id = await self._ready()
+        try:
+            run = await client.create_flow_run_from_deployment(
+                deployment_id,
+                parameters=parameters,
+                name=name,
+                tags=tags,
+                idempotency_key=idempotency_key,
+            )
+        except httpx.TransportError as exc:
+            raise FlowSubmissionError(f"Prefect API unreachable: {exc}") from exc
+        except PrefectHTTPStatusError as exc:
+            status = exc.response.status_code
+            if status == 404:
+                self._deployment_id = None  # deleted and re-created: look it up again
+                raise FlowSubmissionError(f"deployment {self._deployment!r} vanished") from exc
+            if status >= 500 or status in (408, 409, 429):
+                raise FlowSubmissionError(f"Prefect answered {status}") from exc
+            raise ConfigurationError(f"Prefect rejected the flow run ({status}): {exc}") from exc
+        return str(run.id)
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.__aexit__(None, None, None)

@@ -1,0 +1,71 @@
+"""Versioned event models of scribe-stream (pydantic and the standard library only)."""
+
+from schemas.errors import (
+    BadEncoding,
+    ConfigurationError,
+    EmbeddingError,
+    EventTooLarge,
+    FlowSubmissionError,
+    InvalidEvent,
+    MalformedJSON,
+    PublishError,
+    SchemaViolation,
+    ScribeError,
+    ServiceUnavailable,
+    UnknownEventType,
+    UnsupportedSchemaVersion,
+    VectorStoreError,
+)
+from schemas.events import (
+    CURRENT_SCHEMA_VERSION,
+    ChapterCreated,
+    ChapterDeleted,
+    ChapterUpdated,
+    ChapterWritten,
+    NovelDeleted,
+    NovelEvent,
+)
+from schemas.parsing import (
+    DEFAULT_MAX_TEXT_BYTES,
+    event_json_schema,
+    parse_event,
+    parse_result,
+    result_json_schema,
+)
+from schemas.results import ChapterEmbedded, ChapterRemoved, ChunkVector, NovelRemoved, ResultEvent
+from schemas.source import SourceRef
+
+__all__ = [
+    "CURRENT_SCHEMA_VERSION",
+    "DEFAULT_MAX_TEXT_BYTES",
+    "BadEncoding",
+    "ChapterCreated",
+    "ChapterDeleted",
+    "ChapterEmbedded",
+    "ChapterRemoved",
+    "ChapterUpdated",
+    "ChapterWritten",
+    "ChunkVector",
+    "ConfigurationError",
+    "EmbeddingError",
+    "EventTooLarge",
+    "FlowSubmissionError",
+    "InvalidEvent",
+    "MalformedJSON",
+    "NovelDeleted",
+    "NovelEvent",
+    "NovelRemoved",
+    "PublishError",
+    "ResultEvent",
+    "SchemaViolation",
+    "ScribeError",
+    "ServiceUnavailable",
+    "SourceRef",
+    "UnknownEventType",
+    "UnsupportedSchemaVersion",
+    "VectorStoreError",
+    "event_json_schema",
+    "parse_event",
+    "parse_result",
+    "result_json_schema",
+]

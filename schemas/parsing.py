@@ -1,0 +1,86 @@
+"""The one place where raw Kafka bytes become events, or a precise, typed error."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.errors import (
+    BadEncoding,
+    EventTooLarge,
+    MalformedJSON,
+    SchemaViolation,
+    UnknownEventType,
+)
+from schemas.events import EVENT_TYPES, ChapterCreated, ChapterUpdated, NovelEvent
+from schemas.results import RESULT_TYPES, ResultEvent
+from schemas.upcasting import upcast
+
+DEFAULT_MAX_TEXT_BYTES = 2 * 1024 * 1024
+
+_EVENTS: TypeAdapter[NovelEvent] = TypeAdapter(NovelEvent)
+_RESULTS: TypeAdapter[ResultEvent] = TypeAdapter(ResultEvent)
+
+
+def _load_object(raw: bytes | str) -> dict[str, Any]:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadEncoding(f"message is not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
+    try:
+        obj = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise MalformedJSON(f"message is not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise MalformedJSON(f"message must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _violation(exc: ValidationError) -> SchemaViolation:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "<event>"
+        parts.append(f"{loc}: {err['msg']}")
+    return SchemaViolation("; ".join(parts))
+
+
+def parse_event(raw: bytes | str, *, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> NovelEvent:
+    """Parse one ``novel-events`` message; raise an :class:`~schemas.errors.InvalidEvent`."""
+    obj = _load_object(raw)
+    event_type = obj.get("event_type")
+    if event_type not in EVENT_TYPES:
+        raise UnknownEventType(f"unknown event_type {event_type!r}; expected one of {EVENT_TYPES}")
+    obj = upcast(obj)
+    try:
+        event = _EVENTS.validate_python(obj)
+    except ValidationError as exc:
+        raise _violation(exc) from exc
+    if isinstance(event, ChapterCreated | ChapterUpdated):
+        size = len(event.text.encode("utf-8"))
+        if size > max_text_bytes:
+            raise EventTooLarge(f"chapter text is {size} bytes; the limit is {max_text_bytes}")
+    return event
+
+
+def parse_result(raw: bytes | str) -> ResultEvent:
+    """Parse one message of the results topic (written by scribe-stream itself)."""
+    obj = _load_object(raw)
+    if obj.get("event_type") not in RESULT_TYPES:
+        raise UnknownEventType(f"unknown result type {obj.get('event_type')!r}")
+    try:
+        return _RESULTS.validate_python(obj)
+    except ValidationError as exc:
+        raise _violation(exc) from exc
+
+
+def event_json_schema() -> dict[str, Any]:
+    """JSON Schema of the input event union."""
+    return _EVENTS.json_schema()
+
+
+def result_json_schema() -> dict[str, Any]:
+    """JSON Schema of the results-topic union."""
+    return _RESULTS.json_schema()

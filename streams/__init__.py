@@ -1,0 +1,1 @@
+"""Wiring of scribe-stream: settings, topics, the Faust app, the embedded stack, the CLI."""

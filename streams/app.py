@@ -1,0 +1,81 @@
+"""The Faust app: topics and the two agents, wired to the ports in ``streams.wiring``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import faust
+
+from agents.result_agent import ResultMessage
+from schemas import SourceRef
+from streams.settings import Settings
+from streams.wiring import WorkerResources
+
+log = logging.getLogger("scribe.worker")
+
+#: Exit status of a worker that met an error it must not skip past (restart it).
+EXIT_FAIL_STOP = 70
+
+
+def _source(message: Any) -> SourceRef:
+    return SourceRef(topic=message.topic, partition=message.partition, offset=message.offset)
+
+
+def _fail_stop(what: str, exc: BaseException) -> None:
+    """Stop the process without committing: the message is redelivered after a restart."""
+    log.critical("%s failed with a non-retriable error; stopping the worker: %r", what, exc)
+    logging.shutdown()
+    os._exit(EXIT_FAIL_STOP)
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app consuming ``novel-events`` and the results topic."""
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        web_bind="127.0.0.1",
+        web_port=settings.worker_web_port,
+        topic_partitions=settings.topic_partitions,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        producer_max_request_size=settings.max_result_bytes,
+        consumer_max_fetch_size=settings.max_result_bytes,
+        broker_commit_every=1,
+    )
+    resources = WorkerResources(settings)
+    events = app.topic(settings.topic_events, key_type=bytes, value_type=bytes)
+    results = app.topic(settings.topic_embeddings, key_type=bytes, value_type=bytes)
+
+    @app.agent(events, name="chapter-agent", isolated_partitions=True)
+    async def chapter_agent(stream: Any) -> None:
+        """Per partition, in log order: one input event -> one durable effect."""
+        ports = await resources.get()
+        async for event in stream.events():
+            msg = event.message
+            try:
+                await ports.chapter.handle(msg.key, msg.value, _source(msg))
+            except Exception as exc:
+                _fail_stop(f"event {_source(msg)}", exc)
+
+    @app.agent(results, name="result-agent")
+    async def result_agent(stream: Any) -> None:
+        """Batches of results -> Milvus (upsert, trim, flush) -> the ledger."""
+        ports = await resources.get()
+        async for batch in stream.take_events(
+            settings.sink_batch_size, within=settings.sink_batch_seconds
+        ):
+            messages = [
+                ResultMessage(e.message.key, e.message.value, _source(e.message)) for e in batch
+            ]
+            try:
+                await ports.result.handle_batch(messages)
+            except Exception as exc:
+                _fail_stop(f"result batch ending {messages[-1].source}", exc)
+
+    return app

