@@ -40,10 +40,11 @@ class ChapterAgent:
                     "(events of a novel must share a partition to stay ordered)"
                 )
         except InvalidEvent as exc:
+            error = exc
             log.warning("dead-lettering %s: %s: %s", source, type(exc).__name__, exc.reason)
             await retrying(
                 lambda: self.dead_letters.dead_letter(
-                    key=key, value=value, source=source, error=exc
+                    key=key, value=value, source=source, error=error
                 ),
                 self.backoff,
                 "dead-letter",

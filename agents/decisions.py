@@ -114,16 +114,22 @@ def decide_result(
         if novel_deleted_offset is not None and _offset(result.source) < novel_deleted_offset:
             return Skip("a later novel deletion was already applied")
         return Apply()
-    if novel_deleted_offset is not None and result.source is not None:
-        if result.source.offset < novel_deleted_offset:
-            return Skip("the novel was deleted later in the log")
+    if (
+        novel_deleted_offset is not None
+        and result.source is not None
+        and result.source.offset < novel_deleted_offset
+    ):
+        return Skip("the novel was deleted later in the log")
     if chapter is None:
         return Apply()
     if result.version < chapter.version:
         return Skip(f"version {result.version} is older than {chapter.version}")
-    if isinstance(result, ChapterEmbedded) and result.version == chapter.version:
-        if chapter.deleted:
-            return Skip(f"version {result.version} was deleted")
+    if (
+        isinstance(result, ChapterEmbedded)
+        and result.version == chapter.version
+        and chapter.deleted
+    ):
+        return Skip(f"version {result.version} was deleted")
     return Apply()
 
 

@@ -115,8 +115,14 @@ class SqliteLedger:
         if row is None:
             return None
         return ChapterState(
-            novel_id=row[0], chapter_id=row[1], version=row[2], deleted=bool(row[3]),
-            indexed_version=row[4], model=row[5], chunk_count=row[6], flow_run_id=row[7],
+            novel_id=row[0],
+            chapter_id=row[1],
+            version=row[2],
+            deleted=bool(row[3]),
+            indexed_version=row[4],
+            model=row[5],
+            chunk_count=row[6],
+            flow_run_id=row[7],
             updated_at=datetime.fromisoformat(row[8]),
         )
 
@@ -133,8 +139,14 @@ class SqliteLedger:
             self._db.execute(
                 "INSERT OR REPLACE INTO chapters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    state.novel_id, state.chapter_id, state.version, int(state.deleted),
-                    state.indexed_version, state.model, state.chunk_count, state.flow_run_id,
+                    state.novel_id,
+                    state.chapter_id,
+                    state.version,
+                    int(state.deleted),
+                    state.indexed_version,
+                    state.model,
+                    state.chunk_count,
+                    state.flow_run_id,
                     (state.updated_at or _now()).isoformat(),
                 ),
             )

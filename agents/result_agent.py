@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 
 from agents.decisions import ChapterState, Skip, decide_result
 from agents.ledger import Ledger
@@ -54,15 +55,9 @@ class ResultAgent:
             try:
                 result = parse_result(msg.value)
             except InvalidEvent as exc:
-                await retrying(
-                    lambda m=msg, e=exc: self.dead_letters.dead_letter(  # type: ignore[misc]
-                        key=m.key, value=m.value, source=m.source, error=e
-                    ),
-                    self.backoff,
-                    "dead-letter result",
-                )
+                await self._dead_letter(msg, exc)
                 continue
-            state = await retrying(lambda r=result: self._apply(r, batch), self.backoff, "sink")
+            state = await retrying(partial(self._apply, result, batch), self.backoff, "sink")
             if state is not None:
                 batch.remember(result, state)
                 pending.append((result, state))
@@ -72,6 +67,16 @@ class ResultAgent:
                 await self._record(result, state)
         return len(pending)
 
+    async def _dead_letter(self, msg: ResultMessage, error: InvalidEvent) -> None:
+        call = partial(
+            self.dead_letters.dead_letter,
+            key=msg.key,
+            value=msg.value,
+            source=msg.source,
+            error=error,
+        )
+        await retrying(call, self.backoff, "dead-letter result")
+
     async def _apply(self, result: ResultEvent, batch: _BatchView) -> ChapterState | None:
         """Write one result unless something newer won; return the chapter's new row."""
         chapter_id = getattr(result, "chapter_id", None)
@@ -79,22 +84,39 @@ class ResultAgent:
         tombstone = await batch.novel_deleted_offset(result.novel_id)
         decision = decide_result(result, current, tombstone)
         if isinstance(decision, Skip):
-            log.info("skip %s %s@v%s: %s", result.event_type, result.novel_id, result.version,
-                     decision.reason)
+            log.info(
+                "skip %s %s@v%s: %s",
+                result.event_type,
+                result.novel_id,
+                result.version,
+                decision.reason,
+            )
             return None
         now = datetime.now(UTC)
         if isinstance(result, ChapterEmbedded):
             await self.store.write_chapter(result)
             return ChapterState(
-                novel_id=result.novel_id, chapter_id=result.chapter_id, version=result.version,
-                deleted=False, indexed_version=result.version, model=result.model,
-                chunk_count=len(result.chunks), flow_run_id=result.flow_run_id, updated_at=now,
+                novel_id=result.novel_id,
+                chapter_id=result.chapter_id,
+                version=result.version,
+                deleted=False,
+                indexed_version=result.version,
+                model=result.model,
+                chunk_count=len(result.chunks),
+                flow_run_id=result.flow_run_id,
+                updated_at=now,
             )
         if isinstance(result, ChapterRemoved):
             await self.store.delete_chapter(result.novel_id, result.chapter_id)
             base = current or ChapterState(result.novel_id, result.chapter_id, result.version, True)
-            return replace(base, version=result.version, deleted=True, indexed_version=None,
-                           chunk_count=0, updated_at=now)
+            return replace(
+                base,
+                version=result.version,
+                deleted=True,
+                indexed_version=None,
+                chunk_count=0,
+                updated_at=now,
+            )
         assert isinstance(result, NovelRemoved)
         await self.store.delete_novel(result.novel_id)
         return ChapterState(result.novel_id, "", result.version, True, updated_at=now)
@@ -102,8 +124,9 @@ class ResultAgent:
     async def _record(self, result: ResultEvent, state: ChapterState) -> None:
         if isinstance(result, NovelRemoved):
             offset = result.source.offset if result.source else -1
-            await retrying(lambda: self.ledger.delete_novel(result.novel_id, offset),
-                           self.backoff, "ledger")
+            await retrying(
+                lambda: self.ledger.delete_novel(result.novel_id, offset), self.backoff, "ledger"
+            )
         else:
             await retrying(lambda: self.ledger.save_chapter(state), self.backoff, "ledger")
 

@@ -28,9 +28,7 @@ class Backoff:
         return min(self.cap, self.initial * self.factor ** (attempt - 1))
 
 
-async def retrying(
-    call: Callable[[], Awaitable[T]], backoff: Backoff, what: str
-) -> T:
+async def retrying(call: Callable[[], Awaitable[T]], backoff: Backoff, what: str) -> T:
     """Await ``call()``; on a retriable :class:`ScribeError` wait and try again.
 
     Non-retriable errors propagate at once; so does the last retriable one once

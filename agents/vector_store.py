@@ -188,14 +188,23 @@ class MilvusVectorStore:
         """Cosine search with an optional novel filter."""
         fields = ["novel_id", "chapter_id", "chapter_version", "chunk_no", "text"]
         result = await self._call(
-            "search", "search", self._alias, data=[vector], limit=k, output_fields=fields,
+            "search",
+            "search",
+            self._alias,
+            data=[vector],
+            limit=k,
+            output_fields=fields,
             filter=f"novel_id == {_quote(novel_id)}" if novel_id else "",
         )
         return [
             Hit(
-                id=str(h.id), score=float(h.distance), novel_id=h.get("novel_id"),
-                chapter_id=h.get("chapter_id"), chapter_version=int(h.get("chapter_version")),
-                chunk_no=int(h.get("chunk_no")), text=h.get("text"),
+                id=str(h.id),
+                score=float(h.distance),
+                novel_id=h.get("novel_id"),
+                chapter_id=h.get("chapter_id"),
+                chapter_version=int(h.get("chapter_version")),
+                chunk_no=int(h.get("chunk_no")),
+                text=h.get("text"),
             )
             for h in result[0]
         ]
@@ -203,7 +212,9 @@ class MilvusVectorStore:
     async def count(self, novel_id: str | None = None) -> int:
         """``count(*)`` query."""
         expr = f"novel_id == {_quote(novel_id)}" if novel_id else ""
-        rows = await self._call("count", "query", self._alias, filter=expr, output_fields=["count(*)"])
+        rows = await self._call(
+            "count", "query", self._alias, filter=expr, output_fields=["count(*)"]
+        )
         return int(rows[0]["count(*)"])
 
     async def query_rows(self, expr: str, fields: list[str]) -> list[dict[str, Any]]:
@@ -231,7 +242,8 @@ class InMemoryVectorStore:
             self.rows[row["id"]] = row
         n = len(result.chunks)
         for key in [
-            k for k, r in self.rows.items()
+            k
+            for k, r in self.rows.items()
             if (r["novel_id"], r["chapter_id"]) == (result.novel_id, result.chapter_id)
             and r["chunk_no"] >= n
         ]:
@@ -240,7 +252,9 @@ class InMemoryVectorStore:
     async def delete_chapter(self, novel_id: str, chapter_id: str) -> None:
         """Drop the chapter's rows."""
         for key in [
-            k for k, r in self.rows.items() if (r["novel_id"], r["chapter_id"]) == (novel_id, chapter_id)
+            k
+            for k, r in self.rows.items()
+            if (r["novel_id"], r["chapter_id"]) == (novel_id, chapter_id)
         ]:
             del self.rows[key]
 
@@ -262,7 +276,15 @@ class InMemoryVectorStore:
         ]
         scored.sort(key=lambda p: -p[0])
         return [
-            Hit(r["id"], s, r["novel_id"], r["chapter_id"], r["chapter_version"], r["chunk_no"], r["text"])
+            Hit(
+                r["id"],
+                s,
+                r["novel_id"],
+                r["chapter_id"],
+                r["chapter_version"],
+                r["chunk_no"],
+                r["text"],
+            )
             for s, r in scored[:k]
         ]
 

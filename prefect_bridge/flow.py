@@ -85,6 +85,10 @@ async def novel_processing(
     await publish_result(result)
     logger.info(
         "embedded %s/%s@v%s: %d chunks with %s",
-        chapter.novel_id, chapter.chapter_id, chapter.version, len(chunks), result.model,
+        chapter.novel_id,
+        chapter.chapter_id,
+        chapter.version,
+        len(chunks),
+        result.model,
     )
     return {"chunks": len(chunks), "model": result.model, "version": chapter.version}

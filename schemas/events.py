@@ -17,9 +17,7 @@ CURRENT_SCHEMA_VERSION = 1
 #: Novel and chapter ids: 1-128 characters of letters, digits, ``.``, ``_`` and ``-``.
 #: They become parts of Milvus primary keys (``novel:chapter:chunk``) and filter
 #: expressions, so separators and quotes are kept out by the contract.
-EntityId = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-]
+EntityId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
 
 
 class _Event(BaseModel):

@@ -29,7 +29,9 @@ def _load_object(raw: bytes | str) -> dict[str, Any]:
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise BadEncoding(f"message is not valid UTF-8: {exc.reason} at byte {exc.start}") from exc
+            raise BadEncoding(
+                f"message is not valid UTF-8: {exc.reason} at byte {exc.start}"
+            ) from exc
     try:
         obj = json.loads(raw)
     except (json.JSONDecodeError, RecursionError) as exc:

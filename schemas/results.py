@@ -59,7 +59,9 @@ class ChapterEmbedded(_Result):
             if chunk.chunk_no != i:
                 raise ValueError(f"chunks must be numbered 0..n-1; chunk {i} has {chunk.chunk_no}")
             if len(chunk.vector) != self.dimension:
-                raise ValueError(f"chunk {i} has {len(chunk.vector)} dims, expected {self.dimension}")
+                raise ValueError(
+                    f"chunk {i} has {len(chunk.vector)} dims, expected {self.dimension}"
+                )
         return self
 
 

@@ -29,7 +29,9 @@ def upcast(
     """Return ``payload`` at schema version ``current``; raise if that is impossible."""
     version = payload.get("schema_version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise UnsupportedSchemaVersion(f"schema_version must be a positive integer, got {version!r}")
+        raise UnsupportedSchemaVersion(
+            f"schema_version must be a positive integer, got {version!r}"
+        )
     if version > current:
         raise UnsupportedSchemaVersion(
             f"schema_version {version} is newer than this build understands ({current})"

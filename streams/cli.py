@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
 import sys
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -20,8 +17,10 @@ from rich.table import Table
 
 from streams.settings import Settings
 
-app = typer.Typer(help="scribe-stream: novel events -> Faust -> Prefect -> embeddings -> Milvus.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="scribe-stream: novel events -> Faust -> Prefect -> embeddings -> Milvus.",
+    no_args_is_help=True,
+)
 flows_app = typer.Typer(help="The Prefect side (deployment and runner).", no_args_is_help=True)
 schemas_app = typer.Typer(help="Event contracts.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
@@ -91,8 +90,10 @@ def schemas_export(directory: Path) -> None:
     from schemas import event_json_schema, result_json_schema
 
     directory.mkdir(parents=True, exist_ok=True)
-    for name, schema in (("novel-events.v1", event_json_schema()),
-                         ("novel-events.embeddings.v1", result_json_schema())):
+    for name, schema in (
+        ("novel-events.v1", event_json_schema()),
+        ("novel-events.embeddings.v1", result_json_schema()),
+    ):
         path = directory / f"{name}.schema.json"
         path.write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")
         typer.echo(str(path))
@@ -109,7 +110,9 @@ def produce(
     from streams.producing import produce_file
 
     settings = _settings()
-    sent = asyncio.run(produce_file(settings, path, novel, version, limit, Progress(console=console)))
+    sent = asyncio.run(
+        produce_file(settings, path, novel, version, limit, Progress(console=console))
+    )
     console.print(f"sent {sent} events to {settings.topic_events}")
 
 
@@ -131,14 +134,22 @@ def search(
     table = Table("score", "novel", "chapter", "v", "chunk", "text")
     for h in hits:
         snippet = h.text.replace("\n", " ")[:80]
-        table.add_row(f"{h.score:.3f}", h.novel_id, h.chapter_id, str(h.chapter_version),
-                      str(h.chunk_no), snippet)
+        table.add_row(
+            f"{h.score:.3f}",
+            h.novel_id,
+            h.chapter_id,
+            str(h.chapter_version),
+            str(h.chunk_no),
+            snippet,
+        )
     Console().print(table)
 
 
 @app.command()
 def dev(
-    sample: Annotated[bool, typer.Option(help="Produce the bundled sample novel once ready.")] = False,
+    sample: Annotated[
+        bool, typer.Option(help="Produce the bundled sample novel once ready.")
+    ] = False,
 ) -> None:
     """Run the whole embedded stack on 127.0.0.1 until Ctrl-C (data under SCRIBE_DATA_DIR)."""
     from streams.devstack import run_dev

@@ -23,10 +23,15 @@ def app_processes(settings: Settings) -> list[ManagedProcess]:
     logs = settings.data_dir / "logs"
     env = settings.prefect_env()
     return [
-        ManagedProcess("runner", [sys.executable, "-m", "streams.cli", "flows", "serve"],
-                       logs / "runner.log", env=env),
-        ManagedProcess("worker", [sys.executable, "-m", "streams.cli", "worker"],
-                       logs / "worker.log", env=env),
+        ManagedProcess(
+            "runner",
+            [sys.executable, "-m", "streams.cli", "flows", "serve"],
+            logs / "runner.log",
+            env=env,
+        ),
+        ManagedProcess(
+            "worker", [sys.executable, "-m", "streams.cli", "worker"], logs / "worker.log", env=env
+        ),
     ]
 
 
@@ -50,16 +55,20 @@ def run_dev(settings: Settings, sample: Path | None, console: Console) -> int:
         if sample is not None:
             from streams.producing import produce_file
 
-            asyncio.run(produce_file(settings, sample, "xiyouji", 1, None,
-                                     Progress(console=console)))
-        console.print(f"[green]ready.[/] Prefect UI: {settings.prefect_ui_url}/runs   "
-                      f"Kafka: {settings.bootstrap_servers}   Milvus: {settings.milvus_url}")
+            asyncio.run(
+                produce_file(settings, sample, "xiyouji", 1, None, Progress(console=console))
+            )
+        console.print(
+            f"[green]ready.[/] Prefect UI: {settings.prefect_ui_url}/runs   "
+            f"Kafka: {settings.bootstrap_servers}   Milvus: {settings.milvus_url}"
+        )
         console.print(f"logs in {settings.data_dir / 'logs'}; Ctrl-C stops everything.")
         while not stop.wait(2.0):
             for child in children:
                 if not child.running:
-                    console.print(f"[yellow]{child.name} exited; restarting it "
-                                  f"(see {child.log_path})")
+                    console.print(
+                        f"[yellow]{child.name} exited; restarting it (see {child.log_path})"
+                    )
                     child.start()
         return 0
     finally:

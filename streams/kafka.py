@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -26,8 +27,12 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     n, rf = settings.topic_partitions, settings.topic_replication
     big = {"max.message.bytes": str(settings.max_result_bytes)}
     return [
-        NewTopic(settings.topic_events, n, rf, topic_configs={"max.message.bytes": str(
-            max(settings.max_text_bytes * 2, 1024 * 1024))}),
+        NewTopic(
+            settings.topic_events,
+            n,
+            rf,
+            topic_configs={"max.message.bytes": str(max(settings.max_text_bytes * 2, 1024 * 1024))},
+        ),
         NewTopic(settings.topic_embeddings, n, rf, topic_configs=big),
         NewTopic(settings.topic_dlq, n, rf, topic_configs=big),
     ]
@@ -40,15 +45,15 @@ async def ensure_topics(settings: Settings) -> list[str]:
         await admin.start()
     except KafkaError as exc:
         await admin.close()
-        raise ServiceUnavailable(f"Kafka at {settings.bootstrap_servers} unreachable: {exc}") from exc
+        raise ServiceUnavailable(
+            f"Kafka at {settings.bootstrap_servers} unreachable: {exc}"
+        ) from exc
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in topic_specs(settings) if t.name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another process: fine
         return [t.name for t in missing]
     finally:
         await admin.close()
@@ -66,7 +71,9 @@ async def start_producer(settings: Settings) -> AIOKafkaProducer:
         await producer.start()
     except KafkaError as exc:
         await producer.stop()
-        raise ServiceUnavailable(f"Kafka at {settings.bootstrap_servers} unreachable: {exc}") from exc
+        raise ServiceUnavailable(
+            f"Kafka at {settings.bootstrap_servers} unreachable: {exc}"
+        ) from exc
     return producer
 
 

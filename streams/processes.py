@@ -113,3 +113,39 @@ class ManagedProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
             self.proc = None
+
+
+def child_pids(parent: int) -> list[int]:
+    """Direct children of ``parent`` (Linux /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def terminate_children(grace: float = 10.0) -> None:
+    """SIGTERM this process's children (and their groups), SIGKILL what is left after ``grace``.
+
+    Prefect starts each flow run in a new session, so stopping the runner's own process
+    group would leave them behind.
+    """
+    kids = child_pids(os.getpid())
+    for pid in kids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in kids):
+        for pid in kids:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.2)
+    for pid in kids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)

@@ -36,7 +36,11 @@ def _messages(path: Path, novel: str | None, version: int) -> list[tuple[bytes |
 
 
 async def produce_file(
-    settings: Settings, path: Path, novel: str | None, version: int, limit: int | None,
+    settings: Settings,
+    path: Path,
+    novel: str | None,
+    version: int,
+    limit: int | None,
     progress: Progress,
 ) -> int:
     """Send the file's events keyed by novel_id; return how many were sent."""

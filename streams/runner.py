@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 
 from prefect.client.orchestration import get_client
 from prefect.workers.process import ProcessWorker
 
 from prefect_bridge.deployment import ensure_deployment
+from streams.processes import terminate_children
 from streams.settings import Settings
 from streams.wiring import apply_prefect_env
 
@@ -17,7 +20,7 @@ log = logging.getLogger("scribe.runner")
 async def deploy(settings: Settings) -> str:
     """Create/update the work pool and the deployment; return the deployment id."""
     apply_prefect_env(settings)
-    flow_name, deployment = settings.deployment.split("/", 1)
+    deployment = settings.deployment.split("/", 1)[1]
     async with get_client() as client:
         deployment_id = await ensure_deployment(
             client, work_pool=settings.work_pool, deployment=deployment
@@ -27,9 +30,24 @@ async def deploy(settings: Settings) -> str:
 
 
 async def serve_with_worker(settings: Settings) -> None:
-    """Deploy, then execute runs with Prefect's process worker (one process per run)."""
+    """Deploy, then execute runs with Prefect's process worker (one process per run).
+
+    SIGTERM or SIGINT stops polling and terminates the flow-run processes in flight
+    (Prefect starts them in sessions of their own); their runs end as crashed or
+    cancelled in Prefect instead of running on unattended.
+    """
     await deploy(settings)
-    async with ProcessWorker(
-        work_pool_name=settings.work_pool, limit=settings.runner_limit
-    ) as worker:
-        await worker.start()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        async with ProcessWorker(
+            work_pool_name=settings.work_pool, limit=settings.runner_limit
+        ) as worker:
+            await worker.start()
+    except asyncio.CancelledError:
+        log.info("stopping the runner")
+    finally:
+        await asyncio.to_thread(terminate_children)

@@ -57,8 +57,16 @@ def ensure_kafka_jars() -> Path:
     if mvn and KAFKA_POM.exists():
         log.info("fetching Kafka %s jars with Maven into %s", KAFKA_VERSION, libs)
         subprocess.run(
-            [mvn, "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
-             "-DincludeScope=runtime", f"-DoutputDirectory={libs}"],
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(KAFKA_POM),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={libs}",
+            ],
             check=True,
         )
     else:
@@ -66,7 +74,7 @@ def ensure_kafka_jars() -> Path:
         log.info("Maven not found; downloading %s", url)
         with tempfile.TemporaryDirectory() as tmp:
             archive = Path(tmp) / "kafka.tgz"
-            urllib.request.urlretrieve(url, archive)  # noqa: S310 - fixed https URL
+            urllib.request.urlretrieve(url, archive)
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")
             for jar in Path(tmp).glob("kafka_2.13-*/libs/*.jar"):
@@ -100,37 +108,56 @@ def kafka_process(settings: Settings) -> ManagedProcess:
     port, cport = settings.kafka_port, settings.kafka_controller_port
     props = home / "server.properties"
     props.write_text(
-        "\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.bootstrap.servers=127.0.0.1:{cport}",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            f"log.dirs={data}",
-            f"num.partitions={settings.topic_partitions}",
-            "auto.create.topics.enable=false",
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=4",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "group.initial.rebalance.delay.ms=0",
-            f"message.max.bytes={settings.max_result_bytes}",
-            f"replica.fetch.max.bytes={settings.max_result_bytes}",
-            "",
-        ])
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.bootstrap.servers=127.0.0.1:{cport}",
+                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={data}",
+                f"num.partitions={settings.topic_partitions}",
+                "auto.create.topics.enable=false",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=4",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "group.initial.rebalance.delay.ms=0",
+                f"message.max.bytes={settings.max_result_bytes}",
+                f"replica.fetch.max.bytes={settings.max_result_bytes}",
+                "",
+            ]
+        )
     )
     (home / "log4j2.properties").write_text(_LOG4J)
     classpath = f"{libs}/*"
-    jvm = [java, "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-           f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}", "-cp", classpath]
+    jvm = [
+        java,
+        "-Xms256m",
+        "-Xmx512m",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
+        "-cp",
+        classpath,
+    ]
     if not (data / "meta.properties").exists():
         subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t",
-             uuid.uuid4().hex[:22], "-c", str(props)],
-            check=True, capture_output=True,
+            [
+                *jvm,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                uuid.uuid4().hex[:22],
+                "-c",
+                str(props),
+            ],
+            check=True,
+            capture_output=True,
         )
     return ManagedProcess("kafka", [*jvm, "kafka.Kafka", str(props)], home / "kafka.log")
 
@@ -160,21 +187,51 @@ def postgres_process(data_dir: Path, port: int) -> ManagedProcess:
     if os.geteuid() == 0:
         shutil.chown(home, "postgres", "postgres")
     if not (cluster / "PG_VERSION").exists():
-        subprocess.run(
-            _as_postgres([_pg_bin("initdb"), "-D", str(cluster), "--auth=trust",
-                          "--username=postgres", "--encoding=UTF8", "--no-instructions"]),
-            check=True, capture_output=True,
+        done = subprocess.run(
+            _as_postgres(
+                [
+                    _pg_bin("initdb"),
+                    "-D",
+                    str(cluster),
+                    "--auth=trust",
+                    "--username=postgres",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
         )
-    argv = _as_postgres([_pg_bin("postgres"), "-D", str(cluster), "-p", str(port),
-                         "-k", str(home), "-c", "listen_addresses=127.0.0.1",
-                         "-c", "max_connections=200", "-c", "fsync=on"])
-    return ManagedProcess("postgres", argv, home.parent / "postgres.log",
-                          stop_signals=(signal.SIGINT,))
+        if done.returncode != 0:
+            raise ConfigurationError(
+                f"initdb failed (the postgres user must be able to reach {home}): {done.stderr}"
+            )
+    argv = _as_postgres(
+        [
+            _pg_bin("postgres"),
+            "-D",
+            str(cluster),
+            "-p",
+            str(port),
+            "-k",
+            str(home),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "fsync=on",
+        ]
+    )
+    return ManagedProcess(
+        "postgres", argv, home.parent / "postgres.log", stop_signals=(signal.SIGINT,)
+    )
 
 
 async def create_database(port: int, name: str) -> None:
     """``CREATE DATABASE name`` unless it exists (asyncpg, trust auth)."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     conn = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", database="postgres")
     try:
@@ -193,8 +250,17 @@ def prefect_process(settings: Settings, database_url: str | None) -> ManagedProc
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     env["PREFECT_UI_API_URL"] = settings.prefect_url
     env["PREFECT_SERVER_API_HOST"] = "127.0.0.1"
-    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-            "--port", str(settings.prefect_port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.prefect_port),
+    ]
     return ManagedProcess("prefect", argv, settings.data_dir / "logs" / "prefect.log", env=env)
 
 
@@ -210,8 +276,16 @@ def milvus_process(settings: Settings) -> ManagedProcess:
     """``milvus-lite server`` on 127.0.0.1 (one process owns the data dir)."""
     exe = Path(sys.executable).with_name("milvus-lite")
     data = (settings.data_dir / "milvus").resolve()
-    argv = [str(exe), "server", "--data-dir", str(data), "--host", "127.0.0.1",
-            "--port", str(settings.milvus_port)]
+    argv = [
+        str(exe),
+        "server",
+        "--data-dir",
+        str(data),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.milvus_port),
+    ]
     return ManagedProcess("milvus", argv, settings.data_dir / "logs" / "milvus.log")
 
 
@@ -254,7 +328,9 @@ class EmbeddedStack:
                 self._run(milvus_process(s), lambda: port_open(s.milvus_port), 60)
             if s.prefect_api_url is None:
                 self._ensure_free(s.prefect_port, "Prefect")
-                db_url = s.prefect_database_url.get_secret_value() if s.prefect_database_url else None
+                db_url = (
+                    s.prefect_database_url.get_secret_value() if s.prefect_database_url else None
+                )
                 if self.postgres_port is not None and db_url is None:
                     port = self.postgres_port
                     self._run(postgres_process(s.data_dir, port), lambda: port_open(port), 60)

@@ -1,0 +1,73 @@
+"""Session fixture: the real services and the scribe processes under test (see harness)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.kafka import ensure_topics
+from streams.processes import ManagedProcess, free_port
+from streams.settings import Settings
+from streams.stack import EmbeddedStack
+from tests.integration.harness import Stack
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """The whole pipeline on real services."""
+    # Not under pytest's 0700 temp root: PostgreSQL runs as its own user and must reach it.
+    data = Path(tempfile.mkdtemp(prefix="scribe-it-"))
+    os.chmod(data, 0o755)
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        "SCRIBE_DATA_DIR": str(data),
+        "SCRIBE_KAFKA_PORT": str(free_port()),
+        "SCRIBE_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "SCRIBE_PREFECT_PORT": str(free_port()),
+        "SCRIBE_MILVUS_PORT": str(free_port()),
+        "SCRIBE_WORKER_WEB_PORT": str(free_port()),
+        "SCRIBE_TOPIC_EVENTS": f"novel-events-{suffix}",
+        "SCRIBE_TOPIC_EMBEDDINGS": f"novel-events-{suffix}.embeddings",
+        "SCRIBE_TOPIC_DLQ": f"novel-events-{suffix}.dlq",
+        "SCRIBE_APP_ID": f"scribe-test-{suffix}",
+        "SCRIBE_RUNNER_LIMIT": "2",
+        "SCRIBE_RUNNER_POLL_SECONDS": "1",
+        "SCRIBE_SINK_BATCH_SECONDS": "0.3",
+    }
+    if os.environ.get("SCRIBE_KAFKA_BOOTSTRAP_SERVERS"):
+        env["SCRIBE_KAFKA_BOOTSTRAP_SERVERS"] = os.environ["SCRIBE_KAFKA_BOOTSTRAP_SERVERS"]
+    os.environ.update(env)  # the settings of this process and of every child
+    settings = Settings()
+    env.update(settings.prefect_env())
+    services = EmbeddedStack(settings, postgres_port=free_port())
+    services.start()
+    logs = data / "logs"
+    runner = ManagedProcess(
+        "runner",
+        [sys.executable, "-m", "streams.cli", "flows", "serve"],
+        logs / "runner.log",
+        env=env,
+    )
+    worker = ManagedProcess(
+        "worker", [sys.executable, "-m", "streams.cli", "worker"], logs / "worker.log", env=env
+    )
+    handle = Stack(settings, env, services, runner, worker)
+    try:
+        asyncio.run(ensure_topics(settings))
+        runner.start()
+        worker.start()
+        yield handle
+    finally:
+        worker.stop()
+        runner.stop()
+        services.stop()
+    if os.environ.get("SCRIBE_KEEP_TEST_DATA") != "1":
+        shutil.rmtree(data, ignore_errors=True)

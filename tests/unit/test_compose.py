@@ -1,0 +1,606 @@
+"""Static checks of the production stack in compose/ (no Docker engine needed).
+
+Conventions checked here (and documented in compose/docker-compose.yml):
+
+* A service with ``restart: "no"`` is a one-shot job: it may omit the healthcheck, and a
+  service depending on it must wait for ``service_completed_successfully``. Every other
+  service is long-running: it needs a healthcheck, and dependents wait for ``service_healthy``.
+* Every ``SCRIBE_*`` name in the compose file, in ``.env.example`` and in the Dockerfile is a
+  field of :class:`streams.settings.Settings` (upper-cased, with the ``SCRIBE_`` prefix).
+* Ports are published on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shlex
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import typer.main
+import yaml
+
+from streams.cli import app
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_DIR = ROOT / "compose"
+COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
+DOCKERFILE = COMPOSE_DIR / "Dockerfile"
+ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+#: Services that keep state and must keep it in a named volume, with their data path.
+STATEFUL = {
+    "kafka": "/var/lib/kafka/data",
+    "postgres": "/var/lib/postgresql/data",
+    "prefect-server": "/var/lib/prefect",
+    "etcd": "/etcd",
+    "minio": "/minio_data",
+    "milvus": "/var/lib/milvus",
+}
+#: Placeholder for required (``${VAR:?...}``) variables left empty in .env.example.
+SECRET_PLACEHOLDER = "placeholder-secret"
+
+# ---------------------------------------------------------------------------- helpers
+
+_VAR = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))"
+)
+_EXPR = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?", re.S)
+
+
+class MissingVariableError(LookupError):
+    """A ``${VAR:?message}`` variable is unset or empty."""
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Compose-style interpolation: ``$$``, ``$VAR``, ``${VAR}``, ``:-``, ``-``, ``:?``, ``?``,
+    ``:+`` and ``+``."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group("escaped"):
+            return "$"
+        expr = m.group("braced") if m.group("braced") is not None else m.group("plain")
+        parsed = _EXPR.fullmatch(expr)
+        if parsed is None:
+            raise ValueError(f"bad interpolation ${{{expr}}}")
+        name, op, arg = parsed.group("name", "op", "arg")
+        value = env.get(name)
+        if op is None:
+            return value or ""
+        unset = not value if op.startswith(":") else value is None
+        if op.endswith("-"):
+            return arg if unset else str(value)
+        if op.endswith("?"):
+            if unset:
+                raise MissingVariableError(f"{name}: {arg}")
+            return str(value)
+        return "" if unset else arg  # ":+" / "+"
+
+    return _VAR.sub(sub, text)
+
+
+def referenced_variables(text: str) -> dict[str, str | None]:
+    """Variables the compose file interpolates: name -> operator (None for a bare ``${VAR}``)."""
+    found: dict[str, str | None] = {}
+    for m in _VAR.finditer(text):
+        if m.group("escaped"):
+            continue
+        expr = m.group("braced") if m.group("braced") is not None else m.group("plain")
+        parsed = _EXPR.fullmatch(expr)
+        assert parsed is not None, f"bad interpolation ${{{expr}}}"
+        name, op = parsed.group("name", "op")
+        if found.get(name) not in (":?", "?"):
+            found[name] = op
+    return found
+
+
+def resolve(node: Any, env: Mapping[str, str]) -> Any:
+    """Interpolate every string of a loaded YAML document."""
+    if isinstance(node, str):
+        return interpolate(node, env)
+    if isinstance(node, list):
+        return [resolve(item, env) for item in node]
+    if isinstance(node, dict):
+        return {key: resolve(value, env) for key, value in node.items()}
+    return node
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a dotenv file (comments and blank lines skipped)."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key), f"{path}:{number}: {raw!r}"
+        assert key not in values, f"{path}:{number}: {key} set twice"
+        values[key] = value.strip().strip("'\"")
+    return values
+
+
+def environment(service: Mapping[str, Any]) -> dict[str, str | None]:
+    """A service's environment, from the mapping or the list form."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        pairs = [item.partition("=") for item in env]
+        return {key: (value if sep else None) for key, sep, value in pairs}
+    return {key: None if value is None else str(value) for key, value in env.items()}
+
+
+def is_one_shot(service: Mapping[str, Any]) -> bool:
+    """One-shot jobs are marked ``restart: "no"`` (YAML 1.1 may read an unquoted no as False)."""
+    return service.get("restart") in ("no", False)
+
+
+def published_ports(service: Mapping[str, Any]) -> list[tuple[str | None, str, str]]:
+    """(host_ip, published port, container port) of every published port."""
+    result: list[tuple[str | None, str, str]] = []
+    for port in service.get("ports") or []:
+        if isinstance(port, dict):
+            result.append((port.get("host_ip"), str(port.get("published", "")),
+                           str(port["target"])))
+            continue
+        spec = str(port).split("/", 1)[0]
+        parts = spec.rsplit(":", 2)
+        if len(parts) == 3:
+            result.append((parts[0], parts[1], parts[2]))
+        elif len(parts) == 2:
+            result.append((None, parts[0], parts[1]))
+        else:
+            result.append((None, "", parts[0]))
+    return result
+
+
+def scribe_invocations(command: Any) -> list[list[str]]:
+    """The ``scribe ...`` argument lists a service command runs (also through ``sh -c``)."""
+    argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+    if len(argv) >= 3 and Path(argv[0]).name in ("sh", "bash") and argv[1] == "-c":
+        invocations = []
+        for part in re.split(r"&&|\|\||;|\n", argv[2]):
+            words = shlex.split(part)
+            if words and words[0] == "scribe":
+                invocations.append(words)
+        return invocations
+    return [argv] if argv and argv[0] == "scribe" else []
+
+
+def resolve_scribe_command(argv: list[str]) -> tuple[str, ...]:
+    """The subcommand path of ``scribe ...`` in the typer app; raises if it is not real."""
+    assert argv[0] == "scribe", argv
+    command: click.Command = typer.main.get_command(app)
+    args, path = list(argv[1:]), ["scribe"]
+    while isinstance(command, click.Group):
+        if not args:
+            raise click.UsageError(f"{' '.join(path)} needs a subcommand")
+        name = args.pop(0)
+        sub = command.commands.get(name)
+        if sub is None:
+            raise click.UsageError(f"no command {name!r} in {' '.join(path)}")
+        command, path = sub, [*path, name]
+    command.make_context(" ".join(path), args)  # rejects unknown options and arguments
+    return tuple(path[1:])
+
+
+def settings_env_names() -> set[str]:
+    """``SCRIBE_*`` names that Settings reads."""
+    return {f"SCRIBE_{name.upper()}" for name in Settings.model_fields}
+
+
+def secret_env_names() -> set[str]:
+    """``SCRIBE_*`` names of the SecretStr fields."""
+    return {
+        f"SCRIBE_{name.upper()}"
+        for name, field in Settings.model_fields.items()
+        if "SecretStr" in str(field.annotation)
+    }
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if pending and line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        if full:
+            keyword, _, args = full.partition(" ")
+            instructions.append((keyword.upper(), args.strip()))
+    return instructions
+
+
+def dockerignore_includes(patterns: list[str], path: str) -> bool:
+    """Whether ``path`` (relative, '/'-separated) is in the build context (last match wins)."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    included = True
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = pattern[1:] if negate else pattern
+        pat = pat.strip().strip("/")
+        if pat.startswith("**/"):
+            candidates = ["/".join(parts[i: j + 1]) for i in range(len(parts))
+                          for j in range(i, len(parts))]
+            pat = pat[3:]
+        else:
+            candidates = prefixes
+        if any(fnmatch.fnmatchcase(c, pat) for c in candidates):
+            included = negate
+    return included
+
+
+def scribe_services(compose: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Services built from compose/Dockerfile, or running the image such a service builds."""
+    services = compose["services"]
+    built = {
+        name: svc for name, svc in services.items()
+        if isinstance(svc.get("build"), dict)
+        and (COMPOSE_DIR / svc["build"].get("context", ".")
+             / svc["build"].get("dockerfile", "Dockerfile")).resolve() == DOCKERFILE.resolve()
+    }
+    images = {svc.get("image") for svc in built.values()} - {None}
+    return {name: svc for name, svc in services.items()
+            if name in built or svc.get("image") in images}
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def raw_compose() -> str:
+    return COMPOSE_FILE.read_text()
+
+
+@pytest.fixture(scope="module")
+def env_example() -> dict[str, str]:
+    return parse_env_file(ENV_EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def compose(raw_compose: str, env_example: dict[str, str]) -> dict[str, Any]:
+    """The compose file as `docker compose config` would see it with .env.example filled in."""
+    env = dict(env_example)
+    for name, op in referenced_variables(raw_compose).items():
+        if op in (":?", "?") and not env.get(name):
+            env[name] = SECRET_PLACEHOLDER
+    loaded = yaml.safe_load(raw_compose)
+    assert isinstance(loaded, dict)
+    return resolve(loaded, env)
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+# ---------------------------------------------------------------------------- the compose file
+
+
+def test_compose_parses_with_the_expected_services(services: dict[str, dict[str, Any]]) -> None:
+    expected = {"kafka", "postgres", "prefect-server", "prefect-worker", "etcd", "minio",
+                "milvus", "scribe-worker"}
+    assert expected <= set(services), f"missing: {expected - set(services)}"
+    for name, service in services.items():
+        assert isinstance(service, dict), name
+
+
+def test_every_service_has_image_or_build(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        assert service.get("image") or service.get("build"), f"{name}: no image and no build"
+
+
+def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        image = service.get("image")
+        if image and not service.get("build"):
+            tag = image.rsplit("/", 1)[-1].partition(":")[2]
+            assert tag and tag != "latest", f"{name}: pin a tag for {image}"
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["postgres"]["image"].startswith("postgres:16")
+    assert services["prefect-server"]["image"] == "prefecthq/prefect:3.9.1-python3.11"
+    assert services["milvus"]["image"].startswith("milvusdb/milvus:v2.5.")
+
+
+def test_long_running_services_have_healthchecks(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        if is_one_shot(service):
+            continue
+        check = service.get("healthcheck") or {}
+        assert not check.get("disable"), f"{name}: healthcheck disabled"
+        test = check.get("test")
+        assert test and test != ["NONE"], f"{name}: long-running service without a healthcheck"
+        assert service.get("restart") in ("always", "unless-stopped", "on-failure"), (
+            f"{name}: a long-running service needs a restart policy (or restart: 'no' if one-shot)"
+        )
+
+
+def test_depends_on_targets_exist_and_wait_for_the_right_condition(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    seen = 0
+    for name, service in services.items():
+        depends = service.get("depends_on") or {}
+        assert isinstance(depends, dict), f"{name}: use the long depends_on form with conditions"
+        for target, spec in depends.items():
+            seen += 1
+            assert target in services, f"{name} depends on unknown service {target}"
+            assert target != name
+            expected = ("service_completed_successfully" if is_one_shot(services[target])
+                        else "service_healthy")
+            assert (spec or {}).get("condition") == expected, f"{name} -> {target}: {expected}"
+    assert seen, "no depends_on at all"
+
+
+def test_depends_on_has_no_cycles(services: dict[str, dict[str, Any]]) -> None:
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: tuple[str, ...]) -> None:
+        if state.get(name) == "done":
+            return
+        assert state.get(name) != "active", f"dependency cycle: {' -> '.join((*trail, name))}"
+        state[name] = "active"
+        for target in services[name].get("depends_on") or {}:
+            visit(target, (*trail, name))
+        state[name] = "done"
+
+    for name in services:
+        visit(name, ())
+
+
+def test_scribe_env_vars_are_settings_fields(
+    raw_compose: str, env_example: dict[str, str], services: dict[str, dict[str, Any]]
+) -> None:
+    used = {key for service in services.values() for key in environment(service)}
+    used |= set(referenced_variables(raw_compose))
+    used |= set(env_example)
+    for keyword, args in dockerfile_instructions(DOCKERFILE.read_text()):
+        if keyword in ("ENV", "ARG"):
+            used |= set(re.findall(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=", args))
+    scribe = {name for name in used if name.startswith("SCRIBE_")}
+    assert {"SCRIBE_KAFKA_BOOTSTRAP_SERVERS", "SCRIBE_PREFECT_API_URL", "SCRIBE_MILVUS_URI",
+            "SCRIBE_DATA_DIR", "SCRIBE_MILVUS_TOKEN", "SCRIBE_PREFECT_API_KEY"} <= scribe
+    unknown = scribe - settings_env_names()
+    assert not unknown, f"not fields of streams.settings.Settings: {sorted(unknown)}"
+
+
+def test_scribe_services_environment_builds_valid_settings(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scribe = scribe_services({"services": services})
+    assert {"prefect-worker", "scribe-worker"} <= set(scribe)
+    for name, service in scribe.items():
+        with monkeypatch.context() as patch:
+            for key in [k for k in os.environ if k.startswith("SCRIBE_")]:
+                patch.delenv(key)
+            for key, value in environment(service).items():
+                if key.startswith("SCRIBE_") and value is not None:
+                    patch.setenv(key, value)
+            settings = Settings()
+        assert not settings.embedded_kafka, name
+        assert settings.data_dir == Path("/data"), name
+        hosts = [s.rsplit(":", 1)[0] for s in settings.bootstrap_servers.split(",")]
+        hosts.append(re.sub(r"^\w+://([^:/]+).*$", r"\1", settings.prefect_url))
+        hosts.append(re.sub(r"^\w+://([^:/]+).*$", r"\1", settings.milvus_url))
+        for host in hosts:
+            assert host in services, f"{name}: {host} is not a service of the stack"
+        assert settings.prefect_url == "http://prefect-server:4200/api"
+        assert settings.milvus_url == "http://milvus:19530"
+        assert settings.bootstrap_servers == "kafka:9092"
+
+
+def test_secrets_come_from_env_file(raw_compose: str, env_example: dict[str, str]) -> None:
+    loaded = yaml.safe_load(raw_compose)
+    secrets = secret_env_names()
+    for name, service in loaded["services"].items():
+        for key, value in environment(service).items():
+            if key in secrets or "PASSWORD" in key or key.endswith(("_TOKEN", "_SECRET_ACCESS_KEY")):
+                assert value and value.startswith("${"), f"{name}: {key} must come from .env"
+    for key in secrets & set(env_example):
+        assert env_example[key] == "", f".env.example must leave {key} empty"
+    required = {n for n, op in referenced_variables(raw_compose).items() if op in (":?", "?")}
+    assert required, "expected required secrets such as POSTGRES_PASSWORD"
+    for key in required:
+        assert env_example.get(key) == "", f".env.example must list {key}, empty"
+
+
+def test_env_example_documents_every_variable(
+    raw_compose: str, env_example: dict[str, str]
+) -> None:
+    missing = set(referenced_variables(raw_compose)) - set(env_example)
+    assert not missing, f"undocumented in compose/.env.example: {sorted(missing)}"
+
+
+def test_prefect_server_auth_is_not_forced_on_by_an_empty_value(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    # Prefect enables API auth for any non-None PREFECT_SERVER_API_AUTH_STRING, even "".
+    for name, service in services.items():
+        assert "PREFECT_SERVER_API_AUTH_STRING" not in environment(service), name
+
+
+def test_published_ports_bind_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        assert service.get("network_mode") != "host", f"{name}: host networking"
+        for host_ip, published, target in published_ports(service):
+            assert host_ip == "127.0.0.1", f"{name}: {published}->{target} not on 127.0.0.1"
+
+
+def test_prefect_ui_port_is_published(services: dict[str, dict[str, Any]]) -> None:
+    server = services["prefect-server"]
+    assert ("127.0.0.1", "4200", "4200") in published_ports(server)
+    env = environment(server)
+    assert env.get("PREFECT_UI_API_URL") == "http://127.0.0.1:4200/api"
+    assert (env.get("PREFECT_SERVER_DATABASE_CONNECTION_URL") or "").startswith(
+        "postgresql+asyncpg://prefect:"
+    )
+    assert env["PREFECT_SERVER_DATABASE_CONNECTION_URL"].endswith("@postgres:5432/prefect")
+    assert str(env.get("PREFECT_SERVER_ANALYTICS_ENABLED")).lower() == "false"
+    command = " ".join(server["command"]) if isinstance(server["command"], list) else (
+        server["command"])
+    assert "prefect server start --host 0.0.0.0" in command
+    assert environment(services["prefect-worker"]).get("PREFECT_API_URL") == (
+        "http://prefect-server:4200/api"
+    )
+
+
+def test_kafka_is_a_single_kraft_node(services: dict[str, dict[str, Any]]) -> None:
+    env = environment(services["kafka"])
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    node = env["KAFKA_NODE_ID"]
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{node}@kafka:9093"
+    assert "PLAINTEXT://kafka:9092" in (env["KAFKA_ADVERTISED_LISTENERS"] or "")
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
+    for listener in (env["KAFKA_ADVERTISED_LISTENERS"] or "").split(","):
+        host_port = listener.split("://", 1)[1]
+        if not host_port.startswith("kafka:"):  # advertised to host clients: must be published
+            port = host_port.rsplit(":", 1)[1]
+            assert ("127.0.0.1", port, port) in published_ports(services["kafka"]), listener
+
+
+def test_state_lives_in_named_volumes(compose: dict[str, Any]) -> None:
+    services, declared = compose["services"], set(compose.get("volumes") or {})
+    for name, service in services.items():
+        for volume in service.get("volumes") or []:
+            source = volume["source"] if isinstance(volume, dict) else volume.split(":", 1)[0]
+            if not source.startswith(("/", ".", "~")):
+                assert source in declared, f"{name}: volume {source} is not declared"
+    for name, path in STATEFUL.items():
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in services[name].get("volumes") or []}
+        assert mounts.get(path) in declared, f"{name}: {path} must be a named volume"
+    for name, service in scribe_services(compose).items():
+        if not is_one_shot(service):
+            mounts = {v.split(":")[1]: v.split(":")[0] for v in service.get("volumes") or []}
+            assert mounts.get("/data") in declared, f"{name}: SCRIBE_DATA_DIR=/data not a volume"
+
+
+# ---------------------------------------------------------------------------- scribe commands
+
+
+def test_scribe_services_are_built_from_compose_dockerfile(compose: dict[str, Any]) -> None:
+    scribe = scribe_services(compose)
+    assert {"prefect-worker", "scribe-worker"} <= set(scribe)
+    for name, service in scribe.items():
+        build = service.get("build")
+        if build:
+            context = (COMPOSE_DIR / build["context"]).resolve()
+            assert context == ROOT, f"{name}: build context must be the repository root"
+
+
+def test_scribe_service_commands_are_real_subcommands(compose: dict[str, Any]) -> None:
+    ran: dict[str, set[tuple[str, ...]]] = {}
+    for name, service in scribe_services(compose).items():
+        command = service.get("command")
+        if command is None:
+            continue  # the Dockerfile CMD, checked below
+        invocations = scribe_invocations(command)
+        assert invocations, f"{name}: command runs no scribe subcommand: {command!r}"
+        ran[name] = {resolve_scribe_command(argv) for argv in invocations}
+    assert ran.get("prefect-worker") == {("flows", "serve")}
+    assert ran.get("scribe-worker") == {("worker",)}
+    if "scribe-init" in ran:
+        assert ran["scribe-init"] <= {("topics", "create"), ("flows", "deploy")}
+
+
+def test_helpers_reject_what_they_should() -> None:
+    """The checks above can fail: each helper flags a bad input."""
+    with pytest.raises(click.UsageError):
+        resolve_scribe_command(["scribe", "flows", "nope"])
+    with pytest.raises(click.UsageError):
+        resolve_scribe_command(["scribe", "flows"])
+    with pytest.raises(click.UsageError):
+        resolve_scribe_command(["scribe", "worker", "--no-such-option"])
+    assert resolve_scribe_command(["scribe", "topics", "create"]) == ("topics", "create")
+    assert scribe_invocations(["sh", "-c", "scribe topics create && scribe flows deploy"]) == [
+        ["scribe", "topics", "create"], ["scribe", "flows", "deploy"]]
+    assert published_ports({"ports": ["4200:4200"]}) == [(None, "4200", "4200")]
+    assert published_ports({"ports": [{"target": 1, "published": 2, "host_ip": "0.0.0.0"}]}) == [
+        ("0.0.0.0", "2", "1")]
+    assert "SCRIBE_KAFKA_BOOTSTRAP_SERVER" not in settings_env_names()
+    assert "SCRIBE_MILVUS_TOKEN" in secret_env_names()
+    with pytest.raises(MissingVariableError):
+        interpolate("${X:?required}", {"X": ""})
+    assert interpolate("$${A} ${B:-b} ${C-c} ${D:+d}", {"C": "", "D": "1"}) == "${A} b  d"
+    assert referenced_variables("$${SHELL} ${A:-} ${B:?x}") == {"A": ":-", "B": ":?"}
+    assert not dockerignore_includes(["*", "!streams/"], ".venv/bin/python")
+    assert dockerignore_includes(["*", "!streams/"], "streams/cli.py")
+    assert not dockerignore_includes(["*", "!streams/", "**/__pycache__"],
+                                     "streams/__pycache__/cli.pyc")
+
+
+# ---------------------------------------------------------------------------- the image
+
+
+def test_dockerfile_installs_the_project_as_non_root() -> None:
+    instructions = dockerfile_instructions(DOCKERFILE.read_text())
+    stages = [i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM"]
+    assert stages, "no FROM"
+    args = {m.group(1): m.group(2) for keyword, a in instructions if keyword == "ARG"
+            for m in [re.match(r"(\w+)=?\"?([^\"]*)\"?", a)] if m}
+    for index in stages:
+        base = interpolate(instructions[index][1].split()[0], args)
+        assert base.startswith("python:3.11-slim"), f"base image {base}"
+
+    installs = [(i, a) for i, (keyword, a) in enumerate(instructions)
+                if keyword == "RUN" and re.search(r"\bpip3? install\b", a)]
+    assert installs, "no pip install"
+    project_installed = False
+    for index, command in installs:
+        words = shlex.split(command.split("pip install", 1)[1].split("&&", 1)[0])
+        targets = [re.sub(r"\[.*\]$", "", re.sub(r"\$\{?\w+\}?", "", w))
+                   for w in words if not w.startswith("-")]
+        if any(t in (".", "./") for t in targets):
+            stage_start = max(s for s in stages if s < index)
+            copies = [a for k, a in instructions[stage_start:index] if k == "COPY"]
+            assert ". ." in copies or any(c.endswith(" .") for c in copies), (
+                "pip install . without the project copied in"
+            )
+            project_installed = True
+    assert project_installed, "the Dockerfile must `pip install .` the project"
+
+    final = instructions[stages[-1]:]
+    users = [a for k, a in final if k == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), "runs as root"
+    everything = " ".join(a for _, a in instructions).lower()
+    for forbidden in ("openjdk", "default-jre", "temurin", "kafka_2.", "kafka-server-start"):
+        assert forbidden not in everything, f"{forbidden}: the image must not run Kafka"
+
+    cmd = [a for k, a in final if k == "CMD"]
+    assert cmd, "no CMD"
+    argv = json.loads(cmd[-1])
+    assert resolve_scribe_command(argv) == ("worker",)
+
+
+def test_dockerignore_keeps_what_pip_install_needs() -> None:
+    patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
+                if line.strip() and not line.strip().startswith("#")]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = pyproject["tool"]["setuptools"]["packages"]
+    assert packages
+    needed = ["pyproject.toml"] + [f"{package}/__init__.py" for package in packages]
+    needed += [f"streams/samples/{p.name}" for p in (ROOT / "streams" / "samples").iterdir()]
+    readme = pyproject["project"].get("readme")
+    if isinstance(readme, str):
+        needed.append(readme)
+    for path in needed:
+        assert dockerignore_includes(patterns, path), f".dockerignore drops {path}"
+    for path in (".venv/bin/python", ".git/HEAD", "compose/.env", ".scribe/ledger.sqlite3",
+                 "tests/unit/test_compose.py", "streams/__pycache__/cli.cpython-311.pyc"):
+        assert not dockerignore_includes(patterns, path), f".dockerignore keeps {path}"
