@@ -18,7 +18,9 @@ TokenCounter = Callable[[str], int]
 
 # A sentence ends at a run of CJK or Latin terminators (。！？… and .!?;) plus any closing
 # quotes or brackets, or at a line break.
-_SENTENCE_END = re.compile(r"(?:[。！？!?…；;]+|\.(?=\s|$)|\.{3})[」』”’\"')）\]】]*|\n+")
+_SENTENCE_END = re.compile(
+    r"(?:[。！？!?…；;]+|\.(?=[」』”’\"')）\]】]*(?:\s|$))|\.{3})[」』”’\"')）\]】]*|\n+"
+)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
 _WORD = re.compile(r"[A-Za-z0-9]+")
 

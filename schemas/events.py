@@ -28,7 +28,9 @@ class _Event(BaseModel):
     event_id: UUID
     schema_version: Literal[1] = 1
     novel_id: EntityId
-    version: Annotated[int, Field(ge=1, description="The chapter's (or novel's) revision.")]
+    version: Annotated[
+        int, Field(ge=1, le=2**63 - 1, description="The chapter's (or novel's) revision.")
+    ]
     occurred_at: AwareDatetime
 
 

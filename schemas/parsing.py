@@ -38,6 +38,12 @@ def _load_object(raw: bytes | str) -> dict[str, Any]:
         raise MalformedJSON(f"message is not JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise MalformedJSON(f"message must be a JSON object, got {type(obj).__name__}")
+    try:  # JSON may escape lone surrogates (\ud800) that no UTF-8 writer downstream accepts
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadEncoding(
+            f"message holds a character that is not valid Unicode: {exc.reason}"
+        ) from exc
     return obj
 
 

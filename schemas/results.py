@@ -36,7 +36,7 @@ class _Result(BaseModel):
     schema_version: Literal[1] = 1
     event_id: UUID = Field(description="Id of the input event this result derives from.")
     novel_id: EntityId
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**63 - 1)
     source: SourceRef | None = None
     produced_at: AwareDatetime = Field(default_factory=_now)
 

@@ -75,13 +75,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        if self.sentence_transformers_missing_model():
+        if self.embedder == "sentence-transformers" and not self.embedder_model:
             raise ValueError("embedder=sentence-transformers needs SCRIBE_EMBEDDER_MODEL")
+        if self.chunk_target_tokens > self.chunk_max_tokens:
+            raise ValueError("chunk_target_tokens must not exceed chunk_max_tokens")
+        if self.chunk_overlap_tokens >= self.chunk_target_tokens:
+            raise ValueError("chunk_overlap_tokens must be below chunk_target_tokens")
         return self
-
-    def sentence_transformers_missing_model(self) -> bool:
-        """True when the sentence-transformers backend has no model named."""
-        return self.embedder == "sentence-transformers" and not self.embedder_model
 
     @property
     def bootstrap_servers(self) -> str:

@@ -52,8 +52,14 @@ class FakeSubmitter:
     async def submit(
         self, *, name: str, idempotency_key: str, tags: list[str], parameters: dict[str, Any]
     ) -> str:
-        self.calls.append({"name": name, "idempotency_key": idempotency_key, "tags": tags,
-                           "parameters": parameters})
+        self.calls.append(
+            {
+                "name": name,
+                "idempotency_key": idempotency_key,
+                "tags": tags,
+                "parameters": parameters,
+            }
+        )
         if self.failures:
             raise self.failures.pop(0)
         return f"run-{len(self.calls)}"
@@ -98,8 +104,14 @@ def chapter_agent(
     sub = submitter or FakeSubmitter()
     pub = InMemoryPublisher()
     dlq = dead_letters or FakeDeadLetters()
-    agent = ChapterAgent(submitter=sub, results=pub, dead_letters=dlq, pipeline_version="pv1",
-                         max_text_bytes=1024, backoff=backoff)
+    agent = ChapterAgent(
+        submitter=sub,
+        results=pub,
+        dead_letters=dlq,
+        pipeline_version="pv1",
+        max_text_bytes=1024,
+        backoff=backoff,
+    )
     return agent, sub, pub, dlq
 
 
@@ -113,8 +125,14 @@ async def test_valid_chapter_event_submits_the_planned_run() -> None:
     assert run_id == "run-1"
     plan = plan_event(parse_event(value), SOURCE, "pv1")
     assert isinstance(plan, SubmitFlowRun)
-    assert sub.calls == [{"name": plan.name, "idempotency_key": plan.idempotency_key,
-                          "tags": plan.tags, "parameters": plan.parameters}]
+    assert sub.calls == [
+        {
+            "name": plan.name,
+            "idempotency_key": plan.idempotency_key,
+            "tags": plan.tags,
+            "parameters": plan.parameters,
+        }
+    ]
     assert sub.calls[0]["name"] == "xiyouji/ch0001@v2"
     assert dlq.items == [] and pub.published == []
 
@@ -160,7 +178,7 @@ async def test_retriable_submit_failures_are_retried() -> None:
 
 
 async def test_retries_stop_after_the_attempt_budget() -> None:
-    sub = FakeSubmitter([FlowSubmissionError("a"), FlowSubmissionError("b"), FlowSubmissionError("c")])
+    sub = FakeSubmitter([FlowSubmissionError(m) for m in ("a", "b", "c")])
     agent, _, _, _ = chapter_agent(submitter=sub, backoff=Backoff(initial=0.001, attempts=2))
     with pytest.raises(FlowSubmissionError, match="b"):
         await agent.handle(b"xiyouji", event_bytes(), SOURCE)
@@ -207,18 +225,27 @@ async def test_novel_deletion_publishes_a_novel_removal() -> None:
 
 @pytest.fixture(params=["memory", "sqlite"])
 async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ledger]:
-    led: Ledger = InMemoryLedger() if request.param == "memory" else SqliteLedger(
-        tmp_path / "sub" / "ledger.db"
+    led: Ledger = (
+        InMemoryLedger()
+        if request.param == "memory"
+        else SqliteLedger(tmp_path / "sub" / "ledger.db")
     )
     yield led
     await led.close()
 
 
 def row(novel: str, chapter: str, version: int, deleted: bool = False, **kw: Any) -> ChapterState:
-    return ChapterState(novel, chapter, version, deleted,
-                        indexed_version=None if deleted else version,
-                        model=kw.get("model", "m"), chunk_count=kw.get("chunks", 2),
-                        flow_run_id=kw.get("run"), updated_at=WHEN)
+    return ChapterState(
+        novel,
+        chapter,
+        version,
+        deleted,
+        indexed_version=None if deleted else version,
+        model=kw.get("model", "m"),
+        chunk_count=kw.get("chunks", 2),
+        flow_run_id=kw.get("run"),
+        updated_at=WHEN,
+    )
 
 
 async def test_ledger_starts_empty(ledger: Ledger) -> None:
@@ -299,38 +326,57 @@ class CountingStore(InMemoryVectorStore):
 _offsets = iter(range(10_000))
 
 
-def embedded(version: int, chunks: int, *, chapter: str = "c1", novel: str = "n1",
-             offset: int = 100) -> ChapterEmbedded:
+def embedded(
+    version: int, chunks: int, *, chapter: str = "c1", novel: str = "n1", offset: int = 100
+) -> ChapterEmbedded:
     return ChapterEmbedded(
-        event_id=uuid.uuid4(), novel_id=novel, chapter_id=chapter, version=version,
-        model="m", dimension=2, pipeline_version="p", flow_run_id=f"run-{version}",
-        chunks=tuple(ChunkVector(chunk_no=i, text=f"{chapter} v{version} #{i}",
-                                 vector=(1.0, float(i))) for i in range(chunks)),
+        event_id=uuid.uuid4(),
+        novel_id=novel,
+        chapter_id=chapter,
+        version=version,
+        model="m",
+        dimension=2,
+        pipeline_version="p",
+        flow_run_id=f"run-{version}",
+        chunks=tuple(
+            ChunkVector(chunk_no=i, text=f"{chapter} v{version} #{i}", vector=(1.0, float(i)))
+            for i in range(chunks)
+        ),
         source=SourceRef(topic="novel-events", partition=0, offset=offset),
     )
 
 
 def removed(version: int, *, chapter: str = "c1", offset: int = 100) -> ChapterRemoved:
-    return ChapterRemoved(event_id=uuid.uuid4(), novel_id="n1", chapter_id=chapter,
-                          version=version,
-                          source=SourceRef(topic="novel-events", partition=0, offset=offset))
+    return ChapterRemoved(
+        event_id=uuid.uuid4(),
+        novel_id="n1",
+        chapter_id=chapter,
+        version=version,
+        source=SourceRef(topic="novel-events", partition=0, offset=offset),
+    )
 
 
 def novel_removed(offset: int, novel: str = "n1") -> NovelRemoved:
-    return NovelRemoved(event_id=uuid.uuid4(), novel_id=novel, version=1,
-                        source=SourceRef(topic="novel-events", partition=0, offset=offset))
+    return NovelRemoved(
+        event_id=uuid.uuid4(),
+        novel_id=novel,
+        version=1,
+        source=SourceRef(topic="novel-events", partition=0, offset=offset),
+    )
 
 
 def msg(result: Any) -> ResultMessage:
     value = result if isinstance(result, bytes) else result.model_dump_json().encode()
-    return ResultMessage(b"n1", value, SourceRef(topic="novel-events.embeddings", partition=0,
-                                                 offset=next(_offsets)))
+    return ResultMessage(
+        b"n1", value, SourceRef(topic="novel-events.embeddings", partition=0, offset=next(_offsets))
+    )
 
 
 def rows_of(store: InMemoryVectorStore, chapter: str = "c1") -> list[tuple[int, int, str]]:
     return sorted(
         (r["chapter_version"], r["chunk_no"], r["text"])
-        for r in store.rows.values() if r["chapter_id"] == chapter
+        for r in store.rows.values()
+        if r["chapter_id"] == chapter
     )
 
 
@@ -350,8 +396,14 @@ async def test_embedding_is_written_and_recorded(sink: Sink, ledger: Ledger) -> 
     assert rows_of(store) == [(1, 0, "c1 v1 #0"), (1, 1, "c1 v1 #1"), (1, 2, "c1 v1 #2")]
     state = await ledger.chapter("n1", "c1")
     assert state is not None
-    assert (state.version, state.deleted, state.indexed_version, state.chunk_count,
-            state.model, state.flow_run_id) == (1, False, 1, 3, "m", "run-1")
+    assert (
+        state.version,
+        state.deleted,
+        state.indexed_version,
+        state.chunk_count,
+        state.model,
+        state.flow_run_id,
+    ) == (1, False, 1, 3, "m", "run-1")
 
 
 async def test_shorter_embedding_leaves_no_stale_chunks(sink: Sink) -> None:
@@ -411,7 +463,11 @@ async def test_delete_then_late_older_embedding_leaves_no_rows(
     state = await ledger.chapter("n1", "c1")
     assert state is not None
     assert (state.version, state.deleted, state.indexed_version, state.chunk_count) == (
-        2, True, None, 0)
+        2,
+        True,
+        None,
+        0,
+    )
     assert await ledger.counts() == {"indexed": 0, "deleted": 1}
 
 
@@ -423,11 +479,13 @@ async def test_embedding_after_delete_of_older_version_applies(sink: Sink) -> No
 
 async def test_novel_removal_drops_all_its_chapters(sink: Sink, ledger: Ledger) -> None:
     agent, store, _ = sink
-    await agent.handle_batch([
-        msg(embedded(1, 2, chapter="a", offset=1)),
-        msg(embedded(1, 3, chapter="b", offset=2)),
-        msg(embedded(1, 1, novel="other", chapter="a", offset=3)),
-    ])
+    await agent.handle_batch(
+        [
+            msg(embedded(1, 2, chapter="a", offset=1)),
+            msg(embedded(1, 3, chapter="b", offset=2)),
+            msg(embedded(1, 1, novel="other", chapter="a", offset=3)),
+        ]
+    )
     assert len(store.rows) == 6
     await agent.handle_batch([msg(novel_removed(offset=10))])
     assert await store.count("n1") == 0
@@ -444,12 +502,14 @@ async def test_novel_removal_drops_all_its_chapters(sink: Sink, ledger: Ledger) 
 
 async def test_novel_removal_inside_a_batch(sink: Sink, ledger: Ledger) -> None:
     agent, store, _ = sink
-    await agent.handle_batch([
-        msg(embedded(1, 2, chapter="a", offset=1)),
-        msg(novel_removed(offset=5)),
-        msg(embedded(2, 2, chapter="a", offset=4)),  # logged before the deletion
-        msg(embedded(1, 1, chapter="b", offset=6)),  # logged after it
-    ])
+    await agent.handle_batch(
+        [
+            msg(embedded(1, 2, chapter="a", offset=1)),
+            msg(novel_removed(offset=5)),
+            msg(embedded(2, 2, chapter="a", offset=4)),  # logged before the deletion
+            msg(embedded(1, 1, chapter="b", offset=6)),  # logged after it
+        ]
+    )
     assert rows_of(store, "a") == []
     assert rows_of(store, "b") == [(1, 0, "b v1 #0")]
     assert await ledger.chapter("n1", "a") is None
@@ -490,8 +550,9 @@ async def test_ledger_is_not_updated_when_flush_fails(ledger: Ledger) -> None:
         async def flush(self) -> None:
             raise ConfigurationError("collection dropped")
 
-    agent = ResultAgent(store=BrokenFlush(), ledger=ledger, dead_letters=FakeDeadLetters(),
-                        backoff=FAST)
+    agent = ResultAgent(
+        store=BrokenFlush(), ledger=ledger, dead_letters=FakeDeadLetters(), backoff=FAST
+    )
     with pytest.raises(ConfigurationError):
         await agent.handle_batch([msg(embedded(1, 2))])
     assert await ledger.chapter("n1", "c1") is None
@@ -508,7 +569,9 @@ async def test_result_version_beyond_int64_does_not_crash_the_sink(tmp_path: Pat
     dlq = FakeDeadLetters()
     agent = ResultAgent(store=InMemoryVectorStore(), ledger=led, dead_letters=dlq, backoff=FAST)
     try:
-        await agent.handle_batch([msg(embedded(2**63, 1))])
+        obj = json.loads(embedded(1, 1).model_dump_json())
+        obj["version"] = 2**63  # built as JSON: the model may (and should) refuse it
+        await agent.handle_batch([msg(json.dumps(obj).encode())])
         assert len(dlq.items) == 1
     finally:
         await led.close()

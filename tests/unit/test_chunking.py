@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ CHINESE = (
 
 ENGLISH = (
     "The fog had not yet lifted from the valley. Old men gathered under the locust tree! "
-    "Nobody expected the stone bridge to collapse overnight? \"It is fate,\" said one of them.\n"
+    'Nobody expected the stone bridge to collapse overnight? "It is fate," said one of them.\n'
     "The children did not care; they ran along the river chasing a lost white goose. "
     "At dusk the smoke rose from the chimneys and the village fell silent... "
     "A dog barked in the distance. The moon climbed slowly over the hill.\n"
@@ -46,7 +47,7 @@ def assert_invariants(text: str, chunks: list[Chunk], policy: ChunkingPolicy) ->
         assert text[c.start : c.end] == c.text
         assert c.tokens <= policy.max_tokens
         assert estimate_tokens(c.text) <= policy.max_tokens
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert a.start < b.start and a.end < b.end, "chunks advance"
     # coverage: every non-space character lies in some chunk
     covered = [False] * len(text)
@@ -69,7 +70,7 @@ def test_chinese_sentences_end_at_cjk_terminators_with_closing_quotes() -> None:
 
 
 def test_english_sentences_end_at_terminators_not_inside_numbers() -> None:
-    sents = sentences_of("It cost 3.50 dollars. Really?  Yes! He said \"go!\" Then left...")
+    sents = sentences_of('It cost 3.50 dollars. Really?  Yes! He said "go!" Then left...')
     assert sents == ["It cost 3.50 dollars.", "Really?", "Yes!", 'He said "go!"', "Then left..."]
 
 
@@ -121,7 +122,7 @@ def test_long_text_chunks_respect_budget_cover_and_overlap(text: str) -> None:
     for s, e in split_sentences(text):
         assert any(c.start <= s and e <= c.end for c in chunks), text[s:e]
     # neighbours overlap by a few trailing sentences, never by more than the overlap budget
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert b.start < a.end, f"no overlap between chunk {a.chunk_no} and {b.chunk_no}"
         shared = text[b.start : a.end]
         assert estimate_tokens(shared) <= policy.overlap_tokens
@@ -139,7 +140,7 @@ def test_chunks_end_on_sentence_ends(text: str) -> None:
         assert c.end in ends
         assert c.start in starts
     assert chunks[-1].end == len(text.rstrip())
-    terminators = "。！？；…”" if text.startswith("山") else ".!?;\""
+    terminators = "。！？；…”" if text.startswith("山") else '.!?;"'
     assert all(c.text[-1] in terminators for c in chunks)
 
 
@@ -147,7 +148,7 @@ def test_no_overlap_when_overlap_budget_is_zero() -> None:
     policy = ChunkingPolicy(target_tokens=60, max_tokens=80, overlap_tokens=0)
     chunks = chunk_text(ENGLISH * 4, policy)
     assert len(chunks) > 2
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert b.start > a.end
     assert_invariants(ENGLISH * 4, chunks, policy)
 
@@ -176,7 +177,7 @@ def test_bundled_chinese_sample_with_default_policy() -> None:
     chunks = chunk_text(text, policy)
     assert len(chunks) > 30
     assert_invariants(text, chunks, policy)
-    overlapping = sum(1 for a, b in zip(chunks, chunks[1:], strict=False) if b.start < a.end)
+    overlapping = sum(1 for a, b in itertools.pairwise(chunks) if b.start < a.end)
     assert overlapping >= len(chunks) // 2
 
 

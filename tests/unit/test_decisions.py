@@ -40,8 +40,13 @@ EVENT_ID = uuid.UUID("5a3c9a53-1f59-4e34-9f7e-2b8f4c1d2e3f")
 
 def written(cls: type = ChapterCreated, **kw: Any) -> ChapterCreated | ChapterUpdated:
     fields: dict[str, Any] = {
-        "event_id": EVENT_ID, "novel_id": "xiyouji", "chapter_id": "ch0007", "version": 4,
-        "occurred_at": WHEN, "title": "第七回", "text": "八卦炉中逃大圣。",
+        "event_id": EVENT_ID,
+        "novel_id": "xiyouji",
+        "chapter_id": "ch0007",
+        "version": 4,
+        "occurred_at": WHEN,
+        "title": "第七回",
+        "text": "八卦炉中逃大圣。",
     }
     fields.update(kw)
     return cls(**fields)
@@ -89,8 +94,9 @@ def test_helpers() -> None:
 
 
 def test_chapter_deletion_plans_a_removal_result() -> None:
-    event = ChapterDeleted(event_id=EVENT_ID, novel_id="xiyouji", chapter_id="ch0007",
-                           version=5, occurred_at=WHEN)
+    event = ChapterDeleted(
+        event_id=EVENT_ID, novel_id="xiyouji", chapter_id="ch0007", version=5, occurred_at=WHEN
+    )
     plan = plan_event(event, SOURCE, "p1")
     assert isinstance(plan, PublishRemoval)
     result = plan.result
@@ -115,8 +121,13 @@ def test_novel_deletion_plans_a_novel_removal() -> None:
 
 def embedded(version: int, offset: int = 100, chapter: str = "c1") -> ChapterEmbedded:
     return ChapterEmbedded(
-        event_id=uuid.uuid4(), novel_id="n1", chapter_id=chapter, version=version,
-        model="m", dimension=2, pipeline_version="p",
+        event_id=uuid.uuid4(),
+        novel_id="n1",
+        chapter_id=chapter,
+        version=version,
+        model="m",
+        dimension=2,
+        pipeline_version="p",
         chunks=(ChunkVector(chunk_no=0, text="x", vector=(1.0, 0.0)),),
         source=SourceRef(topic="novel-events", partition=0, offset=offset),
     )
@@ -124,7 +135,10 @@ def embedded(version: int, offset: int = 100, chapter: str = "c1") -> ChapterEmb
 
 def removed(version: int, offset: int = 100) -> ChapterRemoved:
     return ChapterRemoved(
-        event_id=uuid.uuid4(), novel_id="n1", chapter_id="c1", version=version,
+        event_id=uuid.uuid4(),
+        novel_id="n1",
+        chapter_id="c1",
+        version=version,
         source=SourceRef(topic="novel-events", partition=0, offset=offset),
     )
 

@@ -28,7 +28,10 @@ def test_defaults() -> None:
     assert s.embedded_kafka is True
     assert s.bootstrap_servers == "127.0.0.1:9092"
     assert (s.topic_events, s.topic_embeddings, s.topic_dlq) == (
-        "novel-events", "novel-events.embeddings", "novel-events.dlq")
+        "novel-events",
+        "novel-events.embeddings",
+        "novel-events.dlq",
+    )
     assert s.prefect_url == "http://127.0.0.1:4200/api"
     assert s.prefect_ui_url == "http://127.0.0.1:4200"
     assert s.milvus_url == "http://127.0.0.1:19530"
@@ -94,8 +97,12 @@ def test_secrets_are_secret_and_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCRIBE_PREFECT_DATABASE_URL", "postgresql://u:topsecret3@db/prefect")
     monkeypatch.setenv("SCRIBE_MILVUS_TOKEN", "root:topsecret4")
     s = Settings()
-    for field in ("prefect_api_key", "prefect_api_auth_string", "prefect_database_url",
-                  "milvus_token"):
+    for field in (
+        "prefect_api_key",
+        "prefect_api_auth_string",
+        "prefect_database_url",
+        "milvus_token",
+    ):
         assert isinstance(getattr(s, field), SecretStr), field
     shown = repr(s) + str(s) + s.model_dump_json()
     assert "topsecret" not in shown
