@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import typer.main
 import yaml
@@ -51,9 +50,7 @@ SECRET_PLACEHOLDER = "placeholder-secret"
 
 # ---------------------------------------------------------------------------- helpers
 
-_VAR = re.compile(
-    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))"
-)
+_VAR = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
 _EXPR = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?", re.S)
 
 
@@ -147,8 +144,9 @@ def published_ports(service: Mapping[str, Any]) -> list[tuple[str | None, str, s
     result: list[tuple[str | None, str, str]] = []
     for port in service.get("ports") or []:
         if isinstance(port, dict):
-            result.append((port.get("host_ip"), str(port.get("published", "")),
-                           str(port["target"])))
+            result.append(
+                (port.get("host_ip"), str(port.get("published", "")), str(port["target"]))
+            )
             continue
         spec = str(port).split("/", 1)[0]
         parts = spec.rsplit(":", 2)
@@ -174,20 +172,31 @@ def scribe_invocations(command: Any) -> list[list[str]]:
     return [argv] if argv and argv[0] == "scribe" else []
 
 
+class NotAScribeCommandError(LookupError):
+    """An argument list that the ``scribe`` typer app would reject."""
+
+
 def resolve_scribe_command(argv: list[str]) -> tuple[str, ...]:
-    """The subcommand path of ``scribe ...`` in the typer app; raises if it is not real."""
-    assert argv[0] == "scribe", argv
-    command: click.Command = typer.main.get_command(app)
+    """The subcommand path of ``scribe ...`` in the typer app; raises if it is not real.
+
+    Typer ships its own copy of click, so groups are recognised by their ``commands`` mapping.
+    """
+    if not argv or argv[0] != "scribe":
+        raise NotAScribeCommandError(f"not a scribe command: {argv!r}")
+    command: Any = typer.main.get_command(app)
     args, path = list(argv[1:]), ["scribe"]
-    while isinstance(command, click.Group):
+    while isinstance(getattr(command, "commands", None), dict):
         if not args:
-            raise click.UsageError(f"{' '.join(path)} needs a subcommand")
+            raise NotAScribeCommandError(f"{' '.join(path)} needs a subcommand")
         name = args.pop(0)
         sub = command.commands.get(name)
         if sub is None:
-            raise click.UsageError(f"no command {name!r} in {' '.join(path)}")
+            raise NotAScribeCommandError(f"no command {name!r} in {' '.join(path)}")
         command, path = sub, [*path, name]
-    command.make_context(" ".join(path), args)  # rejects unknown options and arguments
+    try:
+        command.make_context(" ".join(path), args)  # rejects unknown options and arguments
+    except Exception as exc:
+        raise NotAScribeCommandError(f"{' '.join(argv)}: {exc}") from exc
     return tuple(path[1:])
 
 
@@ -236,8 +245,9 @@ def dockerignore_includes(patterns: list[str], path: str) -> bool:
         pat = pattern[1:] if negate else pattern
         pat = pat.strip().strip("/")
         if pat.startswith("**/"):
-            candidates = ["/".join(parts[i: j + 1]) for i in range(len(parts))
-                          for j in range(i, len(parts))]
+            candidates = [
+                "/".join(parts[i : j + 1]) for i in range(len(parts)) for j in range(i, len(parts))
+            ]
             pat = pat[3:]
         else:
             candidates = prefixes
@@ -250,14 +260,20 @@ def scribe_services(compose: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Services built from compose/Dockerfile, or running the image such a service builds."""
     services = compose["services"]
     built = {
-        name: svc for name, svc in services.items()
+        name: svc
+        for name, svc in services.items()
         if isinstance(svc.get("build"), dict)
-        and (COMPOSE_DIR / svc["build"].get("context", ".")
-             / svc["build"].get("dockerfile", "Dockerfile")).resolve() == DOCKERFILE.resolve()
+        and (
+            COMPOSE_DIR
+            / svc["build"].get("context", ".")
+            / svc["build"].get("dockerfile", "Dockerfile")
+        ).resolve()
+        == DOCKERFILE.resolve()
     }
     images = {svc.get("image") for svc in built.values()} - {None}
-    return {name: svc for name, svc in services.items()
-            if name in built or svc.get("image") in images}
+    return {
+        name: svc for name, svc in services.items() if name in built or svc.get("image") in images
+    }
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -294,8 +310,16 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_compose_parses_with_the_expected_services(services: dict[str, dict[str, Any]]) -> None:
-    expected = {"kafka", "postgres", "prefect-server", "prefect-worker", "etcd", "minio",
-                "milvus", "scribe-worker"}
+    expected = {
+        "kafka",
+        "postgres",
+        "prefect-server",
+        "prefect-worker",
+        "etcd",
+        "minio",
+        "milvus",
+        "scribe-worker",
+    }
     assert expected <= set(services), f"missing: {expected - set(services)}"
     for name, service in services.items():
         assert isinstance(service, dict), name
@@ -342,8 +366,11 @@ def test_depends_on_targets_exist_and_wait_for_the_right_condition(
             seen += 1
             assert target in services, f"{name} depends on unknown service {target}"
             assert target != name
-            expected = ("service_completed_successfully" if is_one_shot(services[target])
-                        else "service_healthy")
+            expected = (
+                "service_completed_successfully"
+                if is_one_shot(services[target])
+                else "service_healthy"
+            )
             assert (spec or {}).get("condition") == expected, f"{name} -> {target}: {expected}"
     assert seen, "no depends_on at all"
 
@@ -374,8 +401,14 @@ def test_scribe_env_vars_are_settings_fields(
         if keyword in ("ENV", "ARG"):
             used |= set(re.findall(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=", args))
     scribe = {name for name in used if name.startswith("SCRIBE_")}
-    assert {"SCRIBE_KAFKA_BOOTSTRAP_SERVERS", "SCRIBE_PREFECT_API_URL", "SCRIBE_MILVUS_URI",
-            "SCRIBE_DATA_DIR", "SCRIBE_MILVUS_TOKEN", "SCRIBE_PREFECT_API_KEY"} <= scribe
+    assert {
+        "SCRIBE_KAFKA_BOOTSTRAP_SERVERS",
+        "SCRIBE_PREFECT_API_URL",
+        "SCRIBE_MILVUS_URI",
+        "SCRIBE_DATA_DIR",
+        "SCRIBE_MILVUS_TOKEN",
+        "SCRIBE_PREFECT_API_KEY",
+    } <= scribe
     unknown = scribe - settings_env_names()
     assert not unknown, f"not fields of streams.settings.Settings: {sorted(unknown)}"
 
@@ -403,6 +436,12 @@ def test_scribe_services_environment_builds_valid_settings(
         assert settings.prefect_url == "http://prefect-server:4200/api"
         assert settings.milvus_url == "http://milvus:19530"
         assert settings.bootstrap_servers == "kafka:9092"
+        # Prefect reads its settings at import, before scribe applies Settings.prefect_env():
+        # the client variables must already be in the container's environment.
+        env = environment(service)
+        assert env.get("PREFECT_API_URL") == settings.prefect_url, name
+        for variable in ("PREFECT_API_KEY", "PREFECT_API_AUTH_STRING"):
+            assert variable in env, f"{name}: {variable} missing"
 
 
 def test_secrets_come_from_env_file(raw_compose: str, env_example: dict[str, str]) -> None:
@@ -410,7 +449,10 @@ def test_secrets_come_from_env_file(raw_compose: str, env_example: dict[str, str
     secrets = secret_env_names()
     for name, service in loaded["services"].items():
         for key, value in environment(service).items():
-            if key in secrets or "PASSWORD" in key or key.endswith(("_TOKEN", "_SECRET_ACCESS_KEY")):
+            sensitive = "PASSWORD" in key or key.endswith(
+                ("_TOKEN", "_SECRET_ACCESS_KEY", "_API_KEY", "_AUTH_STRING")
+            )
+            if key in secrets or sensitive:
                 assert value and value.startswith("${"), f"{name}: {key} must come from .env"
     for key in secrets & set(env_example):
         assert env_example[key] == "", f".env.example must leave {key} empty"
@@ -452,8 +494,9 @@ def test_prefect_ui_port_is_published(services: dict[str, dict[str, Any]]) -> No
     )
     assert env["PREFECT_SERVER_DATABASE_CONNECTION_URL"].endswith("@postgres:5432/prefect")
     assert str(env.get("PREFECT_SERVER_ANALYTICS_ENABLED")).lower() == "false"
-    command = " ".join(server["command"]) if isinstance(server["command"], list) else (
-        server["command"])
+    command = (
+        " ".join(server["command"]) if isinstance(server["command"], list) else (server["command"])
+    )
     assert "prefect server start --host 0.0.0.0" in command
     assert environment(services["prefect-worker"]).get("PREFECT_API_URL") == (
         "http://prefect-server:4200/api"
@@ -521,18 +564,21 @@ def test_scribe_service_commands_are_real_subcommands(compose: dict[str, Any]) -
 
 def test_helpers_reject_what_they_should() -> None:
     """The checks above can fail: each helper flags a bad input."""
-    with pytest.raises(click.UsageError):
+    with pytest.raises(NotAScribeCommandError):
         resolve_scribe_command(["scribe", "flows", "nope"])
-    with pytest.raises(click.UsageError):
+    with pytest.raises(NotAScribeCommandError):
         resolve_scribe_command(["scribe", "flows"])
-    with pytest.raises(click.UsageError):
+    with pytest.raises(NotAScribeCommandError):
         resolve_scribe_command(["scribe", "worker", "--no-such-option"])
     assert resolve_scribe_command(["scribe", "topics", "create"]) == ("topics", "create")
     assert scribe_invocations(["sh", "-c", "scribe topics create && scribe flows deploy"]) == [
-        ["scribe", "topics", "create"], ["scribe", "flows", "deploy"]]
+        ["scribe", "topics", "create"],
+        ["scribe", "flows", "deploy"],
+    ]
     assert published_ports({"ports": ["4200:4200"]}) == [(None, "4200", "4200")]
     assert published_ports({"ports": [{"target": 1, "published": 2, "host_ip": "0.0.0.0"}]}) == [
-        ("0.0.0.0", "2", "1")]
+        ("0.0.0.0", "2", "1")
+    ]
     assert "SCRIBE_KAFKA_BOOTSTRAP_SERVER" not in settings_env_names()
     assert "SCRIBE_MILVUS_TOKEN" in secret_env_names()
     with pytest.raises(MissingVariableError):
@@ -541,8 +587,9 @@ def test_helpers_reject_what_they_should() -> None:
     assert referenced_variables("$${SHELL} ${A:-} ${B:?x}") == {"A": ":-", "B": ":?"}
     assert not dockerignore_includes(["*", "!streams/"], ".venv/bin/python")
     assert dockerignore_includes(["*", "!streams/"], "streams/cli.py")
-    assert not dockerignore_includes(["*", "!streams/", "**/__pycache__"],
-                                     "streams/__pycache__/cli.pyc")
+    assert not dockerignore_includes(
+        ["*", "!streams/", "**/__pycache__"], "streams/__pycache__/cli.pyc"
+    )
 
 
 # ---------------------------------------------------------------------------- the image
@@ -552,20 +599,31 @@ def test_dockerfile_installs_the_project_as_non_root() -> None:
     instructions = dockerfile_instructions(DOCKERFILE.read_text())
     stages = [i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM"]
     assert stages, "no FROM"
-    args = {m.group(1): m.group(2) for keyword, a in instructions if keyword == "ARG"
-            for m in [re.match(r"(\w+)=?\"?([^\"]*)\"?", a)] if m}
+    args = {
+        m.group(1): m.group(2)
+        for keyword, a in instructions
+        if keyword == "ARG"
+        for m in [re.match(r"(\w+)=?\"?([^\"]*)\"?", a)]
+        if m
+    }
     for index in stages:
         base = interpolate(instructions[index][1].split()[0], args)
         assert base.startswith("python:3.11-slim"), f"base image {base}"
 
-    installs = [(i, a) for i, (keyword, a) in enumerate(instructions)
-                if keyword == "RUN" and re.search(r"\bpip3? install\b", a)]
+    installs = [
+        (i, a)
+        for i, (keyword, a) in enumerate(instructions)
+        if keyword == "RUN" and re.search(r"\bpip3? install\b", a)
+    ]
     assert installs, "no pip install"
     project_installed = False
     for index, command in installs:
         words = shlex.split(command.split("pip install", 1)[1].split("&&", 1)[0])
-        targets = [re.sub(r"\[.*\]$", "", re.sub(r"\$\{?\w+\}?", "", w))
-                   for w in words if not w.startswith("-")]
+        targets = [
+            re.sub(r"\[.*\]$", "", re.sub(r"\$\{?\w+\}?", "", w))
+            for w in words
+            if not w.startswith("-")
+        ]
         if any(t in (".", "./") for t in targets):
             stage_start = max(s for s in stages if s < index)
             copies = [a for k, a in instructions[stage_start:index] if k == "COPY"]
@@ -575,7 +633,7 @@ def test_dockerfile_installs_the_project_as_non_root() -> None:
             project_installed = True
     assert project_installed, "the Dockerfile must `pip install .` the project"
 
-    final = instructions[stages[-1]:]
+    final = instructions[stages[-1] :]
     users = [a for k, a in final if k == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), "runs as root"
     everything = " ".join(a for _, a in instructions).lower()
@@ -589,8 +647,11 @@ def test_dockerfile_installs_the_project_as_non_root() -> None:
 
 
 def test_dockerignore_keeps_what_pip_install_needs() -> None:
-    patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
-                if line.strip() and not line.strip().startswith("#")]
+    patterns = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = pyproject["tool"]["setuptools"]["packages"]
     assert packages
@@ -601,6 +662,12 @@ def test_dockerignore_keeps_what_pip_install_needs() -> None:
         needed.append(readme)
     for path in needed:
         assert dockerignore_includes(patterns, path), f".dockerignore drops {path}"
-    for path in (".venv/bin/python", ".git/HEAD", "compose/.env", ".scribe/ledger.sqlite3",
-                 "tests/unit/test_compose.py", "streams/__pycache__/cli.cpython-311.pyc"):
+    for path in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "compose/.env",
+        ".scribe/ledger.sqlite3",
+        "tests/unit/test_compose.py",
+        "streams/__pycache__/cli.cpython-311.pyc",
+    ):
         assert not dockerignore_includes(patterns, path), f".dockerignore keeps {path}"
