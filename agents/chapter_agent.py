@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 from agents.decisions import PublishRemoval, SubmitFlowRun, plan_event
+from agents.ledger import Ledger
 from agents.ports import DeadLetters, FlowSubmitter, ResultWriter
 from agents.retry import Backoff, retrying
-from schemas import InvalidEvent, SchemaViolation, SourceRef, parse_event
+from schemas import (
+    ChapterCreated,
+    ChapterUpdated,
+    InvalidEvent,
+    SchemaViolation,
+    SourceRef,
+    parse_event,
+)
 
 log = logging.getLogger("scribe.agents.chapter")
 
@@ -21,16 +31,26 @@ class ChapterAgent:
     deletions go straight to the results topic, where the sink orders them against
     embeddings by version. Invalid input is dead-lettered; retriable failures are retried
     with capped backoff, so the caller's offset is committed only after success.
+
+    Bounded work: at most ``max_in_flight`` runs of the deployment may be scheduled or
+    running; at the bound the agent waits (and so stops consuming) until runs finish.
     """
 
     submitter: FlowSubmitter
     results: ResultWriter
     dead_letters: DeadLetters
+    ledger: Ledger
     pipeline_version: str
     max_text_bytes: int
+    max_in_flight: int = 8
     backoff: Backoff = field(default_factory=Backoff)
+    capacity_poll_seconds: float = 1.0
+    _budget: int = field(default=0, init=False, repr=False)
+    _gate: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
-    async def handle(self, key: bytes | None, value: bytes, source: SourceRef) -> str | None:
+    async def handle(
+        self, key: bytes | None, value: bytes, source: SourceRef, redrive: int = 0
+    ) -> str | None:
         """Process one message; return the flow-run id when one was submitted."""
         try:
             event = parse_event(value, max_text_bytes=self.max_text_bytes)
@@ -40,31 +60,67 @@ class ChapterAgent:
                     "(events of a novel must share a partition to stay ordered)"
                 )
         except InvalidEvent as exc:
-            error = exc
-            log.warning("dead-lettering %s: %s: %s", source, type(exc).__name__, exc.reason)
-            await retrying(
-                lambda: self.dead_letters.dead_letter(
-                    key=key, value=value, source=source, error=error
-                ),
-                self.backoff,
-                "dead-letter",
-            )
+            await self._dead_letter(key, value, source, exc)
             return None
-        plan = plan_event(event, source, self.pipeline_version)
+        plan = plan_event(event, source, self.pipeline_version, redrive)
         if isinstance(plan, SubmitFlowRun):
-            run_id = await retrying(
-                lambda: self.submitter.submit(
-                    name=plan.name,
-                    idempotency_key=plan.idempotency_key,
-                    tags=plan.tags,
-                    parameters=plan.parameters,
+            assert isinstance(event, ChapterCreated | ChapterUpdated)
+            async with self._gate:  # one submitter at a time keeps the budget exact
+                await self._wait_for_capacity()
+                run_id = await retrying(
+                    partial(
+                        self.submitter.submit,
+                        name=plan.name,
+                        idempotency_key=plan.idempotency_key,
+                        tags=plan.tags,
+                        parameters=plan.parameters,
+                    ),
+                    self.backoff,
+                    f"submit {plan.name}",
+                )
+                self._budget -= 1
+            await retrying(
+                partial(
+                    self.ledger.record_submitted,
+                    event.novel_id,
+                    event.chapter_id,
+                    event.version,
+                    run_id,
                 ),
                 self.backoff,
-                f"submit {plan.name}",
+                "ledger",
             )
             log.info("submitted flow run %s (%s) for %s", plan.name, run_id, source)
             return run_id
         assert isinstance(plan, PublishRemoval)
-        await retrying(lambda: self.results.publish(plan.result), self.backoff, "publish removal")
+        await retrying(partial(self.results.publish, plan.result), self.backoff, "publish removal")
         log.info("published %s for novel %s", plan.result.event_type, plan.result.novel_id)
         return None
+
+    async def _dead_letter(
+        self, key: bytes | None, value: bytes, source: SourceRef, error: InvalidEvent
+    ) -> None:
+        log.warning("dead-lettering %s: %s: %s", source, type(error).__name__, error.reason)
+        call = partial(
+            self.dead_letters.dead_letter, key=key, value=value, source=source, error=error
+        )
+        await retrying(call, self.backoff, "dead-letter")
+
+    async def _wait_for_capacity(self) -> None:
+        """Refresh the budget from Prefect when it is used up; wait while it stays empty."""
+        paused = False
+        while self._budget <= 0:
+            running = await retrying(self.submitter.in_flight, self.backoff, "count runs")
+            self._budget = self.max_in_flight - running
+            if self._budget > 0:
+                break
+            if not paused:
+                log.info(
+                    "%d flow runs in flight (bound %d): pausing consumption",
+                    running,
+                    self.max_in_flight,
+                )
+                paused = True
+            await asyncio.sleep(self.capacity_poll_seconds)
+        if paused:
+            log.info("capacity again: resuming consumption")

@@ -15,7 +15,6 @@ from schemas import (
     NovelDeleted,
     NovelEvent,
     NovelRemoved,
-    ResultEvent,
     SourceRef,
 )
 
@@ -45,21 +44,28 @@ def run_name(novel_id: str, chapter_id: str, version: int) -> str:
     return f"{novel_id}/{chapter_id}@v{version}"
 
 
-def idempotency_key(event_id: str, pipeline_version: str) -> str:
-    """Same event and pipeline version: same flow run; a new pipeline version: a new run."""
-    return f"{event_id}:{pipeline_version}"
+def idempotency_key(event_id: str, pipeline_version: str, redrive: int = 0) -> str:
+    """Same event and pipeline version: same flow run; a new pipeline version: a new run.
+
+    A redriven event (``scribe dlq redrive``, ``redrive`` > 0) gets a new run too.
+    """
+    key = f"{event_id}:{pipeline_version}"
+    return f"{key}:r{redrive}" if redrive else key
 
 
-def plan_event(event: NovelEvent, source: SourceRef, pipeline_version: str) -> ChapterPlan:
+def plan_event(
+    event: NovelEvent, source: SourceRef, pipeline_version: str, redrive: int = 0
+) -> ChapterPlan:
     """Turn one valid input event into the single effect the chapter agent must cause."""
     if isinstance(event, ChapterCreated | ChapterUpdated):
         return SubmitFlowRun(
             name=run_name(event.novel_id, event.chapter_id, event.version),
-            idempotency_key=idempotency_key(str(event.event_id), pipeline_version),
+            idempotency_key=idempotency_key(str(event.event_id), pipeline_version, redrive),
             tags=[f"novel:{event.novel_id}", f"chapter:{event.chapter_id}", event.event_type],
             parameters={
                 "event": event.model_dump(mode="json"),
                 "source": source.model_dump(mode="json"),
+                "redrive": redrive,
             },
         )
     common = {"event_id": event.event_id, "novel_id": event.novel_id, "version": event.version}
@@ -69,9 +75,17 @@ def plan_event(event: NovelEvent, source: SourceRef, pipeline_version: str) -> C
     return PublishRemoval(NovelRemoved(**common, source=source))
 
 
+ChapterStatus = Literal["pending", "indexed", "deleted", "failed"]
+
+
 @dataclass(frozen=True)
 class ChapterState:
-    """The ledger's row for one chapter (the event-sourced read model)."""
+    """The ledger's row for one chapter (the event-sourced read model).
+
+    ``version`` is the newest version applied to the index (embedded or deleted, see
+    ``deleted``); ``latest_version`` the newest seen on the input topic; a processing
+    failure of ``failed_version`` is remembered until a version at least as new applies.
+    """
 
     novel_id: str
     chapter_id: str
@@ -82,6 +96,24 @@ class ChapterState:
     chunk_count: int = 0
     flow_run_id: str | None = None
     updated_at: datetime | None = None
+    latest_version: int = 0
+    failed_version: int | None = None
+    error: str | None = None
+
+    @property
+    def status(self) -> ChapterStatus:
+        """failed > pending > deleted > indexed, from the versions."""
+        newest = max(self.latest_version, self.version)
+        if self.failed_version is not None and self.failed_version >= newest:
+            return "failed"
+        if self.latest_version > self.version:
+            return "pending"
+        return "deleted" if self.deleted else "indexed"
+
+    @property
+    def deleted_version(self) -> int | None:
+        """The version at which the chapter was deleted, if it is deleted."""
+        return self.version if self.deleted else None
 
 
 @dataclass(frozen=True)
@@ -97,11 +129,11 @@ class Skip:
 
 
 SinkDecision = Apply | Skip
-Kind = Literal["embedded", "removed"]
+IndexResult = ChapterEmbedded | ChapterRemoved | NovelRemoved
 
 
 def decide_result(
-    result: ResultEvent, chapter: ChapterState | None, novel_deleted_offset: int | None
+    result: IndexResult, chapter: ChapterState | None, novel_deleted_offset: int | None
 ) -> SinkDecision:
     """Newest wins: a result applies unless a newer version or a delete already did.
 

@@ -1,24 +1,35 @@
-"""The chapter ledger: per chapter, the newest version seen and what the index holds.
+"""The chapter ledger: per chapter, the newest version seen, applied, failed.
 
 It is the read model that makes the sink idempotent and order-proof: every result is
 checked against it (``agents.decisions.decide_result``) before it touches the index, and
-recorded in it after the index write is durable. Kafka stays the source of truth: a lost
-ledger is rebuilt by replaying the results topic.
+recorded in it after the index write is durable. The chapter agent records what it
+submitted, so ``scribe status`` can tell pending from indexed. Kafka stays the source of
+truth: a lost ledger is rebuilt by replaying the results topic (``scribe replay --resink``).
+
+A ledger is bound to a *scope*, the index it describes (the live alias, or the physical
+collection a replay builds), so a rebuild keeps its own bookkeeping.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from agents import ledger_sql as q
 from agents.decisions import ChapterState
+from schemas import ServiceUnavailable
+
+
+class LedgerUnavailable(ServiceUnavailable):
+    """The ledger's database cannot be used right now (retriable)."""
 
 
 class Ledger(Protocol):
-    """Storage of :class:`ChapterState` rows and novel tombstones."""
+    """Storage of :class:`ChapterState` rows and novel tombstones, for one scope."""
 
     async def chapter(self, novel_id: str, chapter_id: str) -> ChapterState | None:
         """The chapter's row, if any."""
@@ -28,8 +39,20 @@ class Ledger(Protocol):
         """Source offset of the novel's newest applied deletion, if any."""
         ...
 
-    async def save_chapter(self, state: ChapterState) -> None:
-        """Insert or replace the chapter's row."""
+    async def record_applied(self, state: ChapterState) -> None:
+        """The index now holds ``state`` (embedded or deleted at ``state.version``)."""
+        ...
+
+    async def record_submitted(
+        self, novel_id: str, chapter_id: str, version: int, flow_run_id: str
+    ) -> None:
+        """A flow run for ``version`` was accepted by Prefect."""
+        ...
+
+    async def record_failed(
+        self, novel_id: str, chapter_id: str, version: int, flow_run_id: str | None, error: str
+    ) -> None:
+        """Processing ``version`` failed for good (after the flow's retries)."""
         ...
 
     async def delete_novel(self, novel_id: str, offset: int) -> None:
@@ -37,7 +60,11 @@ class Ledger(Protocol):
         ...
 
     async def counts(self) -> dict[str, int]:
-        """Chapters by status: ``indexed`` and ``deleted``."""
+        """Chapters by status: pending, indexed, deleted, failed."""
+        ...
+
+    async def chapters(self, status: str, limit: int = 50) -> list[ChapterState]:
+        """Newest-first rows in ``status``."""
         ...
 
     async def close(self) -> None:
@@ -50,126 +77,186 @@ def _now() -> datetime:
 
 
 class InMemoryLedger:
-    """Fake ledger for unit tests."""
+    """Fake ledger for unit tests, with the same semantics as the SQL ledgers."""
 
     def __init__(self) -> None:
-        self.chapters: dict[tuple[str, str], ChapterState] = {}
+        self.rows: dict[tuple[str, str], ChapterState] = {}
         self.novels: dict[str, int] = {}
 
     async def chapter(self, novel_id: str, chapter_id: str) -> ChapterState | None:
         """Row lookup."""
-        return self.chapters.get((novel_id, chapter_id))
+        return self.rows.get((novel_id, chapter_id))
 
     async def novel_deleted_offset(self, novel_id: str) -> int | None:
         """Tombstone lookup."""
         return self.novels.get(novel_id)
 
-    async def save_chapter(self, state: ChapterState) -> None:
-        """Store the row."""
-        self.chapters[(state.novel_id, state.chapter_id)] = state
+    async def record_applied(self, state: ChapterState) -> None:
+        """Upsert like ``ledger_sql.RECORD_APPLIED``."""
+        old = self.rows.get((state.novel_id, state.chapter_id))
+        keep_failure = old is not None and (old.failed_version or 0) > state.version
+        self.rows[(state.novel_id, state.chapter_id)] = replace(
+            state,
+            flow_run_id=state.flow_run_id or (old.flow_run_id if old else None),
+            latest_version=max(old.latest_version if old else state.version, state.version),
+            failed_version=old.failed_version if keep_failure and old else None,
+            error=old.error if keep_failure and old else None,
+            updated_at=state.updated_at or _now(),
+        )
+
+    async def record_submitted(
+        self, novel_id: str, chapter_id: str, version: int, flow_run_id: str
+    ) -> None:
+        """Upsert like ``ledger_sql.RECORD_SUBMITTED``."""
+        old = self.rows.get((novel_id, chapter_id)) or ChapterState(novel_id, chapter_id, 0, False)
+        self.rows[(novel_id, chapter_id)] = replace(
+            old,
+            flow_run_id=flow_run_id if version >= old.latest_version else old.flow_run_id,
+            latest_version=max(old.latest_version, version),
+            updated_at=_now(),
+        )
+
+    async def record_failed(
+        self, novel_id: str, chapter_id: str, version: int, flow_run_id: str | None, error: str
+    ) -> None:
+        """Upsert like ``ledger_sql.RECORD_FAILED``."""
+        old = self.rows.get((novel_id, chapter_id)) or ChapterState(novel_id, chapter_id, 0, False)
+        self.rows[(novel_id, chapter_id)] = replace(
+            old,
+            failed_version=max(old.failed_version or 0, version),
+            error=error,
+            flow_run_id=flow_run_id,
+            latest_version=max(old.latest_version, version),
+            updated_at=_now(),
+        )
 
     async def delete_novel(self, novel_id: str, offset: int) -> None:
-        """Drop rows, keep the tombstone."""
-        for key in [k for k in self.chapters if k[0] == novel_id]:
-            del self.chapters[key]
-        self.novels[novel_id] = max(offset, self.novels.get(novel_id, -1))
+        """Drop rows, keep the highest tombstone."""
+        for key in [k for k in self.rows if k[0] == novel_id]:
+            del self.rows[key]
+        self.novels[novel_id] = max(offset, self.novels.get(novel_id, offset))
 
     async def counts(self) -> dict[str, int]:
         """Counts by status."""
-        deleted = sum(1 for s in self.chapters.values() if s.deleted)
-        return {"indexed": len(self.chapters) - deleted, "deleted": deleted}
+        counts = dict(q.EMPTY_COUNTS)
+        for state in self.rows.values():
+            counts[state.status] += 1
+        return counts
+
+    async def chapters(self, status: str, limit: int = 50) -> list[ChapterState]:
+        """Rows in ``status``, newest first."""
+        rows = [s for s in self.rows.values() if s.status == status]
+        rows.sort(key=lambda s: s.updated_at or _now(), reverse=True)
+        return rows[:limit]
 
     async def close(self) -> None:
         """Nothing to release."""
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS chapters (
-    novel_id TEXT NOT NULL, chapter_id TEXT NOT NULL, version INTEGER NOT NULL,
-    deleted INTEGER NOT NULL, indexed_version INTEGER, model TEXT,
-    chunk_count INTEGER NOT NULL DEFAULT 0, flow_run_id TEXT, updated_at TEXT NOT NULL,
-    PRIMARY KEY (novel_id, chapter_id));
-CREATE TABLE IF NOT EXISTS novel_tombstones (
-    novel_id TEXT PRIMARY KEY, deleted_offset INTEGER NOT NULL, updated_at TEXT NOT NULL);
-"""
-
-
 class SqliteLedger:
-    """Ledger in a SQLite file (the embedded default); one writer process at a time."""
+    """Ledger in a SQLite file (the embedded default); one worker process at a time.
 
-    def __init__(self, path: Path) -> None:
+    Calls run in a worker thread so the event loop never waits on the disk.
+    """
+
+    def __init__(self, path: Path, scope: str = "novel_chunks") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._scope = scope
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db.execute("PRAGMA busy_timeout=5000")
+        for ddl in q.DDL:
+            self._db.execute(ddl.format(ts="TEXT"))
         self._lock = asyncio.Lock()
+
+    async def _run(self, fn: Any) -> Any:
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(fn)
+            except sqlite3.OperationalError as exc:  # locked, disk full, ...
+                raise LedgerUnavailable(f"ledger: {exc}") from exc
+
+    def _exec(self, sql: str, *args: Any) -> Any:
+        return self._db.execute(q.for_sqlite(sql), args)
 
     async def chapter(self, novel_id: str, chapter_id: str) -> ChapterState | None:
         """Row lookup."""
-        row = self._db.execute(
-            "SELECT novel_id, chapter_id, version, deleted, indexed_version, model, chunk_count,"
-            " flow_run_id, updated_at FROM chapters WHERE novel_id = ? AND chapter_id = ?",
-            (novel_id, chapter_id),
-        ).fetchone()
-        if row is None:
-            return None
-        return ChapterState(
-            novel_id=row[0],
-            chapter_id=row[1],
-            version=row[2],
-            deleted=bool(row[3]),
-            indexed_version=row[4],
-            model=row[5],
-            chunk_count=row[6],
-            flow_run_id=row[7],
-            updated_at=datetime.fromisoformat(row[8]),
+        row = await self._run(
+            lambda: self._exec(q.SELECT_CHAPTER, self._scope, novel_id, chapter_id).fetchone()
         )
+        return None if row is None else q.row_to_state(row)
 
     async def novel_deleted_offset(self, novel_id: str) -> int | None:
         """Tombstone lookup."""
-        row = self._db.execute(
-            "SELECT deleted_offset FROM novel_tombstones WHERE novel_id = ?", (novel_id,)
-        ).fetchone()
+        row = await self._run(
+            lambda: self._exec(q.SELECT_TOMBSTONE, self._scope, novel_id).fetchone()
+        )
         return None if row is None else int(row[0])
 
-    async def save_chapter(self, state: ChapterState) -> None:
-        """Upsert the row."""
-        async with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO chapters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    state.novel_id,
-                    state.chapter_id,
-                    state.version,
-                    int(state.deleted),
-                    state.indexed_version,
-                    state.model,
-                    state.chunk_count,
-                    state.flow_run_id,
-                    (state.updated_at or _now()).isoformat(),
-                ),
+    async def record_applied(self, state: ChapterState) -> None:
+        """See :meth:`Ledger.record_applied`."""
+        now = (state.updated_at or _now()).isoformat()
+        await self._run(
+            lambda: self._exec(
+                q.RECORD_APPLIED,
+                self._scope,
+                state.novel_id,
+                state.chapter_id,
+                state.version,
+                state.deleted,
+                state.indexed_version,
+                state.model,
+                state.chunk_count,
+                state.flow_run_id,
+                now,
             )
+        )
+
+    async def record_submitted(
+        self, novel_id: str, chapter_id: str, version: int, flow_run_id: str
+    ) -> None:
+        """See :meth:`Ledger.record_submitted`."""
+        now = _now().isoformat()
+        await self._run(
+            lambda: self._exec(
+                q.RECORD_SUBMITTED, self._scope, novel_id, chapter_id, version, flow_run_id, now
+            )
+        )
+
+    async def record_failed(
+        self, novel_id: str, chapter_id: str, version: int, flow_run_id: str | None, error: str
+    ) -> None:
+        """See :meth:`Ledger.record_failed`."""
+        now = _now().isoformat()
+        await self._run(
+            lambda: self._exec(
+                q.RECORD_FAILED, self._scope, novel_id, chapter_id, version, flow_run_id, error, now
+            )
+        )
 
     async def delete_novel(self, novel_id: str, offset: int) -> None:
         """Drop rows and keep the highest tombstone offset, in one transaction."""
-        async with self._lock:
+
+        def run() -> None:
             with self._db:
                 self._db.execute("BEGIN")
-                self._db.execute("DELETE FROM chapters WHERE novel_id = ?", (novel_id,))
-                self._db.execute(
-                    "INSERT INTO novel_tombstones VALUES (?, ?, ?) ON CONFLICT(novel_id) DO UPDATE"
-                    " SET deleted_offset = max(deleted_offset, excluded.deleted_offset),"
-                    " updated_at = excluded.updated_at",
-                    (novel_id, offset, _now().isoformat()),
-                )
+                self._exec(q.DELETE_NOVEL_CHAPTERS, self._scope, novel_id)
+                self._exec(q.UPSERT_TOMBSTONE, self._scope, novel_id, offset, _now().isoformat())
+
+        await self._run(run)
 
     async def counts(self) -> dict[str, int]:
         """Counts by status."""
-        rows = self._db.execute("SELECT deleted, count(*) FROM chapters GROUP BY deleted")
-        by = {bool(d): int(n) for d, n in rows}
-        return {"indexed": by.get(False, 0), "deleted": by.get(True, 0)}
+        rows = await self._run(lambda: self._exec(q.COUNTS, self._scope).fetchall())
+        return {**q.EMPTY_COUNTS, **{str(s): int(n) for s, n in rows}}
+
+    async def chapters(self, status: str, limit: int = 50) -> list[ChapterState]:
+        """Rows in ``status``, newest first."""
+        rows = await self._run(
+            lambda: self._exec(q.LIST_BY_STATUS, self._scope, status, limit).fetchall()
+        )
+        return [q.row_to_state(r) for r in rows]
 
     async def close(self) -> None:
         """Close the file."""
-        self._db.close()
+        await self._run(self._db.close)

@@ -21,6 +21,10 @@ class FlowSubmitter(Protocol):
         """Create the run (or return the existing one for the key); return its id."""
         ...
 
+    async def in_flight(self) -> int:
+        """Runs of the deployment that are scheduled, pending or running right now."""
+        ...
+
 
 class ResultWriter(Protocol):
     """Writes a result event to the results topic, durably (real: Kafka)."""

@@ -7,17 +7,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 
-from agents.decisions import ChapterState, Skip, decide_result
+from agents.decisions import ChapterState, IndexResult, Skip, decide_result
 from agents.ledger import Ledger
 from agents.ports import DeadLetters
 from agents.retry import Backoff, retrying
 from agents.vector_store import VectorStore
 from schemas import (
     ChapterEmbedded,
+    ChapterFailed,
     ChapterRemoved,
     InvalidEvent,
     NovelRemoved,
-    ResultEvent,
     SourceRef,
     parse_result,
 )
@@ -50,12 +50,16 @@ class ResultAgent:
     async def handle_batch(self, messages: list[ResultMessage]) -> int:
         """Apply a batch; return how many results changed the index."""
         batch = _BatchView(self.ledger)
-        pending: list[tuple[ResultEvent, ChapterState]] = []
+        pending: list[tuple[IndexResult, ChapterState]] = []
+        failures: list[ChapterFailed] = []
         for msg in messages:
             try:
                 result = parse_result(msg.value)
             except InvalidEvent as exc:
                 await self._dead_letter(msg, exc)
+                continue
+            if isinstance(result, ChapterFailed):
+                failures.append(result)
                 continue
             state = await retrying(partial(self._apply, result, batch), self.backoff, "sink")
             if state is not None:
@@ -65,6 +69,26 @@ class ResultAgent:
             await retrying(self.store.flush, self.backoff, "flush")
             for result, state in pending:
                 await self._record(result, state)
+        for failure in failures:
+            log.warning(
+                "%s/%s@v%s failed: %s",
+                failure.novel_id,
+                failure.chapter_id,
+                failure.version,
+                failure.reason,
+            )
+            await retrying(
+                partial(
+                    self.ledger.record_failed,
+                    failure.novel_id,
+                    failure.chapter_id,
+                    failure.version,
+                    failure.flow_run_id,
+                    failure.reason,
+                ),
+                self.backoff,
+                "ledger",
+            )
         return len(pending)
 
     async def _dead_letter(self, msg: ResultMessage, error: InvalidEvent) -> None:
@@ -77,7 +101,7 @@ class ResultAgent:
         )
         await retrying(call, self.backoff, "dead-letter result")
 
-    async def _apply(self, result: ResultEvent, batch: _BatchView) -> ChapterState | None:
+    async def _apply(self, result: IndexResult, batch: _BatchView) -> ChapterState | None:
         """Write one result unless something newer won; return the chapter's new row."""
         chapter_id = getattr(result, "chapter_id", None)
         current = await batch.chapter(result.novel_id, chapter_id) if chapter_id else None
@@ -117,18 +141,17 @@ class ResultAgent:
                 chunk_count=0,
                 updated_at=now,
             )
-        assert isinstance(result, NovelRemoved)
         await self.store.delete_novel(result.novel_id)
         return ChapterState(result.novel_id, "", result.version, True, updated_at=now)
 
-    async def _record(self, result: ResultEvent, state: ChapterState) -> None:
+    async def _record(self, result: IndexResult, state: ChapterState) -> None:
         if isinstance(result, NovelRemoved):
             offset = result.source.offset if result.source else -1
             await retrying(
-                lambda: self.ledger.delete_novel(result.novel_id, offset), self.backoff, "ledger"
+                partial(self.ledger.delete_novel, result.novel_id, offset), self.backoff, "ledger"
             )
         else:
-            await retrying(lambda: self.ledger.save_chapter(state), self.backoff, "ledger")
+            await retrying(partial(self.ledger.record_applied, state), self.backoff, "ledger")
 
 
 class _BatchView:
@@ -152,7 +175,7 @@ class _BatchView:
             return self._novels[novel_id]
         return await self._ledger.novel_deleted_offset(novel_id)
 
-    def remember(self, result: ResultEvent, state: ChapterState) -> None:
+    def remember(self, result: IndexResult, state: ChapterState) -> None:
         if isinstance(result, NovelRemoved):
             self._novels[result.novel_id] = result.source.offset if result.source else -1
             for key in [k for k in self._chapters if k[0] == result.novel_id]:

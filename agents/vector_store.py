@@ -217,6 +217,25 @@ class MilvusVectorStore:
         )
         return int(rows[0]["count(*)"])
 
+    async def describe(self) -> dict[str, Any]:
+        """The physical collection behind the alias, its model(s) and row count."""
+
+        def run() -> dict[str, Any]:
+            client = self._connect()
+            physical = client.describe_alias(self._alias)["collection_name"]
+            rows = client.query(self._alias, filter="", output_fields=["count(*)"])
+            sample = client.query(self._alias, filter="", output_fields=["model"], limit=1)
+            return {
+                "collection": physical,
+                "rows": int(rows[0]["count(*)"]),
+                "model": sample[0]["model"] if sample else None,
+            }
+
+        try:
+            return await asyncio.to_thread(run)
+        except Exception as exc:
+            raise VectorStoreError(f"Milvus describe failed: {exc}") from exc
+
     async def query_rows(self, expr: str, fields: list[str]) -> list[dict[str, Any]]:
         """Rows matching a Milvus filter expression (for tools and tests)."""
         rows = await self._call("query", "query", self._alias, filter=expr, output_fields=fields)

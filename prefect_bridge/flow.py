@@ -15,12 +15,15 @@ from prefect_bridge.embedding import Vector
 from prefect_bridge.runtime import get_runtime
 from schemas import (
     ChapterEmbedded,
+    ChapterFailed,
     ChapterWritten,
     ChunkVector,
+    InvalidEvent,
     SchemaViolation,
     SourceRef,
     parse_event,
 )
+from schemas.dead_letters import H_REDRIVE, dead_letter_headers
 
 FLOW_NAME = "novel-processing"
 
@@ -53,9 +56,57 @@ def _flow_run_id() -> str | None:
     return str(run.id) if run is not None else None
 
 
-@flow(name=FLOW_NAME, retries=1, retry_delay_seconds=5, persist_result=False)
+async def report_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """Final failure or crash (after the flow's retries): record it and park the event.
+
+    Publishes ``chapter.failed`` to the results topic (the ledger marks the chapter failed;
+    ``scribe status`` shows it) and the event to the dead-letter topic as retriable, so
+    ``scribe dlq redrive`` can run it again under a new idempotency key.
+    """
+    runtime = get_runtime()
+    params = dict(flow_run.parameters or {})
+    event = dict(params.get("event") or {})
+    source = SourceRef.model_validate(params["source"]) if params.get("source") else None
+    reason = f"{state.type.value}: {state.message or state.name}"[:2000]
+    run_id = str(flow_run.id)
+    try:
+        parsed = parse_event(json.dumps(event), max_text_bytes=runtime.max_text_bytes)
+    except InvalidEvent as exc:  # the event itself is bad: dead-letter it as such
+        await runtime.publisher.dead_letter(
+            str(event.get("novel_id", "")).encode() or None,
+            json.dumps(event, ensure_ascii=False).encode(),
+            dead_letter_headers(source, type(exc).__name__, exc.reason, False, run_id),
+        )
+        return
+    if isinstance(parsed, ChapterWritten):
+        await runtime.publisher.publish(
+            ChapterFailed(
+                event_id=parsed.event_id,
+                novel_id=parsed.novel_id,
+                chapter_id=parsed.chapter_id,
+                version=parsed.version,
+                source=source,
+                flow_run_id=run_id,
+                reason=reason,
+            )
+        )
+    headers = dead_letter_headers(source, "FlowRunFailed", reason, True, run_id)
+    headers.append((H_REDRIVE, str(int(params.get("redrive") or 0)).encode()))
+    await runtime.publisher.dead_letter(
+        parsed.novel_id.encode(), json.dumps(event, ensure_ascii=False).encode(), headers
+    )
+
+
+@flow(
+    name=FLOW_NAME,
+    retries=1,
+    retry_delay_seconds=5,
+    persist_result=False,
+    on_failure=[report_failure],
+    on_crashed=[report_failure],
+)
 async def novel_processing(
-    event: dict[str, Any], source: dict[str, Any] | None = None
+    event: dict[str, Any], source: dict[str, Any] | None = None, redrive: int = 0
 ) -> dict[str, Any]:
     """Process one ``chapter.created``/``chapter.updated`` event from ``novel-events``."""
     logger = get_run_logger()

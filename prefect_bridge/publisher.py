@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from schemas import PublishError, ResultEvent
+from schemas.dead_letters import Headers
 
 
 class ResultPublisher(Protocol):
@@ -12,6 +13,10 @@ class ResultPublisher(Protocol):
 
     async def publish(self, result: ResultEvent) -> None:
         """Return once the broker has acknowledged the write (acks=all)."""
+        ...
+
+    async def dead_letter(self, key: bytes | None, value: bytes, headers: Headers) -> None:
+        """Park an input event that could not be processed, with the reason in headers."""
         ...
 
     async def close(self) -> None:
@@ -27,8 +32,15 @@ def encode_result(result: ResultEvent) -> tuple[bytes, bytes]:
 class KafkaResultPublisher:
     """aiokafka producer with idempotence and acks=all, started lazily in the running loop."""
 
-    def __init__(self, topic: str, client_config: dict[str, Any], max_request_size: int) -> None:
+    def __init__(
+        self,
+        topic: str,
+        client_config: dict[str, Any],
+        max_request_size: int,
+        dlq_topic: str | None = None,
+    ) -> None:
         self._topic = topic
+        self._dlq_topic = dlq_topic
         self._config = client_config
         self._max_request_size = max_request_size
         self._producer: Any = None
@@ -64,6 +76,18 @@ class KafkaResultPublisher:
         except KafkaError as exc:
             raise PublishError(f"publish to {self._topic} failed: {exc}") from exc
 
+    async def dead_letter(self, key: bytes | None, value: bytes, headers: Headers) -> None:
+        """Send to the dead-letter topic and wait for the acknowledgement."""
+        from aiokafka.errors import KafkaError
+
+        if self._dlq_topic is None:
+            raise PublishError("no dead-letter topic configured for this publisher")
+        producer = await self._started()
+        try:
+            await producer.send_and_wait(self._dlq_topic, value=value, key=key, headers=headers)
+        except KafkaError as exc:
+            raise PublishError(f"dead-letter write to {self._dlq_topic} failed: {exc}") from exc
+
     async def close(self) -> None:
         """Flush and stop the producer."""
         if self._producer is not None:
@@ -76,10 +100,15 @@ class InMemoryPublisher:
 
     def __init__(self) -> None:
         self.published: list[ResultEvent] = []
+        self.dead_letters: list[tuple[bytes | None, bytes, Headers]] = []
 
     async def publish(self, result: ResultEvent) -> None:
         """Record the result."""
         self.published.append(result)
+
+    async def dead_letter(self, key: bytes | None, value: bytes, headers: Headers) -> None:
+        """Record the dead letter."""
+        self.dead_letters.append((key, value, headers))
 
     async def close(self) -> None:
         """Nothing to release."""

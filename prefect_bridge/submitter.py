@@ -7,6 +7,14 @@ from uuid import UUID
 
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from schemas import ConfigurationError, FlowSubmissionError
@@ -71,6 +79,22 @@ class PrefectFlowSubmitter:
                 raise FlowSubmissionError(f"Prefect answered {status}") from exc
             raise ConfigurationError(f"Prefect rejected the flow run ({status}): {exc}") from exc
         return str(run.id)
+
+    async def in_flight(self) -> int:
+        """Runs of the deployment in a Scheduled, Pending, Running or Cancelling state."""
+        client, deployment_id = await self._ready()
+        states = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]
+        try:
+            return int(
+                await client.count_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states))
+                    ),
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+                )
+            )
+        except (httpx.TransportError, PrefectHTTPStatusError) as exc:
+            raise FlowSubmissionError(f"Prefect API unreachable: {exc}") from exc
 
     async def close(self) -> None:
         """Close the HTTP client."""

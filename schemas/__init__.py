@@ -32,7 +32,14 @@ from schemas.parsing import (
     parse_result,
     result_json_schema,
 )
-from schemas.results import ChapterEmbedded, ChapterRemoved, ChunkVector, NovelRemoved, ResultEvent
+from schemas.results import (
+    ChapterEmbedded,
+    ChapterFailed,
+    ChapterRemoved,
+    ChunkVector,
+    NovelRemoved,
+    ResultEvent,
+)
 from schemas.source import SourceRef
 
 __all__ = [
@@ -42,6 +49,7 @@ __all__ = [
     "ChapterCreated",
     "ChapterDeleted",
     "ChapterEmbedded",
+    "ChapterFailed",
     "ChapterRemoved",
     "ChapterUpdated",
     "ChapterWritten",

@@ -78,7 +78,22 @@ class NovelRemoved(_Result):
     event_type: Literal["novel.removed"] = "novel.removed"
 
 
+class ChapterFailed(_Result):
+    """Processing ``version`` failed after the flow's retries (recorded, index untouched)."""
+
+    event_type: Literal["chapter.failed"] = "chapter.failed"
+    chapter_id: EntityId
+    flow_run_id: str | None = None
+    reason: str
+
+
 ResultEvent: TypeAlias = Annotated[
-    ChapterEmbedded | ChapterRemoved | NovelRemoved, Field(discriminator="event_type")
+    ChapterEmbedded | ChapterRemoved | NovelRemoved | ChapterFailed,
+    Field(discriminator="event_type"),
 ]
-RESULT_TYPES: tuple[str, ...] = ("chapter.embedded", "chapter.removed", "novel.removed")
+RESULT_TYPES: tuple[str, ...] = (
+    "chapter.embedded",
+    "chapter.removed",
+    "novel.removed",
+    "chapter.failed",
+)

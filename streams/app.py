@@ -23,6 +23,17 @@ def _source(message: Any) -> SourceRef:
     return SourceRef(topic=message.topic, partition=message.partition, offset=message.offset)
 
 
+def _redrive(message: Any) -> int:
+    """How often ``scribe dlq redrive`` re-sent this message (header ``scribe.redrive``)."""
+    for key, value in message.headers or ():
+        if key == "scribe.redrive":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
 def _fail_stop(what: str, exc: BaseException) -> None:
     """Stop the process without committing: the message is redelivered after a restart."""
     log.critical("%s failed with a non-retriable error; stopping the worker: %r", what, exc)
@@ -59,7 +70,7 @@ def create_app(settings: Settings) -> faust.App:
         async for event in stream.events():
             msg = event.message
             try:
-                await ports.chapter.handle(msg.key, msg.value, _source(msg))
+                await ports.chapter.handle(msg.key, msg.value, _source(msg), _redrive(msg))
             except Exception as exc:
                 _fail_stop(f"event {_source(msg)}", exc)
 

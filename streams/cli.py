@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -24,6 +26,8 @@ app = typer.Typer(
 flows_app = typer.Typer(help="The Prefect side (deployment and runner).", no_args_is_help=True)
 schemas_app = typer.Typer(help="Event contracts.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+dlq_app = typer.Typer(help="The dead-letter topic.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 app.add_typer(flows_app, name="flows")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
@@ -31,7 +35,10 @@ console = Console(stderr=True)
 
 
 def _settings() -> Settings:
+    """Read the settings once and export the Prefect environment before Prefect is imported
+    (Prefect reads its settings at import time)."""
     settings = Settings()
+    os.environ.update(settings.prefect_env())
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -143,6 +150,103 @@ def search(
             snippet,
         )
     Console().print(table)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option(help="Newest N.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Dead letters with their reason and source position."""
+    from streams.dlq import read_all
+
+    parked = asyncio.run(read_all(_settings(), limit))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "position": p.position,
+                        "key": (p.key or b"").decode("utf-8", "replace"),
+                        **p.letter.model_dump(mode="json"),
+                    }
+                    for p in parked
+                ],
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    table = Table("position", "class", "retriable", "source", "key", "reason")
+    for p in parked:
+        table.add_row(
+            p.position,
+            p.letter.error_class,
+            "yes" if p.letter.retriable else "no",
+            str(p.letter.source or ""),
+            (p.key or b"").decode("utf-8", "replace"),
+            p.letter.reason[:100],
+        )
+    Console().print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(position: Annotated[str, typer.Argument(help="PARTITION:OFFSET or OFFSET")]) -> None:
+    """One dead letter: headers and the original value."""
+    from streams.dlq import read_all, select
+
+    [p] = select(asyncio.run(read_all(_settings())), [position])
+    typer.echo(
+        json.dumps(
+            {"position": p.position, **p.letter.model_dump(mode="json")},
+            ensure_ascii=False,
+            indent=2,
+        )
+    )
+    text = p.value.decode("utf-8", "replace")
+    with contextlib.suppress(ValueError):
+        text = json.dumps(json.loads(text), ensure_ascii=False, indent=2)
+    typer.echo(text)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    positions: Annotated[list[str] | None, typer.Argument(help="PARTITION:OFFSET ...")] = None,
+    redrive_all: Annotated[
+        bool, typer.Option("--all", help="Every retriable dead letter.")
+    ] = False,
+    any_error: Annotated[bool, typer.Option(help="With --all: non-retriable ones too.")] = False,
+) -> None:
+    """Re-publish dead letters to the input topic (after a fix, or for retriable failures)."""
+    from streams.dlq import read_all, redrive, select
+
+    settings = _settings()
+    parked = asyncio.run(read_all(settings))
+    if redrive_all:
+        chosen = [p for p in parked if any_error or p.letter.retriable]
+    elif positions:
+        chosen = select(parked, positions)
+    else:
+        raise typer.BadParameter("give positions or --all")
+    count = asyncio.run(redrive(settings, chosen))
+    console.print(f"redrove {count} events to {settings.topic_events}")
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Health: lag per partition, flow runs, ledger, index, DLQ. Exit 1 when unhealthy."""
+    from streams import status as st
+
+    settings = _settings()
+    report = asyncio.run(st.gather(settings))
+    issues = st.problems(report, st.load_previous(settings))
+    st.save(settings, report)
+    report["problems"] = issues
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+    else:
+        st.render(report, Console())
+    raise typer.Exit(1 if issues else 0)
 
 
 @app.command()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -12,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas import PublishError, ScribeError, ServiceUnavailable, SourceRef
+from schemas.dead_letters import error_headers
 from streams.settings import Settings
 
 log = logging.getLogger("scribe.kafka")
@@ -25,13 +25,19 @@ def client_config(settings: Settings) -> dict[str, Any]:
 def topic_specs(settings: Settings) -> list[NewTopic]:
     """The topics scribe-stream uses, with their partition counts and configs."""
     n, rf = settings.topic_partitions, settings.topic_replication
-    big = {"max.message.bytes": str(settings.max_result_bytes)}
+    # Kafka is the source of truth: events and results are kept forever (replay rebuilds
+    # every derived store from them), dead letters too (nothing is lost).
+    forever = {"retention.ms": "-1", "retention.bytes": "-1"}
+    big = {**forever, "max.message.bytes": str(settings.max_result_bytes)}
     return [
         NewTopic(
             settings.topic_events,
             n,
             rf,
-            topic_configs={"max.message.bytes": str(max(settings.max_text_bytes * 2, 1024 * 1024))},
+            topic_configs={
+                **forever,
+                "max.message.bytes": str(max(settings.max_text_bytes * 2, 1024 * 1024)),
+            },
         ),
         NewTopic(settings.topic_embeddings, n, rf, topic_configs=big),
         NewTopic(settings.topic_dlq, n, rf, topic_configs=big),
@@ -77,19 +83,6 @@ async def start_producer(settings: Settings) -> AIOKafkaProducer:
     return producer
 
 
-def dead_letter_headers(source: SourceRef, error: ScribeError) -> list[tuple[str, bytes]]:
-    """Headers that say where a dead letter came from and why it was parked."""
-    return [
-        ("scribe.error.class", type(error).__name__.encode()),
-        ("scribe.error.reason", error.reason.encode()[:4000]),
-        ("scribe.error.retriable", b"true" if error.retriable else b"false"),
-        ("scribe.source.topic", source.topic.encode()),
-        ("scribe.source.partition", str(source.partition).encode()),
-        ("scribe.source.offset", str(source.offset).encode()),
-        ("scribe.dead_lettered_at", datetime.now(UTC).isoformat().encode()),
-    ]
-
-
 class DeadLetterTopic:
     """Writes the original key and bytes to the DLQ topic with the reason in headers."""
 
@@ -103,7 +96,7 @@ class DeadLetterTopic:
         """Send and wait for the acknowledgement."""
         try:
             await self._producer.send_and_wait(
-                self._topic, value=value, key=key, headers=dead_letter_headers(source, error)
+                self._topic, value=value, key=key, headers=error_headers(source, error)
             )
         except KafkaError as exc:
             raise PublishError(f"dead-letter write to {self._topic} failed: {exc}") from exc

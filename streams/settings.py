@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     ``milvus_uri``) mean: the embedded service that ``scribe dev`` starts on loopback.
     """
 
-    model_config = SettingsConfigDict(env_prefix="SCRIBE_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SCRIBE_", frozen=True, extra="ignore", env_ignore_empty=True
+    )
 
     data_dir: Path = Field(Path(".scribe"), description="Where the embedded stack keeps data.")
 
@@ -48,6 +50,14 @@ class Settings(BaseSettings):
     work_pool: str = "default-pool"
     runner_limit: int = Field(2, ge=1, description="Flow runs executed at once per runner.")
     runner_poll_seconds: float = Field(2.0, gt=0, description="How often the runner polls.")
+    max_in_flight: int | None = Field(
+        None, ge=1, description="Bound on scheduled+running flow runs; unset: 4 x runner_limit."
+    )
+
+    # Ledger
+    ledger_url: SecretStr | None = Field(
+        None, description="PostgreSQL DSN of the chapter ledger; unset: SQLite in data_dir."
+    )
 
     # Milvus
     milvus_uri: str | None = Field(None, description="Any Milvus; unset: embedded Milvus Lite.")
@@ -82,6 +92,11 @@ class Settings(BaseSettings):
         if self.chunk_overlap_tokens >= self.chunk_target_tokens:
             raise ValueError("chunk_overlap_tokens must be below chunk_target_tokens")
         return self
+
+    @property
+    def in_flight_bound(self) -> int:
+        """The chapter agent's bound on unfinished flow runs."""
+        return self.max_in_flight or 4 * self.runner_limit
 
     @property
     def bootstrap_servers(self) -> str:

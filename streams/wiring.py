@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass
 
 from agents.chapter_agent import ChapterAgent
-from agents.ledger import SqliteLedger
+from agents.ledger import Ledger, SqliteLedger
+from agents.ledger_postgres import PostgresLedger
 from agents.result_agent import ResultAgent
 from agents.vector_store import MilvusVectorStore
 from prefect_bridge.chunking import ChunkingPolicy
@@ -52,7 +53,10 @@ def build_flow_runtime(settings: Settings) -> FlowRuntime:
     return FlowRuntime(
         embedder=build_embedder(settings),
         publisher=KafkaResultPublisher(
-            settings.topic_embeddings, client_config(settings), settings.max_result_bytes
+            settings.topic_embeddings,
+            client_config(settings),
+            settings.max_result_bytes,
+            dlq_topic=settings.topic_dlq,
         ),
         policy=chunking_policy(settings),
         max_text_bytes=settings.max_text_bytes,
@@ -63,6 +67,14 @@ def vector_store(settings: Settings) -> MilvusVectorStore:
     """The Milvus adapter for the configured alias."""
     token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
     return MilvusVectorStore(settings.milvus_url, settings.milvus_collection, token)
+
+
+async def open_ledger(settings: Settings, scope: str | None = None) -> Ledger:
+    """PostgreSQL when ``ledger_url`` is set, else SQLite in the data dir."""
+    scope = scope or settings.milvus_collection
+    if settings.ledger_url is not None:
+        return await PostgresLedger(settings.ledger_url.get_secret_value(), scope).connect()
+    return SqliteLedger(settings.data_dir / "ledger.sqlite3", scope)
 
 
 @dataclass
@@ -97,14 +109,16 @@ class WorkerResources:
         model, dimension = await asyncio.to_thread(embedder_identity, s)
         store = vector_store(s)
         await store.ensure_collection(model, dimension)
-        ledger = SqliteLedger(s.data_dir / "ledger.sqlite3")
+        ledger = await open_ledger(s)
         return WorkerPorts(
             chapter=ChapterAgent(
                 submitter=PrefectFlowSubmitter(s.deployment),
                 results=publisher,
                 dead_letters=dlq,
+                ledger=ledger,
                 pipeline_version=pipeline_version(model, chunking_policy(s)),
                 max_text_bytes=s.max_text_bytes,
+                max_in_flight=s.in_flight_bound,
             ),
             result=ResultAgent(store=store, ledger=ledger, dead_letters=dlq),
         )

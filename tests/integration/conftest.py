@@ -16,7 +16,7 @@ import pytest
 from streams.kafka import ensure_topics
 from streams.processes import ManagedProcess, free_port
 from streams.settings import Settings
-from streams.stack import EmbeddedStack
+from streams.stack import EmbeddedStack, create_database
 from tests.integration.harness import Stack
 
 
@@ -44,11 +44,14 @@ def stack() -> Iterator[Stack]:
     }
     if os.environ.get("SCRIBE_KAFKA_BOOTSTRAP_SERVERS"):
         env["SCRIBE_KAFKA_BOOTSTRAP_SERVERS"] = os.environ["SCRIBE_KAFKA_BOOTSTRAP_SERVERS"]
+    pg_port = free_port()
+    env["SCRIBE_LEDGER_URL"] = f"postgresql://postgres@127.0.0.1:{pg_port}/scribe"
     os.environ.update(env)  # the settings of this process and of every child
     settings = Settings()
     env.update(settings.prefect_env())
-    services = EmbeddedStack(settings, postgres_port=free_port())
+    services = EmbeddedStack(settings, postgres_port=pg_port)
     services.start()
+    asyncio.run(create_database(pg_port, "scribe"))
     logs = data / "logs"
     runner = ManagedProcess(
         "runner",

@@ -19,11 +19,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from agents.chapter_agent import ChapterAgent
+from agents.ledger import InMemoryLedger
 from agents.retry import Backoff
 from prefect_bridge.publisher import InMemoryPublisher
 from schemas import InvalidEvent, ScribeError, SourceRef
+from schemas.dead_letters import error_headers
 from schemas.events import EVENT_TYPES
-from streams.kafka import dead_letter_headers
 
 MAX_TEXT_BYTES = 64
 SOURCE = SourceRef(topic="novel-events", partition=0, offset=5)
@@ -33,6 +34,9 @@ T = TypeVar("T")
 class FakeSubmitter:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+
+    async def in_flight(self) -> int:
+        return 0
 
     async def submit(self, **kwargs: Any) -> str:
         self.calls.append(kwargs)
@@ -46,7 +50,7 @@ class FakeDeadLetters:
     async def dead_letter(
         self, *, key: bytes | None, value: bytes, source: SourceRef, error: ScribeError
     ) -> None:
-        dead_letter_headers(source, error)  # what the real DLQ topic writer does with it
+        error_headers(source, error)  # what the real DLQ topic writer does with it
         self.items.append((key, value, source, error))
 
 
@@ -66,6 +70,7 @@ def handle(
         submitter=sub,
         results=pub,
         dead_letters=dlq,
+        ledger=InMemoryLedger(),
         pipeline_version="pv",
         max_text_bytes=MAX_TEXT_BYTES,
         backoff=Backoff(initial=0.001),

@@ -1,0 +1,134 @@
+"""The chapter ledger in PostgreSQL through asyncpg (production; many workers share it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from agents import ledger_sql as q
+from agents.decisions import ChapterState
+from agents.ledger import LedgerUnavailable
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PostgresLedger:
+    """asyncpg pool; tables are created on :meth:`connect` if missing."""
+
+    def __init__(self, dsn: str, scope: str = "novel_chunks", pool_size: int = 4) -> None:
+        self._dsn = dsn
+        self._scope = scope
+        self._pool_size = pool_size
+        self._pool: Any = None
+
+    async def connect(self) -> PostgresLedger:
+        """Open the pool and create the tables."""
+        import asyncpg  # type: ignore[import-untyped]
+
+        try:
+            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size)
+            async with self._pool.acquire() as conn:
+                for ddl in q.DDL:
+                    await conn.execute(ddl.format(ts="TIMESTAMPTZ"))
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise LedgerUnavailable(f"ledger database unreachable: {exc}") from exc
+        return self
+
+    async def _call(self, method: str, sql: str, *args: Any) -> Any:
+        import asyncpg
+
+        if self._pool is None:
+            await self.connect()
+        try:
+            return await getattr(self._pool, method)(sql, *args)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            raise LedgerUnavailable(f"ledger: {exc}") from exc
+
+    async def chapter(self, novel_id: str, chapter_id: str) -> ChapterState | None:
+        """Row lookup."""
+        row = await self._call("fetchrow", q.SELECT_CHAPTER, self._scope, novel_id, chapter_id)
+        return None if row is None else q.row_to_state(row)
+
+    async def novel_deleted_offset(self, novel_id: str) -> int | None:
+        """Tombstone lookup."""
+        value = await self._call("fetchval", q.SELECT_TOMBSTONE, self._scope, novel_id)
+        return None if value is None else int(value)
+
+    async def record_applied(self, state: ChapterState) -> None:
+        """See :meth:`agents.ledger.Ledger.record_applied`."""
+        await self._call(
+            "execute",
+            q.RECORD_APPLIED,
+            self._scope,
+            state.novel_id,
+            state.chapter_id,
+            state.version,
+            state.deleted,
+            state.indexed_version,
+            state.model,
+            state.chunk_count,
+            state.flow_run_id,
+            state.updated_at or _now(),
+        )
+
+    async def record_submitted(
+        self, novel_id: str, chapter_id: str, version: int, flow_run_id: str
+    ) -> None:
+        """See :meth:`agents.ledger.Ledger.record_submitted`."""
+        await self._call(
+            "execute",
+            q.RECORD_SUBMITTED,
+            self._scope,
+            novel_id,
+            chapter_id,
+            version,
+            flow_run_id,
+            _now(),
+        )
+
+    async def record_failed(
+        self, novel_id: str, chapter_id: str, version: int, flow_run_id: str | None, error: str
+    ) -> None:
+        """See :meth:`agents.ledger.Ledger.record_failed`."""
+        await self._call(
+            "execute",
+            q.RECORD_FAILED,
+            self._scope,
+            novel_id,
+            chapter_id,
+            version,
+            flow_run_id,
+            error,
+            _now(),
+        )
+
+    async def delete_novel(self, novel_id: str, offset: int) -> None:
+        """Drop rows and keep the highest tombstone, in one transaction."""
+        import asyncpg
+
+        if self._pool is None:
+            await self.connect()
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(q.DELETE_NOVEL_CHAPTERS, self._scope, novel_id)
+                await conn.execute(q.UPSERT_TOMBSTONE, self._scope, novel_id, offset, _now())
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            raise LedgerUnavailable(f"ledger: {exc}") from exc
+
+    async def counts(self) -> dict[str, int]:
+        """Counts by status."""
+        rows = await self._call("fetch", q.COUNTS, self._scope)
+        return {**q.EMPTY_COUNTS, **{str(r[0]): int(r[1]) for r in rows}}
+
+    async def chapters(self, status: str, limit: int = 50) -> list[ChapterState]:
+        """Rows in ``status``, newest first."""
+        rows = await self._call("fetch", q.LIST_BY_STATUS, self._scope, status, limit)
+        return [q.row_to_state(r) for r in rows]
+
+    async def close(self) -> None:
+        """Close the pool."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()

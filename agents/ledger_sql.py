@@ -1,0 +1,129 @@
+"""SQL of the chapter ledger, written once for PostgreSQL and translated for SQLite."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from agents.decisions import ChapterState
+
+COLUMNS = (
+    "novel_id, chapter_id, version, deleted, indexed_version, model, chunk_count, flow_run_id,"
+    " updated_at, latest_version, failed_version, error"
+)
+
+STATUS = (
+    "CASE WHEN failed_version IS NOT NULL AND failed_version >= GREATEST(latest_version, version)"
+    " THEN 'failed' WHEN latest_version > version THEN 'pending'"
+    " WHEN deleted THEN 'deleted' ELSE 'indexed' END"
+)
+
+DDL = [
+    """CREATE TABLE IF NOT EXISTS scribe_chapters (
+        scope TEXT NOT NULL, novel_id TEXT NOT NULL, chapter_id TEXT NOT NULL,
+        version BIGINT NOT NULL, deleted BOOLEAN NOT NULL, indexed_version BIGINT,
+        model TEXT, chunk_count BIGINT NOT NULL, flow_run_id TEXT,
+        latest_version BIGINT NOT NULL, failed_version BIGINT, error TEXT,
+        created_at {ts} NOT NULL, updated_at {ts} NOT NULL,
+        PRIMARY KEY (scope, novel_id, chapter_id))""",
+    """CREATE TABLE IF NOT EXISTS scribe_novels (
+        scope TEXT NOT NULL, novel_id TEXT NOT NULL, deleted_offset BIGINT NOT NULL,
+        updated_at {ts} NOT NULL, PRIMARY KEY (scope, novel_id))""",
+]
+
+_INSERT = (
+    "INSERT INTO scribe_chapters (scope, novel_id, chapter_id, version, deleted,"
+    " indexed_version, model, chunk_count, flow_run_id, latest_version, failed_version, error,"
+    " created_at, updated_at) "
+)
+_CONFLICT = " ON CONFLICT (scope, novel_id, chapter_id) DO UPDATE SET "
+_OLD = "scribe_chapters."
+
+SELECT_CHAPTER = (
+    f"SELECT {COLUMNS} FROM scribe_chapters WHERE scope = $1 AND novel_id = $2 AND chapter_id = $3"
+)
+SELECT_TOMBSTONE = "SELECT deleted_offset FROM scribe_novels WHERE scope = $1 AND novel_id = $2"
+
+#: $1 scope $2 novel $3 chapter $4 version $5 deleted $6 indexed_version $7 model
+#: $8 chunk_count $9 flow_run_id $10 now
+RECORD_APPLIED = (
+    _INSERT
+    + "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $4, NULL, NULL, $10, $10)"
+    + _CONFLICT
+    + "version = excluded.version, deleted = excluded.deleted,"
+    " indexed_version = excluded.indexed_version, model = excluded.model,"
+    " chunk_count = excluded.chunk_count,"
+    f" flow_run_id = COALESCE(excluded.flow_run_id, {_OLD}flow_run_id),"
+    f" latest_version = GREATEST({_OLD}latest_version, excluded.version),"
+    f" failed_version = CASE WHEN {_OLD}failed_version > excluded.version"
+    f" THEN {_OLD}failed_version END,"
+    f" error = CASE WHEN {_OLD}failed_version > excluded.version THEN {_OLD}error END,"
+    " updated_at = excluded.updated_at"
+)
+
+#: $1 scope $2 novel $3 chapter $4 version $5 flow_run_id $6 now
+RECORD_SUBMITTED = (
+    _INSERT
+    + "VALUES ($1, $2, $3, 0, FALSE, NULL, NULL, 0, $5, $4, NULL, NULL, $6, $6)"
+    + _CONFLICT
+    + f"flow_run_id = CASE WHEN excluded.latest_version >= {_OLD}latest_version"
+    f" THEN excluded.flow_run_id ELSE {_OLD}flow_run_id END,"
+    f" latest_version = GREATEST({_OLD}latest_version, excluded.latest_version),"
+    " updated_at = excluded.updated_at"
+)
+
+#: $1 scope $2 novel $3 chapter $4 version $5 flow_run_id $6 error $7 now
+RECORD_FAILED = (
+    _INSERT
+    + "VALUES ($1, $2, $3, 0, FALSE, NULL, NULL, 0, $5, $4, $4, $6, $7, $7)"
+    + _CONFLICT
+    + f"failed_version = GREATEST(COALESCE({_OLD}failed_version, 0), excluded.failed_version),"
+    " error = excluded.error, flow_run_id = excluded.flow_run_id,"
+    f" latest_version = GREATEST({_OLD}latest_version, excluded.latest_version),"
+    " updated_at = excluded.updated_at"
+)
+
+DELETE_NOVEL_CHAPTERS = "DELETE FROM scribe_chapters WHERE scope = $1 AND novel_id = $2"
+#: $1 scope $2 novel $3 offset $4 now
+UPSERT_TOMBSTONE = (
+    "INSERT INTO scribe_novels (scope, novel_id, deleted_offset, updated_at)"
+    " VALUES ($1, $2, $3, $4) ON CONFLICT (scope, novel_id) DO UPDATE SET"
+    " deleted_offset = GREATEST(scribe_novels.deleted_offset, excluded.deleted_offset),"
+    " updated_at = excluded.updated_at"
+)
+COUNTS = f"SELECT {STATUS} AS status, count(*) FROM scribe_chapters WHERE scope = $1 GROUP BY 1"
+#: $1 scope $2 status $3 limit
+LIST_BY_STATUS = (
+    f"SELECT {COLUMNS} FROM scribe_chapters WHERE scope = $1 AND ({STATUS}) = $2"
+    " ORDER BY updated_at DESC LIMIT $3"
+)
+
+
+def for_sqlite(sql: str) -> str:
+    """PostgreSQL dialect to SQLite: numbered ``?N`` parameters, scalar ``max``."""
+    return re.sub(r"\$(\d+)", r"?\1", sql.replace("GREATEST(", "max("))
+
+
+def row_to_state(row: Any) -> ChapterState:
+    """A selected row (``COLUMNS`` order) as a :class:`ChapterState`."""
+    updated = row[8]
+    if isinstance(updated, str):
+        updated = datetime.fromisoformat(updated)
+    return ChapterState(
+        novel_id=row[0],
+        chapter_id=row[1],
+        version=int(row[2]),
+        deleted=bool(row[3]),
+        indexed_version=row[4],
+        model=row[5],
+        chunk_count=int(row[6]),
+        flow_run_id=row[7],
+        updated_at=updated,
+        latest_version=int(row[9]),
+        failed_version=row[10],
+        error=row[11],
+    )
+
+
+EMPTY_COUNTS = {"pending": 0, "indexed": 0, "deleted": 0, "failed": 0}

@@ -1,0 +1,88 @@
+"""The dead-letter envelope: original key and bytes, the reason in Kafka headers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from schemas.errors import ScribeError
+from schemas.source import SourceRef
+
+H_CLASS = "scribe.error.class"
+H_REASON = "scribe.error.reason"
+H_RETRIABLE = "scribe.error.retriable"
+H_TOPIC = "scribe.source.topic"
+H_PARTITION = "scribe.source.partition"
+H_OFFSET = "scribe.source.offset"
+H_AT = "scribe.dead_lettered_at"
+H_FLOW_RUN = "scribe.flow_run_id"
+#: Set by ``scribe dlq redrive`` on the re-published message: how often it was redriven.
+H_REDRIVE = "scribe.redrive"
+
+Headers = list[tuple[str, bytes]]
+
+MAX_REASON_BYTES = 4000
+
+
+def dead_letter_headers(
+    source: SourceRef | None,
+    error_class: str,
+    reason: str,
+    retriable: bool,
+    flow_run_id: str | None = None,
+) -> Headers:
+    """Headers that say where a dead letter came from and why it was parked."""
+    headers: Headers = [
+        (H_CLASS, error_class.encode()),
+        (H_REASON, reason.encode("utf-8", "replace")[:MAX_REASON_BYTES]),
+        (H_RETRIABLE, b"true" if retriable else b"false"),
+        (H_AT, datetime.now(UTC).isoformat().encode()),
+    ]
+    if source is not None:
+        headers += [
+            (H_TOPIC, source.topic.encode()),
+            (H_PARTITION, str(source.partition).encode()),
+            (H_OFFSET, str(source.offset).encode()),
+        ]
+    if flow_run_id:
+        headers.append((H_FLOW_RUN, flow_run_id.encode()))
+    return headers
+
+
+def error_headers(source: SourceRef, error: ScribeError) -> Headers:
+    """Headers for an error raised while handling ``source``."""
+    return dead_letter_headers(source, type(error).__name__, error.reason, error.retriable)
+
+
+class DeadLetter(BaseModel):
+    """What the headers of one dead letter say (for ``scribe dlq``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    error_class: str
+    reason: str
+    retriable: bool
+    dead_lettered_at: str | None = None
+    source: SourceRef | None = None
+    flow_run_id: str | None = None
+    redrive: int = 0
+
+    @classmethod
+    def from_headers(cls, headers: Headers) -> DeadLetter:
+        """Read the envelope; missing headers read as unknown."""
+        h = {k: v.decode("utf-8", "replace") for k, v in headers}
+        source = None
+        if H_TOPIC in h and H_PARTITION in h and H_OFFSET in h:
+            source = SourceRef(
+                topic=h[H_TOPIC], partition=int(h[H_PARTITION]), offset=int(h[H_OFFSET])
+            )
+        return cls(
+            error_class=h.get(H_CLASS, "unknown"),
+            reason=h.get(H_REASON, ""),
+            retriable=h.get(H_RETRIABLE) == "true",
+            dead_lettered_at=h.get(H_AT),
+            source=source,
+            flow_run_id=h.get(H_FLOW_RUN),
+            redrive=int(h.get(H_REDRIVE, "0") or 0),
+        )

@@ -1,0 +1,101 @@
+"""``scribe dlq``: read, show and redrive the dead-letter topic."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas import ConfigurationError
+from schemas.dead_letters import H_REDRIVE, DeadLetter
+from streams.kafka import client_config, start_producer
+from streams.settings import Settings
+
+
+@dataclass(frozen=True)
+class Parked:
+    """One message of the dead-letter topic."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    letter: DeadLetter
+
+    @property
+    def position(self) -> str:
+        """``partition:offset``, the id ``scribe dlq show|redrive`` take."""
+        return f"{self.partition}:{self.offset}"
+
+
+async def read_all(settings: Settings, limit: int | None = None) -> list[Parked]:
+    """Every message of the DLQ (oldest first per partition), without a consumer group."""
+    consumer = AIOKafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(settings.topic_dlq)
+        if not partitions:
+            await consumer.topics()  # refresh metadata once
+            partitions = consumer.partitions_for_topic(settings.topic_dlq) or set()
+        tps = [TopicPartition(settings.topic_dlq, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[Parked] = []
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=2000)
+            if not batches:
+                break
+            for tp, messages in batches.items():
+                for m in messages:
+                    if m.offset < ends[tp]:
+                        out.append(
+                            Parked(
+                                tp.partition,
+                                m.offset,
+                                m.key,
+                                m.value,
+                                DeadLetter.from_headers(list(m.headers)),
+                            )
+                        )
+                if messages and messages[-1].offset >= ends[tp] - 1:
+                    remaining.discard(tp)
+        out.sort(key=lambda p: (p.letter.dead_lettered_at or "", p.partition, p.offset))
+        return out[-limit:] if limit else out
+    finally:
+        await consumer.stop()
+
+
+def select(parked: list[Parked], positions: Iterable[str]) -> list[Parked]:
+    """Messages by ``partition:offset`` (or a bare offset when it is unambiguous)."""
+    chosen = []
+    for pos in positions:
+        if ":" in pos:
+            part, off = (int(x) for x in pos.split(":", 1))
+            match = [p for p in parked if (p.partition, p.offset) == (part, off)]
+        else:
+            match = [p for p in parked if p.offset == int(pos)]
+        if len(match) != 1:
+            raise ConfigurationError(
+                f"{pos!r} names {len(match)} dead letters; use PARTITION:OFFSET from `dlq list`"
+            )
+        chosen.extend(match)
+    return chosen
+
+
+async def redrive(settings: Settings, parked: list[Parked]) -> int:
+    """Re-publish to the input topic with ``scribe.redrive`` = previous + 1."""
+    producer = await start_producer(settings)
+    try:
+        for p in parked:
+            headers = [(H_REDRIVE, str(p.letter.redrive + 1).encode())]
+            await producer.send_and_wait(
+                settings.topic_events, value=p.value, key=p.key, headers=headers
+            )
+    finally:
+        await producer.stop()
+    return len(parked)

@@ -1,0 +1,144 @@
+"""Contract every Ledger adapter must meet: run against memory, SQLite and PostgreSQL.
+
+Each ``check_*`` coroutine takes a fresh, empty ledger. ``tests/unit/test_ledger.py`` runs
+them on the in-memory and SQLite ledgers, ``tests/integration/test_ledger_postgres.py``
+on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from agents.decisions import ChapterState
+from agents.ledger import Ledger
+
+WHEN = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+EMPTY = {"pending": 0, "indexed": 0, "deleted": 0, "failed": 0}
+
+
+def applied(
+    novel: str,
+    chapter: str,
+    version: int,
+    deleted: bool = False,
+    run: str | None = None,
+    chunks: int = 2,
+) -> ChapterState:
+    """A row as the result agent records it."""
+    return ChapterState(
+        novel,
+        chapter,
+        version,
+        deleted,
+        indexed_version=None if deleted else version,
+        model=None if deleted else "m",
+        chunk_count=0 if deleted else chunks,
+        flow_run_id=run,
+        updated_at=WHEN,
+    )
+
+
+async def check_starts_empty(ledger: Ledger) -> None:
+    assert await ledger.chapter("n", "c") is None
+    assert await ledger.novel_deleted_offset("n") is None
+    assert await ledger.counts() == EMPTY
+    assert await ledger.chapters("indexed") == []
+
+
+async def check_applied_rows_round_trip_and_replace(ledger: Ledger) -> None:
+    await ledger.record_applied(applied("n", "c", 1, run="r1"))
+    row = await ledger.chapter("n", "c")
+    assert row is not None
+    assert (row.version, row.deleted, row.indexed_version, row.model, row.chunk_count) == (
+        1,
+        False,
+        1,
+        "m",
+        2,
+    )
+    assert (row.flow_run_id, row.latest_version, row.status) == ("r1", 1, "indexed")
+    await ledger.record_applied(applied("n", "c", 2, deleted=True))
+    row = await ledger.chapter("n", "c")
+    assert row is not None
+    assert (row.version, row.deleted, row.indexed_version, row.chunk_count) == (2, True, None, 0)
+    assert row.deleted_version == 2
+    assert row.flow_run_id == "r1"  # kept when the new effect has no run
+    assert row.status == "deleted"
+    assert await ledger.chapter("n", "other") is None
+    assert await ledger.counts() == {**EMPTY, "deleted": 1}
+
+
+async def check_submitted_is_pending_until_applied(ledger: Ledger) -> None:
+    await ledger.record_applied(applied("n", "c", 1, run="r1"))
+    await ledger.record_submitted("n", "c", 3, "r3")
+    await ledger.record_submitted("n", "c", 2, "r2")  # an older submission arrives late
+    row = await ledger.chapter("n", "c")
+    assert row is not None
+    assert (row.version, row.latest_version, row.flow_run_id, row.status) == (1, 3, "r3", "pending")
+    await ledger.record_submitted("n", "new", 1, "rn")
+    fresh = await ledger.chapter("n", "new")
+    assert fresh is not None and fresh.status == "pending" and fresh.version == 0
+    assert await ledger.counts() == {**EMPTY, "pending": 2}
+    await ledger.record_applied(applied("n", "c", 3, run="r3"))
+    row = await ledger.chapter("n", "c")
+    assert row is not None and (row.status, row.latest_version) == ("indexed", 3)
+    assert [r.chapter_id for r in await ledger.chapters("pending")] == ["new"]
+
+
+async def check_failure_is_shown_until_a_newer_version_applies(ledger: Ledger) -> None:
+    await ledger.record_applied(applied("n", "c", 1))
+    await ledger.record_submitted("n", "c", 2, "r2")
+    await ledger.record_failed("n", "c", 2, "r2", "Failed: boom")
+    row = await ledger.chapter("n", "c")
+    assert row is not None
+    assert (row.status, row.failed_version, row.error, row.version) == (
+        "failed",
+        2,
+        "Failed: boom",
+        1,
+    )
+    assert await ledger.counts() == {**EMPTY, "failed": 1}
+    assert [r.error for r in await ledger.chapters("failed")] == ["Failed: boom"]
+    await ledger.record_submitted("n", "c", 3, "r3")  # a newer version is on its way
+    row = await ledger.chapter("n", "c")
+    assert row is not None and row.status == "pending"
+    await ledger.record_applied(applied("n", "c", 3, run="r3"))
+    row = await ledger.chapter("n", "c")
+    assert row is not None
+    assert (row.status, row.failed_version, row.error) == ("indexed", None, None)
+
+
+async def check_an_older_failure_does_not_mark_a_newer_index_failed(ledger: Ledger) -> None:
+    await ledger.record_applied(applied("n", "c", 3))
+    await ledger.record_failed("n", "c", 2, "r2", "late failure of v2")
+    row = await ledger.chapter("n", "c")
+    assert row is not None and row.status == "indexed"
+
+
+async def check_novel_deletion_drops_rows_and_keeps_highest_tombstone(ledger: Ledger) -> None:
+    await ledger.record_applied(applied("n", "a", 1))
+    await ledger.record_applied(applied("n", "b", 2, deleted=True))
+    await ledger.record_applied(applied("m", "a", 1))
+    await ledger.delete_novel("n", 10)
+    assert await ledger.chapter("n", "a") is None
+    assert await ledger.chapter("n", "b") is None
+    other = await ledger.chapter("m", "a")
+    assert other is not None and other.version == 1
+    assert await ledger.novel_deleted_offset("n") == 10
+    assert await ledger.novel_deleted_offset("m") is None
+    await ledger.delete_novel("n", 4)
+    assert await ledger.novel_deleted_offset("n") == 10
+    await ledger.delete_novel("n", 12)
+    assert await ledger.novel_deleted_offset("n") == 12
+    assert await ledger.counts() == {**EMPTY, "indexed": 1}
+
+
+CONTRACT: list[Callable[[Ledger], Awaitable[None]]] = [
+    check_starts_empty,
+    check_applied_rows_round_trip_and_replace,
+    check_submitted_is_pending_until_applied,
+    check_failure_is_shown_until_a_newer_version_applies,
+    check_an_older_failure_does_not_mark_a_newer_index_failed,
+    check_novel_deletion_drops_rows_and_keeps_highest_tombstone,
+]

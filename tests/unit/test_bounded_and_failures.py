@@ -1,0 +1,181 @@
+"""Bounded work, ledger bookkeeping, failure reporting and redrive keys (fakes only)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+from agents.chapter_agent import ChapterAgent
+from agents.ledger import InMemoryLedger
+from agents.result_agent import ResultAgent, ResultMessage
+from agents.retry import Backoff
+from agents.vector_store import InMemoryVectorStore
+from prefect_bridge.chunking import ChunkingPolicy
+from prefect_bridge.embedding import HashingEmbedder
+from prefect_bridge.flow import report_failure
+from prefect_bridge.publisher import InMemoryPublisher
+from prefect_bridge.runtime import FlowRuntime, configure
+from schemas import ChapterFailed, ScribeError, SourceRef
+from schemas.dead_letters import DeadLetter
+
+SOURCE = SourceRef(topic="novel-events", partition=1, offset=7)
+
+
+class Submitter:
+    def __init__(self, running: list[int]) -> None:
+        self.running = running  # successive answers of in_flight()
+        self.keys: list[str] = []
+
+    async def in_flight(self) -> int:
+        return self.running.pop(0) if len(self.running) > 1 else self.running[0]
+
+    async def submit(
+        self, *, name: str, idempotency_key: str, tags: list[str], parameters: dict[str, Any]
+    ) -> str:
+        self.keys.append(idempotency_key)
+        return f"run-{len(self.keys)}"
+
+
+class Letters:
+    def __init__(self) -> None:
+        self.items: list[ScribeError] = []
+
+    async def dead_letter(
+        self, *, key: bytes | None, value: bytes, source: SourceRef, error: ScribeError
+    ) -> None:
+        self.items.append(error)
+
+
+def chapter_event(chapter: str = "c1", version: int = 1) -> bytes:
+    return json.dumps(
+        {
+            "event_id": str(uuid.uuid4()),
+            "event_type": "chapter.created",
+            "novel_id": "n",
+            "chapter_id": chapter,
+            "version": version,
+            "occurred_at": "2026-11-28T00:00:00Z",
+            "title": "t",
+            "text": "一句话。",
+        }
+    ).encode()
+
+
+def agent(sub: Submitter, ledger: InMemoryLedger, bound: int = 2) -> ChapterAgent:
+    return ChapterAgent(
+        submitter=sub,
+        results=InMemoryPublisher(),
+        dead_letters=Letters(),
+        ledger=ledger,
+        pipeline_version="pv",
+        max_text_bytes=1000,
+        max_in_flight=bound,
+        backoff=Backoff(initial=0.001),
+        capacity_poll_seconds=0.01,
+    )
+
+
+async def test_agent_waits_while_the_bound_is_reached_and_resumes_when_runs_finish() -> None:
+    sub = Submitter(running=[2, 2, 2, 1])
+    ledger = InMemoryLedger()
+    task = asyncio.create_task(agent(sub, ledger).handle(b"n", chapter_event(), SOURCE))
+    await asyncio.sleep(0.005)
+    assert sub.keys == []  # paused: 2 runs in flight, bound 2
+    assert await asyncio.wait_for(task, 2) == "run-1"
+    assert len(sub.keys) == 1
+
+
+async def test_budget_is_spent_locally_and_refreshed_only_when_used_up() -> None:
+    sub = Submitter(running=[0])
+    calls = 0
+    original = sub.in_flight
+
+    async def counting() -> int:
+        nonlocal calls
+        calls += 1
+        return await original()
+
+    sub.in_flight = counting  # type: ignore[method-assign]
+    chapter_agent = agent(sub, InMemoryLedger(), bound=3)
+    for i in range(6):
+        await chapter_agent.handle(b"n", chapter_event(f"c{i}"), SOURCE)
+    assert len(sub.keys) == 6
+    assert calls == 2  # one refresh per 3 submissions
+
+
+async def test_submission_is_recorded_as_pending_in_the_ledger() -> None:
+    ledger = InMemoryLedger()
+    await agent(Submitter([0]), ledger).handle(b"n", chapter_event("c9", 4), SOURCE)
+    row = await ledger.chapter("n", "c9")
+    assert row is not None
+    assert (row.status, row.latest_version, row.flow_run_id) == ("pending", 4, "run-1")
+
+
+async def test_a_redriven_event_gets_a_new_idempotency_key() -> None:
+    sub = Submitter([0])
+    chapter_agent = agent(sub, InMemoryLedger())
+    value = chapter_event()
+    await chapter_agent.handle(b"n", value, SOURCE)
+    await chapter_agent.handle(b"n", value, SOURCE)
+    await chapter_agent.handle(b"n", value, SOURCE, redrive=1)
+    assert sub.keys[0] == sub.keys[1]
+    assert sub.keys[2] == sub.keys[0] + ":r1"
+
+
+async def test_result_agent_records_a_failed_chapter_without_touching_the_index() -> None:
+    ledger, store = InMemoryLedger(), InMemoryVectorStore()
+    sink = ResultAgent(
+        store=store, ledger=ledger, dead_letters=Letters(), backoff=Backoff(initial=0.001)
+    )
+    failed = ChapterFailed(
+        event_id=uuid.uuid4(),
+        novel_id="n",
+        chapter_id="c",
+        version=2,
+        flow_run_id="r2",
+        reason="Failed: boom",
+    )
+    applied = await sink.handle_batch(
+        [ResultMessage(b"n", failed.model_dump_json().encode(), SOURCE)]
+    )
+    assert applied == 0
+    assert store.flushes == 0
+    row = await ledger.chapter("n", "c")
+    assert row is not None and (row.status, row.error) == ("failed", "Failed: boom")
+
+
+async def test_flow_failure_hook_publishes_chapter_failed_and_a_retriable_dead_letter() -> None:
+    publisher = InMemoryPublisher()
+    configure(lambda: FlowRuntime(HashingEmbedder(), publisher, ChunkingPolicy(), 10_000))
+    event = json.loads(chapter_event("c5", 3))
+    run = SimpleNamespace(
+        id=uuid.uuid4(), parameters={"event": event, "source": SOURCE.model_dump()}
+    )
+    state = SimpleNamespace(
+        type=SimpleNamespace(value="FAILED"), message="embed exploded", name="Failed"
+    )
+    await report_failure(None, run, state)
+    [result] = publisher.published
+    assert isinstance(result, ChapterFailed)
+    assert (result.chapter_id, result.version, result.flow_run_id) == ("c5", 3, str(run.id))
+    assert "embed exploded" in result.reason
+    [(key, value, headers)] = publisher.dead_letters
+    assert key == b"n"
+    assert json.loads(value) == event
+    letter = DeadLetter.from_headers(headers)
+    assert letter.retriable and letter.error_class == "FlowRunFailed"
+    assert letter.source == SOURCE and letter.flow_run_id == str(run.id)
+
+
+async def test_flow_failure_hook_dead_letters_an_invalid_event_as_not_retriable() -> None:
+    publisher = InMemoryPublisher()
+    configure(lambda: FlowRuntime(HashingEmbedder(), publisher, ChunkingPolicy(), 10_000))
+    run = SimpleNamespace(id=uuid.uuid4(), parameters={"event": {"novel_id": "n"}})
+    state = SimpleNamespace(type=SimpleNamespace(value="FAILED"), message="x", name="Failed")
+    await report_failure(None, run, state)
+    assert publisher.published == []
+    [(_, _, headers)] = publisher.dead_letters
+    assert not DeadLetter.from_headers(headers).retriable
