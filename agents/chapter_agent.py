@@ -43,6 +43,7 @@ class ChapterAgent:
     pipeline_version: str
     max_text_bytes: int
     max_in_flight: int = 8
+    target: str | None = None
     backoff: Backoff = field(default_factory=Backoff)
     capacity_poll_seconds: float = 1.0
     _budget: int = field(default=0, init=False, repr=False)
@@ -62,7 +63,7 @@ class ChapterAgent:
         except InvalidEvent as exc:
             await self._dead_letter(key, value, source, exc)
             return None
-        plan = plan_event(event, source, self.pipeline_version, redrive)
+        plan = plan_event(event, source, self.pipeline_version, redrive, self.target)
         if isinstance(plan, SubmitFlowRun):
             assert isinstance(event, ChapterCreated | ChapterUpdated)
             async with self._gate:  # one submitter at a time keeps the budget exact

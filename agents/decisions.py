@@ -54,21 +54,39 @@ def idempotency_key(event_id: str, pipeline_version: str, redrive: int = 0) -> s
 
 
 def plan_event(
-    event: NovelEvent, source: SourceRef, pipeline_version: str, redrive: int = 0
+    event: NovelEvent,
+    source: SourceRef,
+    pipeline_version: str,
+    redrive: int = 0,
+    target: str | None = None,
 ) -> ChapterPlan:
-    """Turn one valid input event into the single effect the chapter agent must cause."""
+    """Turn one valid input event into the single effect the chapter agent must cause.
+
+    ``target`` names the collection of a full rebuild (``scribe replay``); the flow run
+    and the removal carry it so only that rebuild's sink applies them.
+    """
     if isinstance(event, ChapterCreated | ChapterUpdated):
+        parameters: dict[str, Any] = {
+            "event": event.model_dump(mode="json"),
+            "source": source.model_dump(mode="json"),
+            "redrive": redrive,
+        }
+        tags = [f"novel:{event.novel_id}", f"chapter:{event.chapter_id}", event.event_type]
+        if target is not None:
+            parameters["target"] = target
+            tags.append(f"rebuild:{target}")
         return SubmitFlowRun(
             name=run_name(event.novel_id, event.chapter_id, event.version),
             idempotency_key=idempotency_key(str(event.event_id), pipeline_version, redrive),
-            tags=[f"novel:{event.novel_id}", f"chapter:{event.chapter_id}", event.event_type],
-            parameters={
-                "event": event.model_dump(mode="json"),
-                "source": source.model_dump(mode="json"),
-                "redrive": redrive,
-            },
+            tags=tags,
+            parameters=parameters,
         )
-    common = {"event_id": event.event_id, "novel_id": event.novel_id, "version": event.version}
+    common = {
+        "event_id": event.event_id,
+        "novel_id": event.novel_id,
+        "version": event.version,
+        "target": target,
+    }
     if isinstance(event, ChapterDeleted):
         return PublishRemoval(ChapterRemoved(**common, chapter_id=event.chapter_id, source=source))
     assert isinstance(event, NovelDeleted)

@@ -46,6 +46,8 @@ class ResultAgent:
     ledger: Ledger
     dead_letters: DeadLetters
     backoff: Backoff = field(default_factory=Backoff)
+    #: Results this sink applies: ``None`` the live index, else one rebuild's collection.
+    target: str | None = None
 
     async def handle_batch(self, messages: list[ResultMessage]) -> int:
         """Apply a batch; return how many results changed the index."""
@@ -58,6 +60,8 @@ class ResultAgent:
             except InvalidEvent as exc:
                 await self._dead_letter(msg, exc)
                 continue
+            if result.target != self.target:
+                continue  # another index's result (a rebuild running beside the live one)
             if isinstance(result, ChapterFailed):
                 failures.append(result)
                 continue

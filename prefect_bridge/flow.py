@@ -12,6 +12,7 @@ from prefect.context import get_run_context
 
 from prefect_bridge.chunking import Chunk, chunk_text
 from prefect_bridge.embedding import Vector
+from prefect_bridge.recovery import MAX_CRASH_ATTEMPTS
 from prefect_bridge.runtime import get_runtime
 from schemas import (
     ChapterEmbedded,
@@ -56,6 +57,12 @@ def _flow_run_id() -> str | None:
     return str(run.id) if run is not None else None
 
 
+async def report_crash(flow: Any, flow_run: Any, state: Any) -> None:
+    """A crash is retried by the runner's watchdog; only the last attempt's is final."""
+    if int(getattr(flow_run, "run_count", 0) or 0) >= MAX_CRASH_ATTEMPTS:
+        await report_failure(flow, flow_run, state)
+
+
 async def report_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """Final failure or crash (after the flow's retries): record it and park the event.
 
@@ -85,11 +92,14 @@ async def report_failure(flow: Any, flow_run: Any, state: Any) -> None:
                 novel_id=parsed.novel_id,
                 chapter_id=parsed.chapter_id,
                 version=parsed.version,
+                target=params.get("target"),
                 source=source,
                 flow_run_id=run_id,
                 reason=reason,
             )
         )
+    if params.get("target"):
+        return  # a rebuild's failure: recorded in the rebuild's ledger, the live DLQ stays clean
     headers = dead_letter_headers(source, "FlowRunFailed", reason, True, run_id)
     headers.append((H_REDRIVE, str(int(params.get("redrive") or 0)).encode()))
     await runtime.publisher.dead_letter(
@@ -103,10 +113,13 @@ async def report_failure(flow: Any, flow_run: Any, state: Any) -> None:
     retry_delay_seconds=5,
     persist_result=False,
     on_failure=[report_failure],
-    on_crashed=[report_failure],
+    on_crashed=[report_crash],
 )
 async def novel_processing(
-    event: dict[str, Any], source: dict[str, Any] | None = None, redrive: int = 0
+    event: dict[str, Any],
+    source: dict[str, Any] | None = None,
+    redrive: int = 0,
+    target: str | None = None,
 ) -> dict[str, Any]:
     """Process one ``chapter.created``/``chapter.updated`` event from ``novel-events``."""
     logger = get_run_logger()
@@ -128,6 +141,7 @@ async def novel_processing(
         pipeline_version=runtime.pipeline_version,
         flow_run_id=_flow_run_id(),
         source=SourceRef.model_validate(source) if source else None,
+        target=target,
         chunks=tuple(
             ChunkVector(chunk_no=c.chunk_no, text=c.text, vector=tuple(v))
             for c, v in zip(chunks, vectors, strict=True)

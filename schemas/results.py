@@ -38,6 +38,11 @@ class _Result(BaseModel):
     novel_id: EntityId
     version: int = Field(ge=1, le=2**63 - 1)
     source: SourceRef | None = None
+    target: str | None = Field(
+        None,
+        description="Physical collection a full rebuild (scribe replay) writes; "
+        "unset: the live index behind the alias.",
+    )
     produced_at: AwareDatetime = Field(default_factory=_now)
 
 

@@ -58,6 +58,8 @@ def create_app(settings: Settings) -> faust.App:
         producer_max_request_size=settings.max_result_bytes,
         consumer_max_fetch_size=settings.max_result_bytes,
         broker_commit_every=1,
+        broker_session_timeout=settings.consumer_session_timeout,
+        broker_heartbeat_interval=max(1.0, settings.consumer_session_timeout / 10),
     )
     resources = WorkerResources(settings)
     events = app.topic(settings.topic_events, key_type=bytes, value_type=bytes)

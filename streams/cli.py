@@ -27,7 +27,9 @@ flows_app = typer.Typer(help="The Prefect side (deployment and runner).", no_arg
 schemas_app = typer.Typer(help="Event contracts.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The dead-letter topic.", no_args_is_help=True)
+index_app = typer.Typer(help="Milvus collections behind the alias.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(index_app, name="index")
 app.add_typer(flows_app, name="flows")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
@@ -230,6 +232,91 @@ def dlq_redrive(
         raise typer.BadParameter("give positions or --all")
     count = asyncio.run(redrive(settings, chosen))
     console.print(f"redrove {count} events to {settings.topic_events}")
+
+
+@app.command()
+def replay(
+    start: Annotated[
+        str, typer.Option("--from", help="earliest, or an RFC 3339 time")
+    ] = "earliest",
+    novel: Annotated[str | None, typer.Option(help="Only this novel (in place).")] = None,
+    resink: Annotated[
+        bool,
+        typer.Option(
+            "--resink/--reembed", help="Rebuild from the results topic alone / run the flows again."
+        ),
+    ] = False,
+) -> None:
+    """Reprocess history beside the running workers (see README: Replay)."""
+    from datetime import datetime
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from streams.replay import replay as run_replay
+
+    settings = _settings()
+    when = (
+        "earliest" if start == "earliest" else datetime.fromisoformat(start.replace("Z", "+00:00"))
+    )
+    if when != "earliest" and when.tzinfo is None:  # type: ignore[union-attr]
+        raise typer.BadParameter("--from needs a time zone, e.g. 2026-11-01T00:00:00Z")
+    mode = "resink" if resink else "reembed"
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.speed} msg/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(f"replay --{mode}", total=None)
+
+        def tick(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=max(total, done))
+
+        summary = asyncio.run(run_replay(settings, mode, when, novel, tick))  # type: ignore[arg-type]
+    typer.echo(json.dumps(summary.__dict__, indent=2, default=str))
+
+
+@index_app.command("list")
+def index_list() -> None:
+    """Collections, their aliases and row counts."""
+    from streams.wiring import vector_store
+
+    async def run() -> list[dict[str, object]]:
+        store = vector_store(_settings())
+        try:
+            return await store.collections()
+        finally:
+            await store.close()
+
+    table = Table("collection", "aliases", "rows")
+    for c in asyncio.run(run()):
+        table.add_row(str(c["name"]), ", ".join(c["aliases"]), str(c["rows"]))  # type: ignore[arg-type]
+    Console().print(table)
+
+
+@index_app.command("drop")
+def index_drop(name: str) -> None:
+    """Drop a collection that no alias uses (e.g. the one a rebuild replaced)."""
+    from streams.wiring import vector_store
+
+    async def run() -> None:
+        store = vector_store(_settings())
+        try:
+            await store.drop_collection(name)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+    console.print(f"dropped {name}")
 
 
 @app.command()

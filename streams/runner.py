@@ -10,6 +10,7 @@ from prefect.client.orchestration import get_client
 from prefect.workers.process import ProcessWorker
 
 from prefect_bridge.deployment import ensure_deployment
+from prefect_bridge.recovery import recover_orphans
 from streams.processes import terminate_children
 from streams.settings import Settings
 from streams.wiring import apply_prefect_env
@@ -42,12 +43,34 @@ async def serve_with_worker(settings: Settings) -> None:
     assert task is not None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
+    watchdog = asyncio.create_task(_watch_orphans(settings))
+    delay = 1.0
     try:
-        async with ProcessWorker(
-            work_pool_name=settings.work_pool, limit=settings.runner_limit
-        ) as worker:
-            await worker.start()
+        while True:  # the worker gives up when the API is gone for a while: start it again
+            try:
+                async with ProcessWorker(
+                    work_pool_name=settings.work_pool, limit=settings.runner_limit
+                ) as worker:
+                    await worker.start()
+                return
+            except Exception as exc:
+                log.warning("process worker stopped (%s); restarting in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
     except asyncio.CancelledError:
         log.info("stopping the runner")
     finally:
+        watchdog.cancel()
         await asyncio.to_thread(terminate_children)
+
+
+async def _watch_orphans(settings: Settings, every: float = 30.0) -> None:
+    """At start and then periodically, reschedule runs whose process died."""
+    while True:
+        try:
+            async with get_client() as client:
+                deployment = await client.read_deployment_by_name(settings.deployment)
+                await recover_orphans(client, deployment.id)
+        except Exception as exc:  # Prefect briefly down: try again next round
+            log.warning("orphan check failed: %s", exc)
+        await asyncio.sleep(every)

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     topic_replication: int = Field(1, ge=1)
     app_id: str = Field("scribe-stream", description="Faust app id (consumer group prefix).")
     worker_web_port: int = Field(6066, description="Faust web port (bound to 127.0.0.1).")
+    consumer_session_timeout: float = Field(
+        30.0, gt=0, description="Seconds before a dead worker's partitions move (Faust: 60)."
+    )
 
     # Prefect
     prefect_api_url: str | None = Field(None, description="Prefect API; unset: embedded server.")

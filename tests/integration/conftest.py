@@ -41,6 +41,7 @@ def stack() -> Iterator[Stack]:
         "SCRIBE_RUNNER_LIMIT": "2",
         "SCRIBE_RUNNER_POLL_SECONDS": "1",
         "SCRIBE_SINK_BATCH_SECONDS": "0.3",
+        "SCRIBE_CONSUMER_SESSION_TIMEOUT": "10",
     }
     if os.environ.get("SCRIBE_KAFKA_BOOTSTRAP_SERVERS"):
         env["SCRIBE_KAFKA_BOOTSTRAP_SERVERS"] = os.environ["SCRIBE_KAFKA_BOOTSTRAP_SERVERS"]

@@ -11,6 +11,7 @@ broker instead of starting one; topics and the consumer group get a per-session 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -24,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agents.vector_store import MilvusVectorStore
+from agents.milvus_store import MilvusVectorStore
 from streams.kafka import start_producer
 from streams.processes import ManagedProcess
 from streams.settings import Settings
@@ -115,3 +116,67 @@ def event(event_type: str, novel: str, chapter: str | None, version: int, **extr
     if chapter is not None:
         body["chapter_id"] = chapter
     return json.dumps(body, ensure_ascii=False).encode()
+
+
+def service(stack: Stack, name: str) -> ManagedProcess:
+    """One of the embedded services (kafka, milvus, postgres, prefect)."""
+    return next(p for p in stack.stack.processes if p.name == name)
+
+
+def restart_service(stack: Stack, name: str, down_seconds: float) -> None:
+    """Stop a service, keep it down, start it again and wait until it answers."""
+    from streams.processes import port_open
+    from streams.stack import prefect_healthy
+
+    proc = service(stack, name)
+    proc.stop()
+    time.sleep(down_seconds)
+    proc.start()
+    s = stack.settings
+    ready: dict[str, Callable[[], bool]] = {
+        "kafka": lambda: port_open(s.kafka_port),
+        "milvus": lambda: port_open(s.milvus_port),
+        "prefect": lambda: prefect_healthy(s.prefect_url),
+    }
+    wait_for(ready[name], 180, f"{name} back up")
+
+
+def index_of(stack: Stack, novel: str) -> dict[str, tuple[set[int], list[int], list[str]]]:
+    """Per chapter of ``novel`` in Milvus: versions, sorted chunk numbers, ids."""
+
+    async def query() -> list[dict[str, Any]]:
+        store = stack.store()
+        try:
+            return await store.query_rows(
+                f'novel_id == "{novel}"', ["id", "chapter_id", "chapter_version", "chunk_no"]
+            )
+        finally:
+            await store.close()
+
+    try:
+        rows = asyncio.run(query())
+    except Exception:
+        return {}
+    out: dict[str, tuple[set[int], list[int], list[str]]] = {}
+    for r in rows:
+        versions, chunks, ids = out.setdefault(r["chapter_id"], (set(), [], []))
+        versions.add(int(r["chapter_version"]))
+        chunks.append(int(r["chunk_no"]))
+        ids.append(r["id"])
+    for _, chunks, _ in out.values():
+        chunks.sort()
+    return out
+
+
+def converged(
+    stack: Stack, novel: str, expected: dict[str, tuple[int, int]]
+) -> dict[str, tuple[set[int], list[int], list[str]]] | None:
+    """The index holds exactly ``expected`` (chapter -> (version, chunk count)), else None."""
+    index = index_of(stack, novel)
+    if set(index) != set(expected):
+        return None
+    for chapter, (version, count) in expected.items():
+        versions, chunks, ids = index[chapter]
+        if versions != {version} or chunks != list(range(count)) or len(set(ids)) != len(ids):
+            return None
+    return index

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -179,3 +180,41 @@ async def test_flow_failure_hook_dead_letters_an_invalid_event_as_not_retriable(
     assert publisher.published == []
     [(_, _, headers)] = publisher.dead_letters
     assert not DeadLetter.from_headers(headers).retriable
+
+
+def test_orphan_rules() -> None:
+    from datetime import timedelta
+
+    from prefect_bridge.recovery import MAX_CRASH_ATTEMPTS, is_orphan
+
+    now = datetime.now(UTC)
+    grace = timedelta(seconds=60)
+    alive = {111}.__contains__
+    assert is_orphan("RUNNING", "222", now, now, alive, grace)  # its process is gone
+    assert not is_orphan("RUNNING", "111", now, now, alive, grace)
+    assert is_orphan("RUNNING", "host:222", now, now, alive, grace)
+    assert not is_orphan("RUNNING", None, now - 2 * grace, now, alive, grace)
+    assert is_orphan("PENDING", None, now - 2 * grace, now, alive, grace)  # claimed, never ran
+    assert not is_orphan("PENDING", None, now, now, alive, grace)
+    assert is_orphan("CRASHED", None, now, now, alive, grace, run_count=1)
+    assert not is_orphan("CRASHED", None, now, now, alive, grace, run_count=MAX_CRASH_ATTEMPTS)
+
+
+async def test_a_crash_before_the_last_attempt_is_not_reported() -> None:
+    from prefect_bridge.flow import report_crash
+    from prefect_bridge.recovery import MAX_CRASH_ATTEMPTS
+
+    publisher = InMemoryPublisher()
+    configure(lambda: FlowRuntime(HashingEmbedder(), publisher, ChunkingPolicy(), 10_000))
+    event = json.loads(chapter_event("c6", 1))
+    state = SimpleNamespace(
+        type=SimpleNamespace(value="CRASHED"), message="SIGTERM", name="Crashed"
+    )
+    early = SimpleNamespace(id=uuid.uuid4(), run_count=1, parameters={"event": event})
+    await report_crash(None, early, state)
+    assert publisher.published == [] and publisher.dead_letters == []
+    last = SimpleNamespace(
+        id=uuid.uuid4(), run_count=MAX_CRASH_ATTEMPTS, parameters={"event": event}
+    )
+    await report_crash(None, last, state)
+    assert len(publisher.published) == 1 and len(publisher.dead_letters) == 1

@@ -1,0 +1,248 @@
+"""The Milvus adapter of the vector store (any Milvus server; Milvus Lite by default)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from agents.vector_store import MAX_TEXT_CHARS, Hit, chunk_rows, collection_for_model, quote
+from schemas import ChapterEmbedded, ConfigurationError, VectorStoreError
+
+
+class MilvusVectorStore:
+    """pymilvus ``MilvusClient`` adapter; blocking calls run in a worker thread."""
+
+    def __init__(self, uri: str, alias: str, token: str | None = None) -> None:
+        self._uri = uri
+        self._alias = alias
+        self._token = token
+        self._client: Any = None
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            from pymilvus import MilvusClient
+
+            kwargs: dict[str, Any] = {"uri": self._uri}
+            if self._token:
+                kwargs["token"] = self._token
+            client = MilvusClient(**kwargs)
+            with contextlib.suppress(Exception):  # after a server restart: load before use
+                if client.has_collection(self._alias):
+                    client.load_collection(self._alias)
+            self._client = client
+        return self._client
+
+    async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        def run() -> Any:
+            return getattr(self._connect(), fn)(*args, **kwargs)
+
+        try:
+            return await asyncio.to_thread(run)
+        except Exception as exc:  # pymilvus raises MilvusException, grpc and OS errors
+            self._reset()
+            raise VectorStoreError(f"Milvus {what} failed: {exc}") from exc
+
+    def _reset(self) -> None:
+        """Drop the connection after an error: the next call reconnects (and reloads)."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    async def ensure_collection(self, model: str, dimension: int) -> str:
+        """Create the model's collection and point the alias at it unless the alias exists.
+
+        Returns the physical collection behind the alias. Refuses an alias whose
+        collection has another vector size (a different model needs a new collection).
+        """
+        return str(await asyncio.to_thread(self._ensure, model, dimension))
+
+    def _ensure(self, model: str, dimension: int) -> str:
+        client = self._connect()
+        if self._alias in set(client.list_aliases().get("aliases", [])):
+            physical = str(client.describe_alias(self._alias)["collection_name"])
+        else:
+            physical = collection_for_model(self._alias, model)
+            self._create(physical, dimension)
+            client.create_alias(physical, self._alias)
+        self._check_dimension(physical, dimension)
+        client.load_collection(physical)
+        return physical
+
+    def _create(self, name: str, dimension: int) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        client = self._connect()
+        if client.has_collection(name):
+            return
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=512)
+        schema.add_field("novel_id", DataType.VARCHAR, max_length=128)
+        schema.add_field("chapter_id", DataType.VARCHAR, max_length=128)
+        schema.add_field("chapter_version", DataType.INT64)
+        schema.add_field("chunk_no", DataType.INT64)
+        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_CHARS * 4)
+        schema.add_field("model", DataType.VARCHAR, max_length=256)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dimension)
+        index = client.prepare_index_params()
+        index.add_index(field_name="embedding", index_type="AUTOINDEX", metric_type="COSINE")
+        client.create_collection(name, schema=schema, index_params=index)
+
+    def _check_dimension(self, physical: str, dimension: int) -> None:
+        fields = self._connect().describe_collection(physical)["fields"]
+        dims = [f["params"].get("dim") for f in fields if f["name"] == "embedding"]
+        if dims and int(dims[0]) != dimension:
+            raise ConfigurationError(
+                f"{self._alias} -> {physical} holds {dims[0]}-d vectors, the embedder makes "
+                f"{dimension}-d: rebuild the index with the new model (scribe replay --reembed)"
+            )
+
+    async def create_collection(self, name: str, dimension: int) -> None:
+        """Create a physical collection with the chunk schema (for a rebuild), loaded."""
+
+        def run() -> None:
+            self._create(name, dimension)
+            self._connect().load_collection(name)
+
+        await self._call_fn("create collection", run)
+
+    async def point_alias(self, physical: str) -> str | None:
+        """Point the alias at ``physical`` atomically; return the collection it left."""
+
+        def run() -> str | None:
+            client = self._connect()
+            if self._alias in set(client.list_aliases().get("aliases", [])):
+                old = str(client.describe_alias(self._alias)["collection_name"])
+                client.alter_alias(physical, self._alias)
+                return old
+            client.create_alias(physical, self._alias)
+            return None
+
+        result: str | None = await self._call_fn("alter alias", run)
+        return result
+
+    async def collections(self) -> list[dict[str, Any]]:
+        """Every collection with its aliases and row count."""
+
+        def run() -> list[dict[str, Any]]:
+            client = self._connect()
+            out = []
+            for name in sorted(client.list_collections()):
+                aliases = client.list_aliases(collection_name=name).get("aliases", [])
+                client.load_collection(name)
+                rows = client.query(name, filter="", output_fields=["count(*)"])
+                out.append(
+                    {"name": name, "aliases": list(aliases), "rows": int(rows[0]["count(*)"])}
+                )
+            return out
+
+        result: list[dict[str, Any]] = await self._call_fn("list collections", run)
+        return result
+
+    async def drop_collection(self, name: str) -> None:
+        """Drop a collection no alias points at."""
+
+        def run() -> None:
+            client = self._connect()
+            aliases = client.list_aliases(collection_name=name).get("aliases", [])
+            if aliases:
+                raise ConfigurationError(f"{name} is in use by alias {', '.join(aliases)}")
+            client.drop_collection(name)
+
+        await self._call_fn("drop collection", run)
+
+    async def _call_fn(self, what: str, fn: Any) -> Any:
+        try:
+            return await asyncio.to_thread(fn)
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            raise VectorStoreError(f"Milvus {what} failed: {exc}") from exc
+
+    async def write_chapter(self, result: ChapterEmbedded) -> None:
+        """Upsert rows, then delete chunks at or past the new count."""
+        rows = chunk_rows(result)
+        if rows:
+            await self._call("upsert", "upsert", self._alias, rows)
+        expr = (
+            f"novel_id == {quote(result.novel_id)} and chapter_id == "
+            f"{quote(result.chapter_id)} and chunk_no >= {len(rows)}"
+        )
+        await self._call("delete", "delete", self._alias, filter=expr)
+
+    async def delete_chapter(self, novel_id: str, chapter_id: str) -> None:
+        """Delete by filter."""
+        expr = f"novel_id == {quote(novel_id)} and chapter_id == {quote(chapter_id)}"
+        await self._call("delete", "delete", self._alias, filter=expr)
+
+    async def delete_novel(self, novel_id: str) -> None:
+        """Delete by filter."""
+        await self._call("delete", "delete", self._alias, filter=f"novel_id == {quote(novel_id)}")
+
+    async def flush(self) -> None:
+        """Seal the segment: durable and fast to search."""
+        await self._call("flush", "flush", self._alias)
+
+    async def search(self, vector: list[float], k: int, novel_id: str | None = None) -> list[Hit]:
+        """Cosine search with an optional novel filter."""
+        fields = ["novel_id", "chapter_id", "chapter_version", "chunk_no", "text"]
+        result = await self._call(
+            "search",
+            "search",
+            self._alias,
+            data=[vector],
+            limit=k,
+            output_fields=fields,
+            filter=f"novel_id == {quote(novel_id)}" if novel_id else "",
+        )
+        return [
+            Hit(
+                id=str(h.id),
+                score=float(h.distance),
+                novel_id=h.get("novel_id"),
+                chapter_id=h.get("chapter_id"),
+                chapter_version=int(h.get("chapter_version")),
+                chunk_no=int(h.get("chunk_no")),
+                text=h.get("text"),
+            )
+            for h in result[0]
+        ]
+
+    async def count(self, novel_id: str | None = None) -> int:
+        """``count(*)`` query."""
+        expr = f"novel_id == {quote(novel_id)}" if novel_id else ""
+        rows = await self._call(
+            "count", "query", self._alias, filter=expr, output_fields=["count(*)"]
+        )
+        return int(rows[0]["count(*)"])
+
+    async def describe(self) -> dict[str, Any]:
+        """The physical collection behind the alias, its model(s) and row count."""
+
+        def run() -> dict[str, Any]:
+            client = self._connect()
+            physical = client.describe_alias(self._alias)["collection_name"]
+            rows = client.query(self._alias, filter="", output_fields=["count(*)"])
+            sample = client.query(self._alias, filter="", output_fields=["model"], limit=1)
+            return {
+                "collection": physical,
+                "rows": int(rows[0]["count(*)"]),
+                "model": sample[0]["model"] if sample else None,
+            }
+
+        try:
+            return await asyncio.to_thread(run)
+        except Exception as exc:
+            raise VectorStoreError(f"Milvus describe failed: {exc}") from exc
+
+    async def query_rows(self, expr: str, fields: list[str]) -> list[dict[str, Any]]:
+        """Rows matching a Milvus filter expression (for tools and tests)."""
+        rows = await self._call("query", "query", self._alias, filter=expr, output_fields=fields)
+        return [dict(r) for r in rows]
+
+    async def close(self) -> None:
+        """Close the gRPC channel."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            await asyncio.to_thread(client.close)

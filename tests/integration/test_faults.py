@@ -1,0 +1,88 @@
+"""Crashes and outages on real services: the index must converge to exactly the log.
+
+Chapters here are short (one chunk each) so that many flow runs fit in the CI budget;
+each test asserts the final state exactly: every live chapter once at its newest version
+with all of its chunks, no duplicate ids, nothing of deleted chapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+
+import pytest
+
+from tests.integration.harness import Stack, converged, event, restart_service, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _text(chapter: int, version: int) -> str:
+    return f"第{chapter}章第{version}稿。悟空驾筋斗云，一去十万八千里，此乃第{chapter}章之事。"
+
+
+def _scenario(novel: str, chapters: int, updated: range, deleted: range):  # type: ignore[no-untyped-def]
+    """Create every chapter, update some to v2, delete others at v2: log order per novel."""
+    messages = []
+    expected: dict[str, tuple[int, int]] = {}
+    for i in range(chapters):
+        text = _text(i, 1)
+        messages.append(
+            (
+                novel.encode(),
+                event("chapter.created", novel, f"c{i}", 1, title=f"第{i}章", text=text),
+            )
+        )
+        expected[f"c{i}"] = (1, 1)
+    for i in updated:
+        messages.append(
+            (
+                novel.encode(),
+                event("chapter.updated", novel, f"c{i}", 2, title=f"第{i}章", text=_text(i, 2)),
+            )
+        )
+        expected[f"c{i}"] = (2, 1)
+    for i in deleted:
+        messages.append((novel.encode(), event("chapter.deleted", novel, f"c{i}", 2)))
+        del expected[f"c{i}"]
+    return messages, expected
+
+
+def test_killing_worker_and_runner_repeatedly_loses_and_duplicates_nothing(stack: Stack) -> None:
+    novel = f"crash-{uuid.uuid4().hex[:6]}"
+    messages, expected = _scenario(novel, 54, range(0, 10), range(10, 15))
+    asyncio.run(stack.produce(messages))
+    rng = random.Random(7)
+    for cycle in range(3):
+        time.sleep(rng.uniform(4, 10))
+        stack.worker.kill()  # SIGKILL, no clean-up
+        stack.runner.kill()
+        time.sleep(rng.uniform(0.5, 2))
+        stack.worker.start()
+        stack.runner.start()
+        print(f"cycle {cycle}: killed and restarted worker and runner")
+    wait_for(
+        lambda: converged(stack, novel, expected),
+        900,
+        "54 chapters converged after kill -9 cycles",
+        stack,
+        interval=5,
+    )
+
+
+@pytest.mark.parametrize("name,down", [("prefect", 35), ("milvus", 20), ("kafka", 15)])
+def test_a_service_outage_mid_stream_loses_nothing(stack: Stack, name: str, down: int) -> None:
+    novel = f"{name}-down-{uuid.uuid4().hex[:6]}"
+    messages, expected = _scenario(novel, 12, range(0, 3), range(3, 5))
+    asyncio.run(stack.produce(messages))
+    time.sleep(3)
+    restart_service(stack, name, down)
+    wait_for(
+        lambda: converged(stack, novel, expected),
+        600,
+        f"12 chapters converged after a {down}s {name} outage",
+        stack,
+        interval=5,
+    )

@@ -1,0 +1,135 @@
+"""``scribe replay`` and ``scribe index`` beside the running workers (runs last: it rebuilds)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import Stack, converged, event, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _count(stack: Stack) -> int:
+    async def run() -> int:
+        store = stack.store()
+        try:
+            return await store.count()
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _collections(stack: Stack) -> dict[str, Any]:
+    async def run() -> list[dict[str, Any]]:
+        store = stack.store()
+        try:
+            return await store.collections()
+        finally:
+            await store.close()
+
+    return {c["name"]: c for c in asyncio.run(run())}
+
+
+def _replay(stack: Stack, *args: str) -> dict[str, Any]:
+    out = stack.scribe("replay", *args, timeout=1200)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return dict(json.loads(out.stdout))
+
+
+def _runs(stack: Stack, tag: str) -> list[dict[str, Any]]:
+    body = {"flow_runs": {"tags": {"all_": [tag]}}, "limit": 200}
+    return list(stack.prefect("/flow_runs/filter", body))
+
+
+def test_resink_twice_rebuilds_the_same_index_and_switches_the_alias(stack: Stack) -> None:
+    novel = f"resink-{uuid.uuid4().hex[:6]}"
+    asyncio.run(
+        stack.produce(
+            [
+                (
+                    novel.encode(),
+                    event("chapter.created", novel, "c1", 1, title="t", text="一句。二句。"),
+                ),
+                (
+                    novel.encode(),
+                    event("chapter.created", novel, "c2", 1, title="t", text="三句。"),
+                ),
+                (novel.encode(), event("chapter.deleted", novel, "c2", 2)),
+            ]
+        )
+    )
+    wait_for(lambda: converged(stack, novel, {"c1": (1, 1)}), 300, "the novel indexed", stack)
+    before = _count(stack)
+    runs_before = len(stack.prefect("/flow_runs/filter", {"limit": 200}))
+    alias = stack.settings.milvus_collection
+
+    first = _replay(stack, "--resink")
+    assert first["collection"] and first["previous_collection"]
+    assert first["results_applied"] > 0
+    collections = _collections(stack)
+    assert alias in collections[first["collection"]]["aliases"]
+    assert _count(stack) == before
+    assert converged(stack, novel, {"c1": (1, 1)})
+
+    second = _replay(stack, "--resink")
+    assert second["previous_collection"] == first["collection"]
+    assert _count(stack) == before
+    assert len(stack.prefect("/flow_runs/filter", {"limit": 200})) == runs_before  # no runs
+
+    for old in (first["previous_collection"], first["collection"]):
+        dropped = stack.scribe("index", "drop", old)
+        assert dropped.returncode == 0, dropped.stderr
+    in_use = stack.scribe("index", "drop", second["collection"])
+    assert in_use.returncode != 0  # the alias points at it
+    assert set(_collections(stack)) == {second["collection"]}
+
+
+def test_reembed_one_novel_in_place_runs_new_flows_and_keeps_the_rows(stack: Stack) -> None:
+    novel = f"reembed-{uuid.uuid4().hex[:6]}"
+    asyncio.run(
+        stack.produce(
+            [
+                (
+                    novel.encode(),
+                    event("chapter.created", novel, f"c{i}", 1, title="t", text=f"{i}句。"),
+                )
+                for i in range(3)
+            ]
+        )
+    )
+    expected = {f"c{i}": (1, 1) for i in range(3)}
+    wait_for(lambda: converged(stack, novel, expected), 300, "the novel indexed", stack)
+    summary = _replay(stack, "--reembed", "--novel", novel)
+    assert summary["scope"] == "in place" and summary["runs_submitted"] == 3
+    assert summary["skipped_other_novels"] > 0
+
+    def six_done() -> bool:
+        done = [r for r in _runs(stack, f"novel:{novel}") if r["state_type"] == "COMPLETED"]
+        return len(done) == 6
+
+    wait_for(six_done, 300, "three more completed runs", stack)
+    assert converged(stack, novel, expected)
+
+
+def test_full_reembed_builds_a_new_collection_while_search_keeps_working(stack: Stack) -> None:
+    before = _count(stack)
+    alias_before = next(
+        n
+        for n, c in _collections(stack).items()
+        if stack.settings.milvus_collection in c["aliases"]
+    )
+    summary = _replay(stack, "--reembed")
+    assert summary["scope"] == "full rebuild"
+    assert summary["previous_collection"] == alias_before
+    assert summary["runs_submitted"] > 0
+    collections = _collections(stack)
+    assert stack.settings.milvus_collection in collections[summary["collection"]]["aliases"]
+    assert _count(stack) == before
+    found = stack.scribe("search", "花果山 水帘洞", "-k", "1", "--json")
+    assert found.returncode == 0 and json.loads(found.stdout)
