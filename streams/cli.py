@@ -45,6 +45,7 @@ def _settings() -> Settings:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call otherwise
     return settings
 
 
@@ -68,12 +69,24 @@ def worker() -> None:
 
 
 @flows_app.command("serve")
-def flows_serve() -> None:
-    """Deploy novel-processor and execute its runs with a process worker on the pool."""
-    from streams.runner import serve_with_worker
+def flows_serve(
+    warm: Annotated[
+        bool,
+        typer.Option(
+            "--warm/--process",
+            help="Run flows inside this process with the model loaded once (warm), or one "
+            "process per run with Prefect's process worker on the work pool.",
+        ),
+    ] = False,
+) -> None:
+    """Deploy novel-processor and execute its runs (SCRIBE_RUNNER_LIMIT at a time)."""
+    from streams.runner import serve_warm, serve_with_worker
 
     settings = _settings()
-    asyncio.run(serve_with_worker(settings))
+    if warm:
+        serve_warm(settings)
+    else:
+        asyncio.run(serve_with_worker(settings))
 
 
 @flows_app.command("deploy")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from schemas import ConfigurationError
+from schemas import ConfigurationError, ServiceUnavailable
 from schemas.dead_letters import H_REDRIVE, DeadLetter
-from streams.kafka import client_config, start_producer
+from streams.kafka import client_config, partitions_of, start_producer
 from streams.settings import Settings
 
 
@@ -29,16 +30,15 @@ class Parked:
         return f"{self.partition}:{self.offset}"
 
 
-async def read_all(settings: Settings, limit: int | None = None) -> list[Parked]:
+async def read_all(
+    settings: Settings, limit: int | None = None, read_seconds: float = 60.0
+) -> list[Parked]:
     """Every message of the DLQ (oldest first per partition), without a consumer group."""
     consumer = AIOKafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(settings.topic_dlq)
-        if not partitions:
-            await consumer.topics()  # refresh metadata once
-            partitions = consumer.partitions_for_topic(settings.topic_dlq) or set()
-        tps = [TopicPartition(settings.topic_dlq, p) for p in sorted(partitions)]
+        partitions = await partitions_of(settings, settings.topic_dlq)
+        tps = [TopicPartition(settings.topic_dlq, p) for p in partitions]
         if not tps:
             return []
         consumer.assign(tps)
@@ -46,24 +46,26 @@ async def read_all(settings: Settings, limit: int | None = None) -> list[Parked]
         ends = await consumer.end_offsets(tps)
         out: list[Parked] = []
         remaining = {tp for tp in tps if ends[tp] > 0}
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=2000)
-            if not batches:
-                break
+        deadline = time.monotonic() + read_seconds
+        while remaining and time.monotonic() < deadline:
+            batches = await consumer.getmany(*remaining, timeout_ms=1000)
             for tp, messages in batches.items():
-                for m in messages:
-                    if m.offset < ends[tp]:
-                        out.append(
-                            Parked(
-                                tp.partition,
-                                m.offset,
-                                m.key,
-                                m.value,
-                                DeadLetter.from_headers(list(m.headers)),
-                            )
-                        )
-                if messages and messages[-1].offset >= ends[tp] - 1:
+                out.extend(
+                    Parked(
+                        tp.partition,
+                        m.offset,
+                        m.key,
+                        m.value,
+                        DeadLetter.from_headers(list(m.headers)),
+                    )
+                    for m in messages
+                    if m.offset < ends[tp]
+                )
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
+        if remaining:
+            raise ServiceUnavailable(f"could not read the whole DLQ within {read_seconds:.0f}s")
         out.sort(key=lambda p: (p.letter.dead_lettered_at or "", p.partition, p.offset))
         return out[-limit:] if limit else out
     finally:

@@ -100,3 +100,23 @@ class DeadLetterTopic:
             )
         except KafkaError as exc:
             raise PublishError(f"dead-letter write to {self._topic} failed: {exc}") from exc
+
+
+async def partitions_of(settings: Settings, topic: str) -> list[int]:
+    """Partition numbers of ``topic`` (empty if it does not exist), from the broker."""
+    admin = AIOKafkaAdminClient(**client_config(settings))
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        await admin.close()
+        raise ServiceUnavailable(
+            f"Kafka at {settings.bootstrap_servers} unreachable: {exc}"
+        ) from exc
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    for entry in described:
+        if entry.get("topic") == topic and not entry.get("error_code"):
+            return sorted(int(p["partition"]) for p in entry.get("partitions", []))
+    return []

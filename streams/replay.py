@@ -33,7 +33,7 @@ from prefect_bridge.publisher import KafkaResultPublisher
 from prefect_bridge.runtime import pipeline_version
 from prefect_bridge.submitter import PrefectFlowSubmitter
 from schemas import ScribeError, SourceRef
-from streams.kafka import client_config
+from streams.kafka import client_config, partitions_of
 from streams.settings import Settings
 from streams.wiring import chunking_policy, embedder_identity, open_ledger, vector_store
 
@@ -80,6 +80,7 @@ class TopicReader:
 
     def __init__(self, settings: Settings, topic: str, group: str) -> None:
         self._topic = topic
+        self._settings = settings
         self._consumer = AIOKafkaConsumer(
             **client_config(settings),
             group_id=group,
@@ -93,11 +94,8 @@ class TopicReader:
     async def start(self, start: Start | Literal["end"]) -> int:
         """Assign every partition, seek to ``start``; return messages up to the end now."""
         await self._consumer.start()
-        parts = self._consumer.partitions_for_topic(self._topic)
-        if not parts:
-            await self._consumer.topics()
-            parts = self._consumer.partitions_for_topic(self._topic) or set()
-        self.partitions = [TopicPartition(self._topic, p) for p in sorted(parts)]
+        parts = await partitions_of(self._settings, self._topic)
+        self.partitions = [TopicPartition(self._topic, p) for p in parts]
         self._consumer.assign(self.partitions)
         ends = await self._consumer.end_offsets(self.partitions)
         if start == "end":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.workers.process import ProcessWorker
@@ -74,3 +75,71 @@ async def _watch_orphans(settings: Settings, every: float = 30.0) -> None:
         except Exception as exc:  # Prefect briefly down: try again next round
             log.warning("orphan check failed: %s", exc)
         await asyncio.sleep(every)
+
+
+def serve_warm(settings: Settings) -> None:
+    """Deploy, then execute runs in this process with the warm runner (model loaded once).
+
+    The runner's event loop runs off the main thread: when a flow runs on the main thread
+    Prefect's engine installs its own SIGTERM handler, and an external SIGTERM then
+    crashes the runs in flight. The main thread waits for SIGTERM/SIGINT and stops the
+    loop, which cancels the runs in flight (the watchdog of the next runner reschedules
+    them).
+    """
+    import threading
+
+    import streams.flow_entry  # noqa: F401  (configures the flow runtime once)
+    from prefect_bridge.runtime import get_runtime
+
+    asyncio.run(deploy(settings))
+    get_runtime()  # load the embedder now, not in the first run
+    stop = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def main() -> None:
+        from prefect_bridge.flow import novel_processing
+        from prefect_bridge.warm_runner import WarmRunner
+
+        holder["task"] = asyncio.current_task()
+        holder["loop"] = asyncio.get_running_loop()
+        watchdog = asyncio.create_task(_watch_orphans(settings))
+        try:
+            async with get_client() as client:
+                deployment = await client.read_deployment_by_name(settings.deployment)
+                runner = WarmRunner(
+                    client,
+                    novel_processing,
+                    deployment.id,
+                    settings.runner_limit,
+                    settings.runner_poll_seconds,
+                )
+                log.info("warm runner: %d slots on %s", settings.runner_limit, settings.deployment)
+                await runner.run_forever()
+        finally:
+            watchdog.cancel()
+
+    def loop_thread() -> None:
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                asyncio.run(main())
+            except asyncio.CancelledError:
+                return
+            except Exception as exc:  # Prefect unreachable for a while: start again
+                log.warning("warm runner stopped (%s); restarting in %.0fs", exc, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+        stop.set()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+        loop, task = holder.get("loop"), holder.get("task")
+        if loop is not None and task is not None:
+            loop.call_soon_threadsafe(task.cancel)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    thread = threading.Thread(target=loop_thread, name="warm-runner", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)

@@ -9,7 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.kafka import client_config
+from streams.kafka import client_config, partitions_of
 from streams.settings import Settings
 from streams.wiring import apply_prefect_env, open_ledger, vector_store
 
@@ -26,9 +26,7 @@ async def kafka_report(settings: Settings) -> dict[str, Any]:
         committed = await admin.list_consumer_group_offsets(settings.app_id)
         partitions: list[dict[str, Any]] = []
         for topic in (settings.topic_events, settings.topic_embeddings):
-            tps = [
-                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
-            ]
+            tps = [TopicPartition(topic, p) for p in await partitions_of(settings, topic)]
             ends = await consumer.end_offsets(tps) if tps else {}
             for tp in tps:
                 meta = committed.get(tp)
@@ -44,7 +42,7 @@ async def kafka_report(settings: Settings) -> dict[str, Any]:
                 )
         dlq = [
             TopicPartition(settings.topic_dlq, p)
-            for p in consumer.partitions_for_topic(settings.topic_dlq) or []
+            for p in await partitions_of(settings, settings.topic_dlq)
         ]
         dlq_size = 0
         if dlq:

@@ -1,0 +1,83 @@
+"""A small bar chart of one bench run (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+SCENARIOS = ("direct", "warm", "process")
+COLORS = {"direct": "#4c72b0", "warm": "#55a868", "process": "#c44e52"}
+
+
+def _get(d: dict[str, Any] | None, *keys: str) -> float:
+    """Nested lookup; NaN where anything is missing."""
+    cur: Any = d
+    for key in keys:
+        if not isinstance(cur, dict) or cur.get(key) is None:
+            return float("nan")
+        cur = cur[key]
+    return float(cur)
+
+
+def render(results: dict[str, Any], path: Path) -> None:
+    """Throughput, latency and ratios-to-baseline side by side, as a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scen: dict[str, Any] = results.get("scenarios", {})
+    names = [n for n in SCENARIOS if n in scen]
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.8), dpi=100)
+
+    rates = [_get(scen[n], "burst", "chunks_per_s") for n in names]
+    ax1.bar(names, rates, color=[COLORS[n] for n in names])
+    ax1.set_title("end-to-end throughput (burst)")
+    ax1.set_ylabel("chunks / s")
+    for i, v in enumerate(rates):
+        ax1.annotate(f"{v:.2f}", (i, v), ha="center", va="bottom", fontsize=8)
+
+    width = 0.38
+    xs = list(range(len(names)))
+    burst = [_get(scen[n], "burst", "latency_p50_s") for n in names]
+    iso = [_get(scen[n], "isolated", "latency_p50_s") for n in names]
+    ax2.bar([x - width / 2 for x in xs], burst, width, label="p50, burst", color="#8c8c8c")
+    ax2.bar(
+        [x + width / 2 for x in xs],
+        iso,
+        width,
+        label="p50, one at a time",
+        color=[COLORS[n] for n in names],
+    )
+    target = _get(results, "targets_detail", "latency_target_s")
+    if target == target:  # not NaN
+        ax2.axhline(target, color="black", linestyle="--", linewidth=1, label="target (warm)")
+    ax2.set_xticks(xs, names)
+    ax2.set_title("produce -> searchable latency")
+    ax2.set_ylabel("seconds")
+    ax2.legend(fontsize=7)
+
+    ratios = results.get("ratios", {})
+    labels = ["warm/direct", "process/direct", "submit agent/raw", "sink agent/raw"]
+    keys = ["warm_vs_direct", "process_vs_direct", "submission_agent_vs_raw", "sink_agent_vs_raw"]
+    goals = [0.8, None, 0.9, 0.8]
+    values = [_get(ratios, k) for k in keys]
+    ax3.bar(range(4), values, color=["#55a868", "#c44e52", "#8172b2", "#ccb974"])
+    for i, goal in enumerate(goals):
+        if goal is not None:
+            ax3.hlines(goal, i - 0.4, i + 0.4, colors="black", linestyles="--", linewidth=1)
+    for i, v in enumerate(values):
+        ax3.annotate(f"{v:.2f}x", (i, v), ha="center", va="bottom", fontsize=8)
+    ax3.set_xticks(range(4), labels, rotation=15, fontsize=8)
+    ax3.set_title("ratio (dashed: target)")
+    ax3.axhline(1.0, color="grey", linewidth=0.5)
+
+    fig.suptitle(
+        f"scribe-stream bench: {results.get('config', {}).get('chapters')} chapters, "
+        f"{results.get('machine', {}).get('nproc')} cores",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)

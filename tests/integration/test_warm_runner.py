@@ -1,0 +1,123 @@
+"""The warm runner on real services: runs look like standard ones; a killed runner's runs
+do not stay Running."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import uuid
+from typing import Any
+
+import pytest
+
+from streams.processes import ManagedProcess
+from tests.integration.harness import Stack, converged, event, index_of, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _runs(stack: Stack, novel: str) -> list[dict[str, Any]]:
+    body = {"flow_runs": {"tags": {"all_": [f"novel:{novel}"]}}, "limit": 200}
+    return list(stack.prefect("/flow_runs/filter", body))
+
+
+def _long(tag: str) -> str:
+    return "".join(
+        f"{tag}第{i}句：悟空一个筋斗云，去了十万八千里，又回到花果山。" for i in range(300)
+    )
+
+
+def test_warm_runner_runs_flows_in_process_and_recovers_after_kill_9(stack: Stack) -> None:
+    stack.runner.stop()  # only the warm runner executes from here on
+    warm = ManagedProcess(
+        "warm-runner",
+        [sys.executable, "-m", "streams.cli", "flows", "serve", "--warm"],
+        stack.settings.data_dir / "logs" / "warm-runner.log",
+        env=stack.env,
+    )
+    warm.start()
+    try:
+        novel = f"warm-{uuid.uuid4().hex[:6]}"
+        asyncio.run(
+            stack.produce(
+                [
+                    (
+                        novel.encode(),
+                        event(
+                            "chapter.created",
+                            novel,
+                            f"c{i}",
+                            1,
+                            title="t",
+                            text=f"第{i}段。孙悟空大闹天宫。",
+                        ),
+                    )
+                    for i in range(4)
+                ]
+            )
+        )
+        expected = {f"c{i}": (1, 1) for i in range(4)}
+        wait_for(lambda: converged(stack, novel, expected), 300, "4 chapters (warm)", stack)
+        assert warm.proc is not None
+        owner = f"{socket.gethostname()}:{warm.proc.pid}"
+        runs = wait_for(
+            lambda: [r for r in _runs(stack, novel) if r["state_type"] == "COMPLETED"] or None,
+            60,
+            "runs",
+            stack,
+        )
+        assert len(runs) == 4
+        assert {r["infrastructure_pid"] for r in runs} == {owner}  # executed in process
+        tasks = stack.prefect(
+            "/task_runs/filter",
+            {"flow_runs": {"id": {"any_": [r["id"] for r in runs]}}, "limit": 200},
+        )
+        assert sorted({t["name"].rsplit("-", 1)[0] for t in tasks}) == ["chunk", "embed", "publish"]
+        assert all(t["state_type"] == "COMPLETED" for t in tasks)
+        assert len(tasks) == 12
+
+        # kill -9 in the middle of long runs: they must not stay Running.
+        slow = f"warmkill-{uuid.uuid4().hex[:6]}"
+        asyncio.run(
+            stack.produce(
+                [
+                    (
+                        slow.encode(),
+                        event("chapter.created", slow, f"c{i}", 1, title="t", text=_long(str(i))),
+                    )
+                    for i in range(2)
+                ]
+            )
+        )
+        wait_for(
+            lambda: any(r["state_type"] == "RUNNING" for r in _runs(stack, slow)),
+            300,
+            "a running run",
+            stack,
+        )
+        warm.kill()
+        stranded = [r for r in _runs(stack, slow) if r["state_type"] == "RUNNING"]
+        assert stranded  # Prefect alone would leave these Running forever
+        warm.start()
+
+        def all_completed() -> list[dict[str, Any]] | None:
+            found = _runs(stack, slow)
+            ok = len(found) == 2 and all(r["state_type"] == "COMPLETED" for r in found)
+            return found if ok else None
+
+        done = wait_for(all_completed, 600, "the stranded runs completed", stack, interval=3)
+        stranded_ids = {r["id"] for r in stranded}
+        assert all(r["run_count"] >= 2 for r in done if r["id"] in stranded_ids)
+
+        def indexed() -> dict[str, Any] | None:
+            index = index_of(stack, slow)
+            return index if set(index) == {"c0", "c1"} else None
+
+        index = wait_for(indexed, 120, "rows of the slow novel", stack)
+        for versions, chunk_nos, ids in index.values():
+            assert versions == {1}
+            assert chunk_nos == list(range(len(chunk_nos))) and len(set(ids)) == len(ids)
+    finally:
+        warm.stop()
+        stack.runner.start()
