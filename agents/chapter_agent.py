@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -11,16 +12,28 @@ from agents.decisions import PublishRemoval, SubmitFlowRun, plan_event
 from agents.ledger import Ledger
 from agents.ports import DeadLetters, FlowSubmitter, ResultWriter
 from agents.retry import Backoff, retrying
+from agents.telemetry import NoTelemetry, Telemetry
 from schemas import (
     ChapterCreated,
     ChapterUpdated,
     InvalidEvent,
+    NovelEvent,
     SchemaViolation,
     SourceRef,
     parse_event,
 )
 
 log = logging.getLogger("scribe.agents.chapter")
+
+
+def _context(event: NovelEvent) -> dict[str, object]:
+    """Fields that let one chapter be traced across processes in the logs."""
+    return {
+        "event_id": str(event.event_id),
+        "novel_id": event.novel_id,
+        "chapter_id": getattr(event, "chapter_id", None),
+        "version": event.version,
+    }
 
 
 @dataclass
@@ -46,6 +59,7 @@ class ChapterAgent:
     target: str | None = None
     backoff: Backoff = field(default_factory=Backoff)
     capacity_poll_seconds: float = 1.0
+    telemetry: Telemetry = field(default_factory=NoTelemetry)
     _budget: int = field(default=0, init=False, repr=False)
     _gate: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
@@ -61,13 +75,15 @@ class ChapterAgent:
                     "(events of a novel must share a partition to stay ordered)"
                 )
         except InvalidEvent as exc:
-            await self._dead_letter(key, value, source, exc)
+            await self._dead_letter(key, value, source, exc, redrive)
             return None
+        self.telemetry.event_consumed(event.event_type)
         plan = plan_event(event, source, self.pipeline_version, redrive, self.target)
         if isinstance(plan, SubmitFlowRun):
             assert isinstance(event, ChapterCreated | ChapterUpdated)
             async with self._gate:  # one submitter at a time keeps the budget exact
                 await self._wait_for_capacity()
+                began = time.monotonic()
                 run_id = await retrying(
                     partial(
                         self.submitter.submit,
@@ -80,6 +96,7 @@ class ChapterAgent:
                     f"submit {plan.name}",
                 )
                 self._budget -= 1
+                self.telemetry.run_submitted(time.monotonic() - began)
             await retrying(
                 partial(
                     self.ledger.record_submitted,
@@ -91,19 +108,47 @@ class ChapterAgent:
                 self.backoff,
                 "ledger",
             )
-            log.info("submitted flow run %s (%s) for %s", plan.name, run_id, source)
+            log.info(
+                "submitted flow run %s (%s) for %s",
+                plan.name,
+                run_id,
+                source,
+                extra={**_context(event), "flow_run_id": run_id},
+            )
             return run_id
         assert isinstance(plan, PublishRemoval)
         await retrying(partial(self.results.publish, plan.result), self.backoff, "publish removal")
-        log.info("published %s for novel %s", plan.result.event_type, plan.result.novel_id)
+        log.info(
+            "published %s for novel %s",
+            plan.result.event_type,
+            plan.result.novel_id,
+            extra=_context(event),
+        )
         return None
 
     async def _dead_letter(
-        self, key: bytes | None, value: bytes, source: SourceRef, error: InvalidEvent
+        self,
+        key: bytes | None,
+        value: bytes,
+        source: SourceRef,
+        error: InvalidEvent,
+        redrive: int = 0,
     ) -> None:
-        log.warning("dead-lettering %s: %s: %s", source, type(error).__name__, error.reason)
+        log.warning(
+            "dead-lettering %s: %s: %s",
+            source,
+            type(error).__name__,
+            error.reason,
+            extra={"source": str(source), "error_class": type(error).__name__},
+        )
+        self.telemetry.dead_lettered(type(error).__name__)
         call = partial(
-            self.dead_letters.dead_letter, key=key, value=value, source=source, error=error
+            self.dead_letters.dead_letter,
+            key=key,
+            value=value,
+            source=source,
+            error=error,
+            redrive=redrive,
         )
         await retrying(call, self.backoff, "dead-letter")
 

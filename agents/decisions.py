@@ -68,7 +68,7 @@ def plan_event(
     if isinstance(event, ChapterCreated | ChapterUpdated):
         parameters: dict[str, Any] = {
             "event": event.model_dump(mode="json"),
-            "source": source.model_dump(mode="json"),
+            "source": source.model_dump(mode="json", exclude_none=True),
             "redrive": redrive,
         }
         tags = [f"novel:{event.novel_id}", f"chapter:{event.chapter_id}", event.event_type]

@@ -38,7 +38,13 @@ class DeadLetters(Protocol):
     """Parks a message that can never be processed, with the reason (real: the DLQ topic)."""
 
     async def dead_letter(
-        self, *, key: bytes | None, value: bytes, source: SourceRef, error: ScribeError
+        self,
+        *,
+        key: bytes | None,
+        value: bytes,
+        source: SourceRef,
+        error: ScribeError,
+        redrive: int = 0,
     ) -> None:
         """Write the original bytes and key with the source position and the error."""
         ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -11,6 +12,7 @@ from agents.decisions import ChapterState, IndexResult, Skip, decide_result
 from agents.ledger import Ledger
 from agents.ports import DeadLetters
 from agents.retry import Backoff, retrying
+from agents.telemetry import NoTelemetry, Telemetry
 from agents.vector_store import VectorStore
 from schemas import (
     ChapterEmbedded,
@@ -48,6 +50,7 @@ class ResultAgent:
     backoff: Backoff = field(default_factory=Backoff)
     #: Results this sink applies: ``None`` the live index, else one rebuild's collection.
     target: str | None = None
+    telemetry: Telemetry = field(default_factory=NoTelemetry)
 
     async def handle_batch(self, messages: list[ResultMessage]) -> int:
         """Apply a batch; return how many results changed the index."""
@@ -73,7 +76,9 @@ class ResultAgent:
             await retrying(self.store.flush, self.backoff, "flush")
             for result, state in pending:
                 await self._record(result, state)
+                self._report_applied(result)
         for failure in failures:
+            self.telemetry.chapter_failed()
             log.warning(
                 "%s/%s@v%s failed: %s",
                 failure.novel_id,
@@ -95,7 +100,30 @@ class ResultAgent:
             )
         return len(pending)
 
+    def _report_applied(self, result: IndexResult) -> None:
+        rows = len(result.chunks) if isinstance(result, ChapterEmbedded) else 0
+        latency = None
+        if result.source is not None and result.source.timestamp_ms is not None:
+            latency = max(0.0, time.time() - result.source.timestamp_ms / 1000)
+        self.telemetry.result_applied(result.event_type, rows, latency)
+        log.info(
+            "applied %s %s/%s@v%s",
+            result.event_type,
+            result.novel_id,
+            getattr(result, "chapter_id", "*"),
+            result.version,
+            extra={
+                "event_id": str(result.event_id),
+                "novel_id": result.novel_id,
+                "chapter_id": getattr(result, "chapter_id", None),
+                "version": result.version,
+                "flow_run_id": getattr(result, "flow_run_id", None),
+                "rows": rows,
+            },
+        )
+
     async def _dead_letter(self, msg: ResultMessage, error: InvalidEvent) -> None:
+        self.telemetry.dead_lettered(type(error).__name__)
         call = partial(
             self.dead_letters.dead_letter,
             key=msg.key,
@@ -112,6 +140,7 @@ class ResultAgent:
         tombstone = await batch.novel_deleted_offset(result.novel_id)
         decision = decide_result(result, current, tombstone)
         if isinstance(decision, Skip):
+            self.telemetry.result_skipped(result.event_type)
             log.info(
                 "skip %s %s@v%s: %s",
                 result.event_type,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from typing import Any
 
 import anyio
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 
@@ -17,10 +20,12 @@ from prefect_bridge.runtime import get_runtime
 from schemas import (
     ChapterEmbedded,
     ChapterFailed,
+    ChapterProcessingFailed,
     ChapterWritten,
     ChunkVector,
     InvalidEvent,
     SchemaViolation,
+    ScribeError,
     SourceRef,
     parse_event,
 )
@@ -29,7 +34,18 @@ from schemas.dead_letters import H_REDRIVE, dead_letter_headers
 FLOW_NAME = "novel-processing"
 
 
-@task(name="chunk", retries=1, cache_policy=NO_CACHE)
+def retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a failed task unless its error says retrying cannot help."""
+    try:
+        state.result()
+    except ScribeError as exc:
+        return exc.retriable
+    except Exception:
+        return True  # timeouts, connection errors, the unexpected: worth another try
+    return False
+
+
+@task(name="chunk", retries=1, cache_policy=NO_CACHE, retry_condition_fn=retry_unless_permanent)
 async def chunk_chapter(text: str) -> list[Chunk]:
     """Sentence-aware chunks sized with the embedder's own tokenizer."""
     runtime = get_runtime()
@@ -38,14 +54,26 @@ async def chunk_chapter(text: str) -> list[Chunk]:
     )
 
 
-@task(name="embed", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(
+    name="embed",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    cache_policy=NO_CACHE,
+    retry_condition_fn=retry_unless_permanent,
+)
 async def embed_chunks(texts: list[str]) -> list[Vector]:
     """Embed chunk texts in a worker thread (keeps the event loop free)."""
     embedder = get_runtime().embedder
     return await anyio.to_thread.run_sync(embedder.embed_passages, texts)
 
 
-@task(name="publish", retries=5, retry_delay_seconds=[1, 2, 5, 10, 30], cache_policy=NO_CACHE)
+@task(
+    name="publish",
+    retries=5,
+    retry_delay_seconds=[1, 2, 5, 10, 30],
+    cache_policy=NO_CACHE,
+    retry_condition_fn=retry_unless_permanent,
+)
 async def publish_result(result: ChapterEmbedded) -> None:
     """Write the result to the results topic and wait for the broker's acknowledgement."""
     await get_runtime().publisher.publish(result)
@@ -98,6 +126,18 @@ async def report_failure(flow: Any, flow_run: Any, state: Any) -> None:
                 reason=reason,
             )
         )
+        if not params.get("target"):  # a rebuild's failure is not news for the platform
+            await runtime.publisher.notify_failure(
+                ChapterProcessingFailed(
+                    source_event_id=parsed.event_id,
+                    novel_id=parsed.novel_id,
+                    chapter_id=parsed.chapter_id,
+                    version=parsed.version,
+                    flow_run_id=run_id,
+                    reason=reason,
+                    source=source,
+                )
+            )
     if params.get("target"):
         return  # a rebuild's failure: recorded in the rebuild's ledger, the live DLQ stays clean
     headers = dead_letter_headers(source, "FlowRunFailed", reason, True, run_id)
@@ -128,8 +168,19 @@ async def novel_processing(
     if not isinstance(parsed, ChapterWritten):
         raise SchemaViolation(f"novel-processing handles chapter writes, got {parsed.event_type}")
     chapter: ChapterWritten = parsed
-    chunks = await chunk_chapter(chapter.text)
-    vectors = await embed_chunks([c.text for c in chunks])
+    timings: dict[str, float] = {}
+    began = time.monotonic()
+    limits = runtime.timeouts
+    chunk_task, embed_task, publish_task = chunk_chapter, embed_chunks, publish_result
+    if limits is not None:
+        chunk_task = chunk_chapter.with_options(timeout_seconds=limits.chunk)
+        embed_task = embed_chunks.with_options(timeout_seconds=limits.embed)
+        publish_task = publish_result.with_options(timeout_seconds=limits.publish)
+    chunks = await chunk_task(chapter.text)
+    timings["chunk"] = time.monotonic() - began
+    began = time.monotonic()
+    vectors = await embed_task([c.text for c in chunks])
+    timings["embed"] = time.monotonic() - began
     result = ChapterEmbedded(
         event_id=chapter.event_id,
         novel_id=chapter.novel_id,
@@ -143,11 +194,13 @@ async def novel_processing(
         source=SourceRef.model_validate(source) if source else None,
         target=target,
         chunks=tuple(
-            ChunkVector(chunk_no=c.chunk_no, text=c.text, vector=tuple(v))
+            ChunkVector(chunk_no=c.chunk_no, text=c.text, vector=tuple(round(x, 7) for x in v))
             for c, v in zip(chunks, vectors, strict=True)
         ),
     )
-    await publish_result(result)
+    began = time.monotonic()
+    await publish_task(result)
+    timings["publish"] = time.monotonic() - began
     logger.info(
         "embedded %s/%s@v%s: %d chunks with %s",
         chapter.novel_id,
@@ -155,5 +208,46 @@ async def novel_processing(
         chapter.version,
         len(chunks),
         result.model,
+        extra={
+            "event_id": str(chapter.event_id),
+            "novel_id": chapter.novel_id,
+            "chapter_id": chapter.chapter_id,
+            "version": chapter.version,
+            "flow_run_id": result.flow_run_id,
+        },
+    )
+    await acreate_markdown_artifact(
+        key=artifact_key(chapter.novel_id, chapter.chapter_id),
+        markdown=chapter_summary(result, timings),
+        description=f"{chapter.novel_id}/{chapter.chapter_id}@v{chapter.version}",
     )
     return {"chunks": len(chunks), "model": result.model, "version": chapter.version}
+
+
+def artifact_key(novel_id: str, chapter_id: str) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes only."""
+    raw = f"chapter-{novel_id}-{chapter_id}".lower()
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", raw)).strip("-")[:200]
+
+
+def chapter_summary(result: ChapterEmbedded, timings: dict[str, float]) -> str:
+    """The markdown shown on the flow run's Artifacts tab."""
+    sizes = [len(c.text) for c in result.chunks]
+    lines = [
+        f"# {result.novel_id} / {result.chapter_id} @ v{result.version}",
+        "",
+        f"**{result.title or '(untitled)'}**",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| chunks | {len(result.chunks)} (characters: min {min(sizes, default=0)}, "
+        f"max {max(sizes, default=0)}) |",
+        f"| model | {result.model} ({result.dimension}-d) |",
+        f"| pipeline | {result.pipeline_version} |",
+        f"| source | {result.source or 'n/a'} |",
+        f"| event | {result.event_id} |",
+    ]
+    lines += [f"| {step} | {seconds:.2f} s |" for step, seconds in timings.items()]
+    if result.chunks:
+        lines += ["", "First chunk:", "", "> " + result.chunks[0].text[:200].replace("\n", " ")]
+    return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from schemas import PublishError, ResultEvent
+from schemas import ChapterProcessingFailed, PublishError, ResultEvent, ResultTooLarge
 from schemas.dead_letters import Headers
 
 
@@ -17,6 +17,10 @@ class ResultPublisher(Protocol):
 
     async def dead_letter(self, key: bytes | None, value: bytes, headers: Headers) -> None:
         """Park an input event that could not be processed, with the reason in headers."""
+        ...
+
+    async def notify_failure(self, failure: ChapterProcessingFailed) -> None:
+        """Tell the platform that a chapter could not be processed (failures topic)."""
         ...
 
     async def close(self) -> None:
@@ -38,9 +42,11 @@ class KafkaResultPublisher:
         client_config: dict[str, Any],
         max_request_size: int,
         dlq_topic: str | None = None,
+        failures_topic: str | None = None,
     ) -> None:
         self._topic = topic
         self._dlq_topic = dlq_topic
+        self._failures_topic = failures_topic
         self._config = client_config
         self._max_request_size = max_request_size
         self._producer: Any = None
@@ -70,6 +76,11 @@ class KafkaResultPublisher:
         from aiokafka.errors import KafkaError
 
         key, value = encode_result(result)
+        if len(value) > self._max_request_size:
+            raise ResultTooLarge(
+                f"{result.event_type} for {result.novel_id} is {len(value)} bytes; the results "
+                f"topic takes {self._max_request_size} (SCRIBE_MAX_RESULT_BYTES)"
+            )
         producer = await self._started()
         try:
             await producer.send_and_wait(self._topic, value=value, key=key)
@@ -88,6 +99,22 @@ class KafkaResultPublisher:
         except KafkaError as exc:
             raise PublishError(f"dead-letter write to {self._dlq_topic} failed: {exc}") from exc
 
+    async def notify_failure(self, failure: ChapterProcessingFailed) -> None:
+        """Send ``chapter.processing_failed`` to the failures topic (if one is configured)."""
+        from aiokafka.errors import KafkaError
+
+        if self._failures_topic is None:
+            return
+        producer = await self._started()
+        try:
+            await producer.send_and_wait(
+                self._failures_topic,
+                value=failure.model_dump_json().encode(),
+                key=failure.novel_id.encode(),
+            )
+        except KafkaError as exc:
+            raise PublishError(f"write to {self._failures_topic} failed: {exc}") from exc
+
     async def close(self) -> None:
         """Flush and stop the producer."""
         if self._producer is not None:
@@ -101,6 +128,7 @@ class InMemoryPublisher:
     def __init__(self) -> None:
         self.published: list[ResultEvent] = []
         self.dead_letters: list[tuple[bytes | None, bytes, Headers]] = []
+        self.failures: list[ChapterProcessingFailed] = []
 
     async def publish(self, result: ResultEvent) -> None:
         """Record the result."""
@@ -109,6 +137,10 @@ class InMemoryPublisher:
     async def dead_letter(self, key: bytes | None, value: bytes, headers: Headers) -> None:
         """Record the dead letter."""
         self.dead_letters.append((key, value, headers))
+
+    async def notify_failure(self, failure: ChapterProcessingFailed) -> None:
+        """Record the notification."""
+        self.failures.append(failure)
 
     async def close(self) -> None:
         """Nothing to release."""

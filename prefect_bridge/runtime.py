@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from prefect_bridge.chunking import CHUNKER_VERSION, ChunkingPolicy
 from prefect_bridge.embedding import Embedder
 from prefect_bridge.publisher import ResultPublisher
+from prefect_bridge.timeouts import Timeouts
 from schemas import ConfigurationError
 
 
@@ -25,6 +26,7 @@ class FlowRuntime:
     publisher: ResultPublisher
     policy: ChunkingPolicy
     max_text_bytes: int
+    timeouts: Timeouts | None = None
 
     @property
     def pipeline_version(self) -> str:

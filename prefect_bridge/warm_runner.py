@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -50,6 +51,7 @@ class WarmRunner:
         deployment_id: UUID,
         limit: int,
         poll_seconds: float = 1.0,
+        on_finished: Callable[[str], None] | None = None,
     ) -> None:
         self._client = client
         self._flow = flow
@@ -57,6 +59,7 @@ class WarmRunner:
         self._limit = limit
         self._poll = poll_seconds
         self._running: dict[UUID, asyncio.Task[Any]] = {}
+        self._on_finished = on_finished
         self.completed = 0
 
     async def run_forever(self) -> None:
@@ -109,14 +112,19 @@ class WarmRunner:
 
     async def _execute(self, run: Any) -> None:
         log.info("executing %s (%s) in process", run.name, run.id)
+        outcome = "CRASHED"
         try:
-            await run_flow(self._flow, flow_run=run, return_type="state")  # type: ignore[misc]
+            state = await run_flow(self._flow, flow_run=run, return_type="state")  # type: ignore[misc]
+            outcome = str(getattr(getattr(state, "type", None), "value", "UNKNOWN"))
         except asyncio.CancelledError:
+            outcome = "CANCELLED"
             raise
         except Exception:  # the engine has recorded the failure in Prefect
             log.exception("flow run %s ended with an error", run.name)
         finally:
             self.completed += 1
+            if self._on_finished is not None:
+                self._on_finished(outcome)
 
     async def _watch_cancellations(self) -> None:
         for run_id, task in list(self._running.items()):

@@ -9,6 +9,7 @@ from schemas.errors import (
     InvalidEvent,
     MalformedJSON,
     PublishError,
+    ResultTooLarge,
     SchemaViolation,
     ScribeError,
     ServiceUnavailable,
@@ -25,6 +26,7 @@ from schemas.events import (
     NovelDeleted,
     NovelEvent,
 )
+from schemas.failures import ChapterProcessingFailed
 from schemas.parsing import (
     DEFAULT_MAX_TEXT_BYTES,
     event_json_schema,
@@ -50,6 +52,7 @@ __all__ = [
     "ChapterDeleted",
     "ChapterEmbedded",
     "ChapterFailed",
+    "ChapterProcessingFailed",
     "ChapterRemoved",
     "ChapterUpdated",
     "ChapterWritten",
@@ -65,6 +68,7 @@ __all__ = [
     "NovelRemoved",
     "PublishError",
     "ResultEvent",
+    "ResultTooLarge",
     "SchemaViolation",
     "ScribeError",
     "ServiceUnavailable",

@@ -50,9 +50,12 @@ def dead_letter_headers(
     return headers
 
 
-def error_headers(source: SourceRef, error: ScribeError) -> Headers:
-    """Headers for an error raised while handling ``source``."""
-    return dead_letter_headers(source, type(error).__name__, error.reason, error.retriable)
+def error_headers(source: SourceRef, error: ScribeError, redrive: int = 0) -> Headers:
+    """Headers for an error raised while handling ``source`` (redriven ``redrive`` times)."""
+    headers = dead_letter_headers(source, type(error).__name__, error.reason, error.retriable)
+    if redrive:
+        headers.append((H_REDRIVE, str(redrive).encode()))
+    return headers
 
 
 class DeadLetter(BaseModel):

@@ -51,6 +51,10 @@ class EventTooLarge(InvalidEvent):
     """The message or its text exceeds the configured size limit."""
 
 
+class ResultTooLarge(ScribeError):
+    """A result message would exceed the results topic's size limit (not retriable)."""
+
+
 # -- services: transient by default --------------------------------------------------------
 
 

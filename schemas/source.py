@@ -16,6 +16,9 @@ class SourceRef(BaseModel):
     topic: str
     partition: int = Field(ge=0)
     offset: int = Field(ge=0)
+    timestamp_ms: int | None = Field(
+        None, description="Kafka timestamp of the input message (for end-to-end latency)."
+    )
 
     def __str__(self) -> str:
         return f"{self.topic}[{self.partition}]@{self.offset}"

@@ -10,7 +10,10 @@ import faust
 
 from agents.result_agent import ResultMessage
 from schemas import SourceRef
+from streams.kafka import faust_credentials
+from streams.metrics import LAG, Heartbeat, serve
 from streams.settings import Settings
+from streams.status import kafka_report
 from streams.wiring import WorkerResources
 
 log = logging.getLogger("scribe.worker")
@@ -20,7 +23,13 @@ EXIT_FAIL_STOP = 70
 
 
 def _source(message: Any) -> SourceRef:
-    return SourceRef(topic=message.topic, partition=message.partition, offset=message.offset)
+    stamp = getattr(message, "timestamp", None)
+    return SourceRef(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_ms=int(stamp * 1000) if isinstance(stamp, float) else stamp,
+    )
 
 
 def _redrive(message: Any) -> int:
@@ -45,7 +54,8 @@ def create_app(settings: Settings) -> faust.App:
     """A Faust app consuming ``novel-events`` and the results topic."""
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.bootstrap_servers}",
+        broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
+        broker_credentials=faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,
@@ -90,5 +100,24 @@ def create_app(settings: Settings) -> faust.App:
                 await ports.result.handle_batch(messages)
             except Exception as exc:
                 _fail_stop(f"result batch ending {messages[-1].source}", exc)
+
+    heartbeat = Heartbeat()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def start_metrics() -> None:
+        """/metrics and /health of the worker on 127.0.0.1."""
+        serve(settings.worker_metrics_port, heartbeat.healthy)
+
+    @app.timer(interval=15.0)  # type: ignore[untyped-decorator]
+    async def observe() -> None:
+        """Keep the heartbeat fresh and export consumer lag."""
+        heartbeat.beat()
+        try:
+            report = await kafka_report(settings)
+        except Exception as exc:  # Kafka away: the lag gauge waits for the next round
+            log.debug("lag not measured: %s", exc)
+            return
+        for p in report["partitions"]:
+            LAG.labels(p["topic"], str(p["partition"])).set(p["lag"])
 
     return app

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import sys
 from importlib import resources
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from streams import logs
 from streams.settings import Settings
 
 app = typer.Typer(
@@ -41,11 +41,7 @@ def _settings() -> Settings:
     (Prefect reads its settings at import time)."""
     settings = Settings()
     os.environ.update(settings.prefect_env())
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call otherwise
+    logs.configure(settings.log_level, settings.log_json)
     return settings
 
 
@@ -65,7 +61,11 @@ def worker() -> None:
     settings = _settings()
     asyncio.run(ensure_topics(settings))
     faust_app = create_app(settings)
-    faust.Worker(faust_app, loglevel=settings.log_level.lower()).execute_from_commandline()
+    faust.Worker(
+        faust_app,
+        loglevel=settings.log_level.lower(),
+        logging_config=logs.logging_config(settings.log_level, settings.log_json),
+    ).execute_from_commandline()
 
 
 @flows_app.command("serve")
@@ -95,6 +95,23 @@ def flows_deploy() -> None:
     from streams.runner import deploy
 
     typer.echo(asyncio.run(deploy(_settings())))
+
+
+@flows_app.command("automations")
+def flows_automations() -> None:
+    """Create or update the Prefect automations (zombie runs; failure webhook if set)."""
+    from prefect.client.orchestration import get_client
+
+    from streams.runner import ensure_automations
+
+    settings = _settings()
+
+    async def run() -> dict[str, str]:
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name(settings.deployment)
+            return await ensure_automations(client, settings, deployment.id)
+
+    typer.echo(json.dumps(asyncio.run(run()), indent=2))
 
 
 @topics_app.command("create")

@@ -25,7 +25,7 @@ def app_processes(settings: Settings) -> list[ManagedProcess]:
     return [
         ManagedProcess(
             "runner",
-            [sys.executable, "-m", "streams.cli", "flows", "serve"],
+            [sys.executable, "-m", "streams.cli", "flows", "serve", "--warm"],
             logs / "runner.log",
             env=env,
         ),

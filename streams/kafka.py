@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from schemas import PublishError, ScribeError, ServiceUnavailable, SourceRef
 from schemas.dead_letters import error_headers
@@ -17,9 +19,53 @@ from streams.settings import Settings
 log = logging.getLogger("scribe.kafka")
 
 
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context for SSL / SASL_SSL, from the CA bundle and optional client cert."""
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    password = settings.kafka_ssl_key_password
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=settings.kafka_ssl_cafile,
+        certfile=settings.kafka_ssl_certfile,
+        keyfile=settings.kafka_ssl_keyfile,
+        password=password.get_secret_value() if password else None,
+    )
+    return context
+
+
 def client_config(settings: Settings) -> dict[str, Any]:
-    """aiokafka connection settings (security options join here)."""
-    return {"bootstrap_servers": settings.bootstrap_servers}
+    """aiokafka connection settings: brokers, TLS and SASL."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    context = ssl_context(settings)
+    if context is not None:
+        config["ssl_context"] = context
+    if settings.kafka_security_protocol.startswith("SASL"):
+        assert settings.kafka_sasl_password is not None  # checked by Settings
+        config["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl_plain_username"] = settings.kafka_sasl_username
+        config["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return config
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The same security settings as Faust ``broker_credentials`` (None for PLAINTEXT)."""
+    import faust
+
+    context = ssl_context(settings)
+    if settings.kafka_security_protocol.startswith("SASL"):
+        assert settings.kafka_sasl_password is not None
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
@@ -41,6 +87,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         ),
         NewTopic(settings.topic_embeddings, n, rf, topic_configs=big),
         NewTopic(settings.topic_dlq, n, rf, topic_configs=big),
+        NewTopic(settings.topic_failures, n, rf, topic_configs=forever),
     ]
 
 
@@ -91,12 +138,18 @@ class DeadLetterTopic:
         self._topic = topic
 
     async def dead_letter(
-        self, *, key: bytes | None, value: bytes, source: SourceRef, error: ScribeError
+        self,
+        *,
+        key: bytes | None,
+        value: bytes,
+        source: SourceRef,
+        error: ScribeError,
+        redrive: int = 0,
     ) -> None:
         """Send and wait for the acknowledgement."""
         try:
             await self._producer.send_and_wait(
-                self._topic, value=value, key=key, headers=error_headers(source, error)
+                self._topic, value=value, key=key, headers=error_headers(source, error, redrive)
             )
         except KafkaError as exc:
             raise PublishError(f"dead-letter write to {self._topic} failed: {exc}") from exc

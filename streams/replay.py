@@ -51,7 +51,13 @@ class DiscardDeadLetters:
         self.count = 0
 
     async def dead_letter(
-        self, *, key: bytes | None, value: bytes, source: SourceRef, error: ScribeError
+        self,
+        *,
+        key: bytes | None,
+        value: bytes,
+        source: SourceRef,
+        error: ScribeError,
+        redrive: int = 0,
     ) -> None:
         """Count and drop."""
         self.count += 1
@@ -140,7 +146,9 @@ class TopicReader:
 
 
 def _source(m: Any) -> SourceRef:
-    return SourceRef(topic=m.topic, partition=m.partition, offset=m.offset)
+    return SourceRef(
+        topic=m.topic, partition=m.partition, offset=m.offset, timestamp_ms=m.timestamp
+    )
 
 
 async def replay(

@@ -6,12 +6,20 @@ import asyncio
 import logging
 import signal
 from typing import Any
+from uuid import UUID
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
 from prefect.workers.process import ProcessWorker
 
+from prefect_bridge.automations import (
+    ensure_automation,
+    ensure_webhook_block,
+    failure_automation,
+    zombie_automation,
+)
 from prefect_bridge.deployment import ensure_deployment
 from prefect_bridge.recovery import recover_orphans
+from streams.metrics import Heartbeat, serve
 from streams.processes import terminate_children
 from streams.settings import Settings
 from streams.wiring import apply_prefect_env
@@ -27,8 +35,31 @@ async def deploy(settings: Settings) -> str:
         deployment_id = await ensure_deployment(
             client, work_pool=settings.work_pool, deployment=deployment
         )
+        await ensure_automations(client, settings, deployment_id)
     log.info("deployment %s on pool %s: %s", settings.deployment, settings.work_pool, deployment_id)
     return str(deployment_id)
+
+
+async def ensure_automations(
+    client: PrefectClient, settings: Settings, deployment_id: UUID
+) -> dict[str, str]:
+    """Zombie detection always; failure notifications when a webhook URL is configured."""
+    made = {
+        "zombies": str(
+            await ensure_automation(
+                client,
+                zombie_automation(settings.deployment, deployment_id, settings.heartbeat_seconds),
+            )
+        )
+    }
+    if settings.failure_webhook_url is not None:
+        block = await ensure_webhook_block(settings.failure_webhook_url.get_secret_value())
+        made["failures"] = str(
+            await ensure_automation(
+                client, failure_automation(settings.deployment, deployment_id, block)
+            )
+        )
+    return made
 
 
 async def serve_with_worker(settings: Settings) -> None:
@@ -39,6 +70,7 @@ async def serve_with_worker(settings: Settings) -> None:
     cancelled in Prefect instead of running on unattended.
     """
     await deploy(settings)
+    serve(settings.runner_metrics_port, HEARTBEAT.healthy)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -65,9 +97,13 @@ async def serve_with_worker(settings: Settings) -> None:
         await asyncio.to_thread(terminate_children)
 
 
+HEARTBEAT = Heartbeat(max_age=120.0)
+
+
 async def _watch_orphans(settings: Settings, every: float = 30.0) -> None:
     """At start and then periodically, reschedule runs whose process died."""
     while True:
+        HEARTBEAT.beat()
         try:
             async with get_client() as client:
                 deployment = await client.read_deployment_by_name(settings.deployment)
@@ -88,16 +124,16 @@ def serve_warm(settings: Settings) -> None:
     """
     import threading
 
-    import streams.flow_entry  # noqa: F401  (configures the flow runtime once)
     from prefect_bridge.runtime import get_runtime
+    from streams.flow_entry import novel_processing  # configures the flow runtime once
 
     asyncio.run(deploy(settings))
     get_runtime()  # load the embedder now, not in the first run
+    serve(settings.runner_metrics_port, HEARTBEAT.healthy)
     stop = threading.Event()
     holder: dict[str, Any] = {}
 
     async def main() -> None:
-        from prefect_bridge.flow import novel_processing
         from prefect_bridge.warm_runner import WarmRunner
 
         holder["task"] = asyncio.current_task()

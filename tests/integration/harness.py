@@ -43,11 +43,13 @@ class Stack:
     worker: ManagedProcess
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def scribe(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def scribe(
+        self, *args: str, timeout: float = 120, env_extra: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run the ``scribe`` CLI against this stack."""
         return subprocess.run(
             [sys.executable, "-m", "streams.cli", *args],
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, **(env_extra or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -67,9 +69,11 @@ class Stack:
         """A client of the index alias."""
         return MilvusVectorStore(self.settings.milvus_url, self.settings.milvus_collection)
 
-    def prefect(self, path: str, body: dict[str, Any]) -> Any:
-        """POST to the Prefect REST API."""
-        response = httpx.post(f"{self.settings.prefect_url}{path}", json=body, timeout=30)
+    def prefect(self, path: str, body: dict[str, Any] | None, method: str = "POST") -> Any:
+        """Call the Prefect REST API (POST with a JSON body by default)."""
+        response = httpx.request(
+            method, f"{self.settings.prefect_url}{path}", json=body, timeout=30
+        )
         response.raise_for_status()
         return response.json()
 

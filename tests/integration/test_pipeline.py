@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
+import subprocess
+import tempfile
 import uuid
 from typing import Any
 
@@ -103,6 +106,46 @@ def test_first_five_chapters_are_indexed_searchable_and_visible_in_prefect(stack
     assert len(deployment) == 1
     assert deployment[0]["work_pool_name"] == "default-pool"
     assert {r["deployment_id"] for r in runs} == {deployment[0]["id"]}
+
+
+def test_prefect_ui_lists_the_runs_in_a_real_browser(stack: Stack) -> None:
+    """Headless Chromium renders the Prefect UI's runs page with the readable run names."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "chromium is installed by scripts/bootstrap"
+    url = f"{stack.settings.prefect_ui_url}/runs"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+        "--window-size=1400,900",
+        "--virtual-time-budget=20000",
+    ]
+    shot = stack.settings.data_dir / "logs" / "prefect-ui-runs.png"
+
+    def browse(*extra: str) -> str:
+        with tempfile.TemporaryDirectory() as profile:
+            done = subprocess.run(
+                [chromium, *flags, f"--user-data-dir={profile}", *extra, url],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        return done.stdout
+
+    def listed() -> str | None:
+        dom = browse("--dump-dom")
+        names = {f"{NOVEL}/ch{n:04d}@v1" for n in range(1, 6)}
+        return dom if all(name in dom for name in names) else None
+
+    wait_for(listed, 120, "the five run names in the rendered runs page", stack, interval=5)
+    browse(f"--screenshot={shot}")
+    assert shot.stat().st_size > 10_000  # a real rendering, kept with the test logs
 
 
 def _prose(sentences: int, seed: str) -> str:

@@ -78,7 +78,13 @@ class FakeDeadLetters:
         self.failures = list(failures or [])
 
     async def dead_letter(
-        self, *, key: bytes | None, value: bytes, source: SourceRef, error: ScribeError
+        self,
+        *,
+        key: bytes | None,
+        value: bytes,
+        source: SourceRef,
+        error: ScribeError,
+        redrive: int = 0,
     ) -> None:
         self.attempts += 1
         if self.failures:

@@ -45,7 +45,13 @@ class Letters:
         self.items: list[ScribeError] = []
 
     async def dead_letter(
-        self, *, key: bytes | None, value: bytes, source: SourceRef, error: ScribeError
+        self,
+        *,
+        key: bytes | None,
+        value: bytes,
+        source: SourceRef,
+        error: ScribeError,
+        redrive: int = 0,
     ) -> None:
         self.items.append(error)
 
@@ -169,6 +175,11 @@ async def test_flow_failure_hook_publishes_chapter_failed_and_a_retriable_dead_l
     letter = DeadLetter.from_headers(headers)
     assert letter.retriable and letter.error_class == "FlowRunFailed"
     assert letter.source == SOURCE and letter.flow_run_id == str(run.id)
+    [failure] = publisher.failures
+    assert failure.event_type == "chapter.processing_failed"
+    assert (failure.novel_id, failure.chapter_id, failure.version) == ("n", "c5", 3)
+    assert failure.source_event_id == result.event_id
+    assert failure.flow_run_id == str(run.id) and "embed exploded" in failure.reason
 
 
 async def test_flow_failure_hook_dead_letters_an_invalid_event_as_not_retriable() -> None:
@@ -218,3 +229,28 @@ async def test_a_crash_before_the_last_attempt_is_not_reported() -> None:
     )
     await report_crash(None, last, state)
     assert len(publisher.published) == 1 and len(publisher.dead_letters) == 1
+
+
+async def test_a_redriven_invalid_event_keeps_its_redrive_count_in_the_dlq() -> None:
+    from schemas.dead_letters import DeadLetter, error_headers
+
+    seen: list[int] = []
+
+    class Counting(Letters):
+        async def dead_letter(
+            self,
+            *,
+            key: bytes | None,
+            value: bytes,
+            source: SourceRef,
+            error: ScribeError,
+            redrive: int = 0,
+        ) -> None:
+            seen.append(redrive)
+            assert DeadLetter.from_headers(error_headers(source, error, redrive)).redrive == redrive
+
+    chapter_agent = agent(Submitter([0]), InMemoryLedger())
+    chapter_agent.dead_letters = Counting()
+    await chapter_agent.handle(b"n", b"not json", SOURCE, redrive=2)
+    await chapter_agent.handle(b"n", b"not json", SOURCE)
+    assert seen == [2, 0]

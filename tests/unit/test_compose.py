@@ -7,7 +7,10 @@ Conventions checked here (and documented in compose/docker-compose.yml):
   service is long-running: it needs a healthcheck, and dependents wait for ``service_healthy``.
 * Every ``SCRIBE_*`` name in the compose file, in ``.env.example`` and in the Dockerfile is a
   field of :class:`streams.settings.Settings` (upper-cased, with the ``SCRIBE_`` prefix).
-* Ports are published on 127.0.0.1 only.
+* Ports are published on 127.0.0.1 only, and only by the services in ``PUBLISHING``.
+* Prefect runs as separate services (Prefect's Docker Compose guide): ``prefect-server`` with
+  ``--no-services`` (API + UI), ``prefect-services`` (``prefect server services start``), both
+  on one database and one Redis; ``prefect-worker`` (the flow runner) can be scaled.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ import json
 import os
 import re
 import shlex
+import socket
+import subprocess
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,10 +47,26 @@ STATEFUL = {
     "kafka": "/var/lib/kafka/data",
     "postgres": "/var/lib/postgresql/data",
     "prefect-server": "/var/lib/prefect",
+    "redis": "/data",
     "etcd": "/etcd",
     "minio": "/minio_data",
     "milvus": "/var/lib/milvus",
 }
+#: The only services that publish ports (all on 127.0.0.1).
+PUBLISHING = {"kafka", "prefect-server", "milvus"}
+#: Settings that make Redis the event bus of the Prefect server (Prefect's compose guide and
+#: "How to scale self-hosted Prefect"); prefect-server and prefect-services need the same.
+PREFECT_REDIS_ENV = {
+    "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
+    "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
+    "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
+    "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+    "PREFECT_REDIS_MESSAGING_HOST": "redis",
+    "PREFECT_REDIS_MESSAGING_PORT": "6379",
+    "PREFECT_REDIS_MESSAGING_DB": "0",
+}
+#: Values of FLOW_RUNNER_MODE: the prefect-worker runs ``scribe flows serve --<mode>``.
+RUNNER_MODES = ("process", "warm")
 #: Placeholder for required (``${VAR:?...}``) variables left empty in .env.example.
 SECRET_PLACEHOLDER = "placeholder-secret"
 
@@ -159,17 +181,48 @@ def published_ports(service: Mapping[str, Any]) -> list[tuple[str | None, str, s
     return result
 
 
-def scribe_invocations(command: Any) -> list[list[str]]:
-    """The ``scribe ...`` argument lists a service command runs (also through ``sh -c``)."""
+def invocations(command: Any, program: str) -> list[list[str]]:
+    """The ``program ...`` argument lists a service command runs (also through ``sh -c``,
+    where ``exec program ...`` counts too)."""
     argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
     if len(argv) >= 3 and Path(argv[0]).name in ("sh", "bash") and argv[1] == "-c":
-        invocations = []
+        found = []
         for part in re.split(r"&&|\|\||;|\n", argv[2]):
             words = shlex.split(part)
-            if words and words[0] == "scribe":
-                invocations.append(words)
-        return invocations
-    return [argv] if argv and argv[0] == "scribe" else []
+            if words[:1] == ["exec"]:
+                words = words[1:]
+            if words and words[0] == program:
+                found.append(words)
+        return found
+    return [argv] if argv and argv[0] == program else []
+
+
+def scribe_invocations(command: Any) -> list[list[str]]:
+    """The ``scribe ...`` argument lists a service command runs (also through ``sh -c``)."""
+    return invocations(command, "scribe")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def python_healthcheck(service: Mapping[str, Any]) -> str:
+    """The code of a ``["CMD", "python", "-c", CODE]`` healthcheck."""
+    test = (service.get("healthcheck") or {}).get("test") or []
+    assert list(test[:3]) == ["CMD", "python", "-c"] and len(test) == 4, test
+    return str(test[3])
+
+
+def run_python(code: str, env: Mapping[str, str | None]) -> int:
+    """Exit status of ``python -c code`` with exactly ``env`` (plus PYTHONPATH=ROOT)."""
+    clean = {k: v for k, v in env.items() if v is not None}
+    clean["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=clean, capture_output=True, timeout=60
+    ).returncode
 
 
 class NotAScribeCommandError(LookupError):
@@ -313,8 +366,11 @@ def test_compose_parses_with_the_expected_services(services: dict[str, dict[str,
     expected = {
         "kafka",
         "postgres",
+        "redis",
         "prefect-server",
+        "prefect-services",
         "prefect-worker",
+        "scribe-init",
         "etcd",
         "minio",
         "milvus",
@@ -339,6 +395,8 @@ def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["prefect-server"]["image"] == "prefecthq/prefect:3.9.1-python3.11"
+    assert services["prefect-services"]["image"] == services["prefect-server"]["image"]
+    assert services["redis"]["image"].startswith("redis:7")
     assert services["milvus"]["image"].startswith("milvusdb/milvus:v2.5.")
 
 
@@ -408,6 +466,10 @@ def test_scribe_env_vars_are_settings_fields(
         "SCRIBE_DATA_DIR",
         "SCRIBE_MILVUS_TOKEN",
         "SCRIBE_PREFECT_API_KEY",
+        "SCRIBE_FAILURE_WEBHOOK_URL",
+        "SCRIBE_HEARTBEAT_SECONDS",
+        "SCRIBE_TOPIC_FAILURES",
+        "SCRIBE_LOG_JSON",
     } <= scribe
     unknown = scribe - settings_env_names()
     assert not unknown, f"not fields of streams.settings.Settings: {sorted(unknown)}"
@@ -442,6 +504,18 @@ def test_scribe_services_environment_builds_valid_settings(
         assert env.get("PREFECT_API_URL") == settings.prefect_url, name
         for variable in ("PREFECT_API_KEY", "PREFECT_API_AUTH_STRING"):
             assert variable in env, f"{name}: {variable} missing"
+        assert env.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY") == str(settings.heartbeat_seconds)
+        # The settings added for failures and observability reach every scribe container.
+        for variable in (
+            "SCRIBE_FAILURE_WEBHOOK_URL",
+            "SCRIBE_HEARTBEAT_SECONDS",
+            "SCRIBE_TOPIC_FAILURES",
+            "SCRIBE_LOG_JSON",
+        ):
+            assert variable in env, f"{name}: {variable} missing"
+        assert settings.failure_webhook_url is None, f"{name}: .env.example sets no webhook"
+        assert settings.topic_failures == Settings.model_fields["topic_failures"].default
+        assert settings.log_json is False
 
 
 def test_secrets_come_from_env_file(raw_compose: str, env_example: dict[str, str]) -> None:
@@ -482,6 +556,25 @@ def test_published_ports_bind_loopback_only(services: dict[str, dict[str, Any]])
         assert service.get("network_mode") != "host", f"{name}: host networking"
         for host_ip, published, target in published_ports(service):
             assert host_ip == "127.0.0.1", f"{name}: {published}->{target} not on 127.0.0.1"
+        if name not in PUBLISHING:
+            assert not service.get("ports"), f"{name} must not publish ports"
+        assert not service.get("expose") or name in PUBLISHING, name
+
+
+def test_failure_webhook_is_passed_through_from_env_file(
+    raw_compose: str, env_example: dict[str, str]
+) -> None:
+    env = {**env_example, "SCRIBE_FAILURE_WEBHOOK_URL": "https://hooks.example/scribe"}
+    for name, op in referenced_variables(raw_compose).items():
+        if op in (":?", "?") and not env.get(name):
+            env[name] = SECRET_PLACEHOLDER
+    services = resolve(yaml.safe_load(raw_compose), env)["services"]
+    scribe = scribe_services({"services": services})
+    assert "scribe-init" in scribe
+    for name, service in scribe.items():
+        assert environment(service).get("SCRIBE_FAILURE_WEBHOOK_URL") == (
+            "https://hooks.example/scribe"
+        ), name
 
 
 def test_prefect_ui_port_is_published(services: dict[str, dict[str, Any]]) -> None:
@@ -498,9 +591,170 @@ def test_prefect_ui_port_is_published(services: dict[str, dict[str, Any]]) -> No
         " ".join(server["command"]) if isinstance(server["command"], list) else (server["command"])
     )
     assert "prefect server start --host 0.0.0.0" in command
+    assert env.get("PREFECT_SERVER_CORS_ALLOWED_ORIGINS"), "CORS origins come from .env"
     assert environment(services["prefect-worker"]).get("PREFECT_API_URL") == (
         "http://prefect-server:4200/api"
     )
+
+
+# ---------------------------------------------------------------- Prefect as separate services
+
+
+def test_prefect_server_runs_api_and_ui_only(services: dict[str, dict[str, Any]]) -> None:
+    runs = invocations(services["prefect-server"]["command"], "prefect")
+    assert [argv[:3] for argv in runs] == [["prefect", "server", "start"]], runs
+    assert "--no-services" in runs[0], "prefect-server must leave the services to prefect-services"
+
+
+def test_prefect_services_runs_the_background_services(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    runners = {
+        name
+        for name, service in services.items()
+        for argv in invocations(service.get("command") or [], "prefect")
+        if argv[:4] == ["prefect", "server", "services", "start"]
+    }
+    assert runners == {"prefect-services"}, f"exactly one services process: {runners}"
+    service = services["prefect-services"]
+    assert not is_one_shot(service)
+    assert service["image"] == services["prefect-server"]["image"]
+    runs = invocations(service["command"], "prefect")
+    assert len(runs) == 1 and "--background" not in runs[0] and "-b" not in runs[0]
+    depends = service.get("depends_on") or {}
+    assert depends.get("prefect-server", {}).get("condition") == "service_healthy", (
+        "start after prefect-server has migrated the database"
+    )
+
+
+def test_prefect_server_and_services_share_database_and_redis(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    server = environment(services["prefect-server"])
+    background = environment(services["prefect-services"])
+    url = server.get("PREFECT_SERVER_DATABASE_CONNECTION_URL")
+    assert url and url.startswith("postgresql+asyncpg://"), url
+    assert background.get("PREFECT_SERVER_DATABASE_CONNECTION_URL") == url
+    assert not background.get("PREFECT_API_DATABASE_CONNECTION_URL"), "one name for the DB URL"
+    for env in (server, background):
+        for key, value in PREFECT_REDIS_ENV.items():
+            assert env.get(key) == value, f"{key} must be {value}"
+    shared = {
+        key
+        for key in set(server) | set(background)
+        if key.startswith(("PREFECT_MESSAGING_", "PREFECT_REDIS_", "PREFECT_SERVER_DATABASE_"))
+        or key in ("PREFECT_SERVER_DOCKET_URL", "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING")
+    }
+    for key in shared:
+        assert server.get(key) == background.get(key), f"{key} differs between server and services"
+    assert PREFECT_REDIS_ENV["PREFECT_REDIS_MESSAGING_HOST"] in services
+    for name in ("prefect-server", "prefect-services"):
+        depends = services[name].get("depends_on") or {}
+        for target in ("postgres", "redis"):
+            assert depends.get(target, {}).get("condition") == "service_healthy", (
+                f"{name} must wait for {target} healthy"
+            )
+
+
+def test_redis_is_healthchecked_and_private(services: dict[str, dict[str, Any]]) -> None:
+    redis = services["redis"]
+    test = (redis.get("healthcheck") or {}).get("test") or []
+    text = " ".join(test) if isinstance(test, list) else str(test)
+    assert "redis-cli" in text and "ping" in text, text
+    assert not redis.get("ports"), "Redis has no password: keep it off the host"
+
+
+def test_prefect_services_healthcheck_sees_the_process_and_its_connections(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Run the healthcheck here: healthy only with the services process and live
+    connections to Redis and PostgreSQL (the ports are taken from the service's env)."""
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("needs Linux /proc")
+    service = services["prefect-services"]
+    code = python_healthcheck(service)
+    redis_listener, db_listener = (
+        socket.create_server(("127.0.0.1", 0)),
+        socket.create_server(("127.0.0.1", 0)),
+    )
+    redis_port, db_port = redis_listener.getsockname()[1], db_listener.getsockname()[1]
+    env = environment(service)
+    url = env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] or ""
+    env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = url.replace(":5432/", f":{db_port}/")
+    env["PREFECT_REDIS_MESSAGING_PORT"] = str(redis_port)
+    assert env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] != url
+    fake = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "server", "services", "start"]
+    )
+    held: list[socket.socket] = [redis_listener, db_listener]
+    try:
+        assert run_python(code, env) != 0, "healthy without any connection"
+        held.append(socket.create_connection(("127.0.0.1", redis_port)))
+        held.append(redis_listener.accept()[0])
+        assert run_python(code, env) != 0, "healthy without a database connection"
+        held.append(socket.create_connection(("127.0.0.1", db_port)))
+        held.append(db_listener.accept()[0])
+        assert run_python(code, env) == 0, "unhealthy with the process and both connections"
+        fake.kill()
+        fake.wait()
+        assert run_python(code, env) != 0, "healthy without the services process"
+    finally:
+        fake.kill()
+        fake.wait()
+        for sock in held:
+            sock.close()
+
+
+def test_prefect_worker_is_scalable(services: dict[str, dict[str, Any]]) -> None:
+    """`docker compose up -d --scale prefect-worker=3` must not collide."""
+    worker = services["prefect-worker"]
+    assert "container_name" not in worker, "a fixed container_name allows one replica only"
+    assert "hostname" not in worker, "replicas tell their runs apart by hostname"
+    assert not worker.get("ports"), "a published host port collides between replicas"
+    assert (worker.get("deploy") or {}).get("replicas") in (None, 1)
+    for volume in worker.get("volumes") or []:
+        source = volume["source"] if isinstance(volume, dict) else volume.split(":", 1)[0]
+        assert not source.startswith(("/", ".", "~")), f"bind mount {source}"
+
+
+def test_prefect_worker_healthcheck_is_per_replica(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Run the healthcheck here against this runner's /health (both runner modes serve it)."""
+    from streams.metrics import serve
+
+    service = services["prefect-worker"]
+    code = python_healthcheck(service)
+    state = {"healthy": True}
+    port = free_port()
+    server = serve(port, lambda: state["healthy"])
+    assert server is not None
+    env = {k: v for k, v in environment(service).items() if k.startswith("SCRIBE_")}
+    env["SCRIBE_RUNNER_METRICS_PORT"] = str(port)
+    try:
+        assert run_python(code, env) == 0, "unhealthy while /health says ok"
+        state["healthy"] = False
+        assert run_python(code, env) != 0, "healthy while /health says unhealthy"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert run_python(code, env) != 0, "healthy with no runner listening"
+
+
+def test_prefect_worker_runner_mode_comes_from_env(
+    raw_compose: str, env_example: dict[str, str]
+) -> None:
+    assert env_example.get("FLOW_RUNNER_MODE") in RUNNER_MODES
+    command = yaml.safe_load(raw_compose)["services"]["prefect-worker"]["command"]
+    seen = set()
+    for mode in RUNNER_MODES:
+        argv = resolve(command, {"FLOW_RUNNER_MODE": mode})
+        assert resolve_scribe_command(argv) == ("flows", "serve")
+        seen.add(tuple(argv))
+        assert f"--{mode}" in argv
+    assert len(seen) == len(RUNNER_MODES), "FLOW_RUNNER_MODE must change the command"
+    with pytest.raises(NotAScribeCommandError):
+        resolve_scribe_command(resolve(command, {"FLOW_RUNNER_MODE": "bogus"}))
 
 
 def test_kafka_is_a_single_kraft_node(services: dict[str, dict[str, Any]]) -> None:
@@ -558,8 +812,26 @@ def test_scribe_service_commands_are_real_subcommands(compose: dict[str, Any]) -
         ran[name] = {resolve_scribe_command(argv) for argv in invocations}
     assert ran.get("prefect-worker") == {("flows", "serve")}
     assert ran.get("scribe-worker") == {("worker",)}
-    if "scribe-init" in ran:
-        assert ran["scribe-init"] <= {("topics", "create"), ("flows", "deploy")}
+    assert ran.get("scribe-init") == {
+        ("topics", "create"),
+        ("flows", "deploy"),
+        ("flows", "automations"),
+    }
+
+
+def test_scribe_init_creates_the_automations_after_the_deployment(
+    compose: dict[str, Any],
+) -> None:
+    init = compose["services"]["scribe-init"]
+    assert is_one_shot(init)
+    order = [resolve_scribe_command(argv) for argv in scribe_invocations(init["command"])]
+    assert ("flows", "automations") in order, "scribe-init must run `scribe flows automations`"
+    assert order.index(("flows", "deploy")) < order.index(("flows", "automations")), (
+        "the automations refer to the deployment: deploy first"
+    )
+    command = init["command"]
+    script = command[2] if isinstance(command, list) and command[:2] == ["sh", "-c"] else ""
+    assert ";" not in script and "||" not in script, "a failing step must fail scribe-init"
 
 
 def test_helpers_reject_what_they_should() -> None:
@@ -575,6 +847,13 @@ def test_helpers_reject_what_they_should() -> None:
         ["scribe", "topics", "create"],
         ["scribe", "flows", "deploy"],
     ]
+    assert invocations(
+        ["sh", "-c", "unset X\nexec prefect server start --no-services"], "prefect"
+    ) == [["prefect", "server", "start", "--no-services"]]
+    assert invocations("prefect server services start", "prefect") == [
+        ["prefect", "server", "services", "start"]
+    ]
+    assert invocations(["scribe", "worker"], "prefect") == []
     assert published_ports({"ports": ["4200:4200"]}) == [(None, "4200", "4200")]
     assert published_ports({"ports": [{"target": 1, "published": 2, "host_ip": "0.0.0.0"}]}) == [
         ("0.0.0.0", "2", "1")

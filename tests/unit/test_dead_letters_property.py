@@ -48,7 +48,13 @@ class FakeDeadLetters:
         self.items: list[tuple[bytes | None, bytes, SourceRef, ScribeError]] = []
 
     async def dead_letter(
-        self, *, key: bytes | None, value: bytes, source: SourceRef, error: ScribeError
+        self,
+        *,
+        key: bytes | None,
+        value: bytes,
+        source: SourceRef,
+        error: ScribeError,
+        redrive: int = 0,
     ) -> None:
         error_headers(source, error)  # what the real DLQ topic writer does with it
         self.items.append((key, value, source, error))

@@ -1,0 +1,39 @@
+"""Timeouts of the processing flow, derived from the size limit and the embedder's speed.
+
+A run must never hang, and must never be cut short while doing honest work: the largest
+chapter allowed (``max_text_bytes``) at the slowest embedding rate we accept
+(``min_chunks_per_second``) bounds every step, with a factor of two to spare.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from prefect_bridge.chunking import ChunkingPolicy
+
+#: UTF-8 bytes per token in the worst case: CJK text, ~1 token per 3-byte character.
+BYTES_PER_TOKEN = 3
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds allowed to each task and to the whole flow run."""
+
+    chunk: float
+    embed: float
+    publish: float
+    flow: float
+
+
+def timeouts_for(
+    max_text_bytes: int, policy: ChunkingPolicy, min_chunks_per_second: float
+) -> Timeouts:
+    """Timeouts for the largest chapter allowed at the slowest accepted embedding rate."""
+    tokens = max_text_bytes / BYTES_PER_TOKEN
+    stride = max(1, policy.target_tokens - policy.overlap_tokens)
+    chunks = math.ceil(tokens / stride)
+    chunk = max(30.0, 0.02 * chunks * 2)  # tokenizer calls: ~ms per chunk
+    embed = max(60.0, 2 * chunks / min_chunks_per_second)
+    publish = 120.0  # a broker round trip, with the producer's own retries inside
+    return Timeouts(chunk=chunk, embed=embed, publish=publish, flow=chunk + embed + publish + 60.0)

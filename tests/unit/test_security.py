@@ -1,0 +1,125 @@
+"""Security settings produce the right client configurations (Kafka, Faust, Prefect, Milvus)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+from pathlib import Path
+
+import faust
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from pydantic import ValidationError
+
+from streams.kafka import client_config, faust_credentials
+from streams.settings import Settings
+from streams.wiring import vector_store
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "scribe-test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "client.pem", tmp / "client.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_plaintext_is_the_default_and_has_no_credentials() -> None:
+    settings = Settings(kafka_bootstrap_servers="k1:9092,k2:9092")
+    config = client_config(settings)
+    assert config == {"bootstrap_servers": "k1:9092,k2:9092", "security_protocol": "PLAINTEXT"}
+    assert faust_credentials(settings) is None
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_ssl_configures_aiokafka_and_faust_alike(mechanism: str) -> None:
+    settings = Settings(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism=mechanism,
+        kafka_sasl_username="scribe",
+        kafka_sasl_password="s3cret",  # type: ignore[arg-type]
+    )
+    config = client_config(settings)
+    assert config["security_protocol"] == "SASL_SSL"
+    assert config["sasl_mechanism"] == mechanism
+    assert (config["sasl_plain_username"], config["sasl_plain_password"]) == ("scribe", "s3cret")
+    assert isinstance(config["ssl_context"], ssl.SSLContext)
+    creds = faust_credentials(settings)
+    assert isinstance(creds, faust.SASLCredentials)
+    assert creds.protocol.value == "SASL_SSL"
+    assert creds.mechanism.value == mechanism
+    assert (creds.username, creds.password) == ("scribe", "s3cret")
+
+
+def test_sasl_plaintext_has_no_tls() -> None:
+    settings = Settings(
+        kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u", kafka_sasl_password="p"
+    )  # type: ignore[arg-type]
+    assert "ssl_context" not in client_config(settings)
+    creds = faust_credentials(settings)
+    assert isinstance(creds, faust.SASLCredentials) and creds.protocol.value == "SASL_PLAINTEXT"
+
+
+def test_ssl_with_a_client_certificate(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    settings = Settings(
+        kafka_security_protocol="SSL",
+        kafka_ssl_cafile=cert,
+        kafka_ssl_certfile=cert,
+        kafka_ssl_keyfile=key,
+    )
+    context = client_config(settings)["ssl_context"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert isinstance(faust_credentials(settings), faust.SSLCredentials)
+
+
+def test_sasl_without_credentials_is_refused() -> None:
+    with pytest.raises(ValidationError, match="SASL_USERNAME"):
+        Settings(kafka_security_protocol="SASL_SSL")
+
+
+def test_secrets_never_show_in_repr_and_reach_their_clients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SCRIBE_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("SCRIBE_KAFKA_SASL_USERNAME", "scribe")
+    secrets = {
+        "SCRIBE_KAFKA_SASL_PASSWORD": "kafka-pw-123",
+        "SCRIBE_MILVUS_TOKEN": "root:milvus-tok-456",
+        "SCRIBE_PREFECT_API_KEY": "pnu_key_789",
+        "SCRIBE_PREFECT_API_AUTH_STRING": "admin:auth-000",
+        "SCRIBE_LEDGER_URL": "postgresql://u:ledger-pw@db/scribe",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    shown = repr(settings) + str(settings) + settings.model_dump_json()
+    for value in secrets.values():
+        assert value not in shown
+    env = settings.prefect_env()
+    assert env["PREFECT_API_KEY"] == "pnu_key_789"
+    assert env["PREFECT_API_AUTH_STRING"] == "admin:auth-000"
+    assert client_config(settings)["sasl_plain_password"] == "kafka-pw-123"
+    assert vector_store(settings)._token == "root:milvus-tok-456"
