@@ -19,7 +19,7 @@ from prefect_bridge.automations import (
 )
 from prefect_bridge.deployment import ensure_deployment
 from prefect_bridge.recovery import recover_orphans
-from streams.metrics import Heartbeat, serve
+from streams.metrics import RUNS_FINISHED, Heartbeat, serve
 from streams.processes import terminate_children
 from streams.settings import Settings
 from streams.wiring import apply_prefect_env
@@ -100,6 +100,10 @@ async def serve_with_worker(settings: Settings) -> None:
 HEARTBEAT = Heartbeat(max_age=120.0)
 
 
+def _count_finished(state: str) -> None:
+    RUNS_FINISHED.labels(state).inc()
+
+
 async def _watch_orphans(settings: Settings, every: float = 30.0) -> None:
     """At start and then periodically, reschedule runs whose process died."""
     while True:
@@ -148,6 +152,7 @@ def serve_warm(settings: Settings) -> None:
                     deployment.id,
                     settings.runner_limit,
                     settings.runner_poll_seconds,
+                    on_finished=_count_finished,
                 )
                 log.info("warm runner: %d slots on %s", settings.runner_limit, settings.deployment)
                 await runner.run_forever()

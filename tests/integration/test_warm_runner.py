@@ -9,9 +9,10 @@ import sys
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 
-from streams.processes import ManagedProcess
+from streams.processes import ManagedProcess, free_port
 from tests.integration.harness import Stack, converged, event, index_of, wait_for
 
 pytestmark = pytest.mark.integration
@@ -30,11 +31,12 @@ def _long(tag: str) -> str:
 
 def test_warm_runner_runs_flows_in_process_and_recovers_after_kill_9(stack: Stack) -> None:
     stack.runner.stop()  # only the warm runner executes from here on
+    metrics_port = free_port()
     warm = ManagedProcess(
         "warm-runner",
         [sys.executable, "-m", "streams.cli", "flows", "serve", "--warm"],
         stack.settings.data_dir / "logs" / "warm-runner.log",
-        env=stack.env,
+        env={**stack.env, "SCRIBE_RUNNER_METRICS_PORT": str(metrics_port)},
     )
     warm.start()
     try:
@@ -76,6 +78,13 @@ def test_warm_runner_runs_flows_in_process_and_recovers_after_kill_9(stack: Stac
         assert sorted({t["name"].rsplit("-", 1)[0] for t in tasks}) == ["chunk", "embed", "publish"]
         assert all(t["state_type"] == "COMPLETED" for t in tasks)
         assert len(tasks) == 12
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        assert 'scribe_flow_runs_finished_total{state="COMPLETED"} 4.0' in metrics
+        embedded = next(
+            line for line in metrics.splitlines() if line.startswith("scribe_embedded_chunks_total")
+        )
+        assert float(embedded.split()[-1]) == 4.0
+        assert httpx.get(f"http://127.0.0.1:{metrics_port}/health", timeout=10).status_code == 200
 
         # kill -9 in the middle of long runs: they must not stay Running.
         slow = f"warmkill-{uuid.uuid4().hex[:6]}"
