@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -91,8 +92,9 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     ]
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create missing topics (Faust must not auto-create them); return the created names."""
+@contextlib.asynccontextmanager
+async def admin_client(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client; :class:`ServiceUnavailable` when no broker answers."""
     admin = AIOKafkaAdminClient(**client_config(settings))
     try:
         await admin.start()
@@ -102,14 +104,20 @@ async def ensure_topics(settings: Settings) -> list[str]:
             f"Kafka at {settings.bootstrap_servers} unreachable: {exc}"
         ) from exc
     try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create missing topics (Faust must not auto-create them); return the created names."""
+    async with admin_client(settings) as admin:
         existing = set(await admin.list_topics())
         missing = [t for t in topic_specs(settings) if t.name not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
                 await admin.create_topics(missing)
         return [t.name for t in missing]
-    finally:
-        await admin.close()
 
 
 async def start_producer(settings: Settings) -> AIOKafkaProducer:
@@ -157,18 +165,8 @@ class DeadLetterTopic:
 
 async def partitions_of(settings: Settings, topic: str) -> list[int]:
     """Partition numbers of ``topic`` (empty if it does not exist), from the broker."""
-    admin = AIOKafkaAdminClient(**client_config(settings))
-    try:
-        await admin.start()
-    except KafkaError as exc:
-        await admin.close()
-        raise ServiceUnavailable(
-            f"Kafka at {settings.bootstrap_servers} unreachable: {exc}"
-        ) from exc
-    try:
+    async with admin_client(settings) as admin:
         described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
     for entry in described:
         if entry.get("topic") == topic and not entry.get("error_code"):
             return sorted(int(p["partition"]) for p in entry.get("partitions", []))

@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.kafka import client_config, partitions_of
+from streams.kafka import admin_client, client_config, partitions_of
 from streams.settings import Settings
 from streams.wiring import apply_prefect_env, open_ledger, vector_store
 
@@ -18,12 +17,11 @@ RUN_STATES = ("SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CRASHED
 
 async def kafka_report(settings: Settings) -> dict[str, Any]:
     """Committed and end offsets per partition of the worker's group; DLQ size."""
-    admin = AIOKafkaAdminClient(**client_config(settings))
+    async with admin_client(settings) as admin:
+        committed = await admin.list_consumer_group_offsets(settings.app_id)
     consumer = AIOKafkaConsumer(**client_config(settings), group_id=None)
-    await admin.start()
     await consumer.start()
     try:
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
         partitions: list[dict[str, Any]] = []
         for topic in (settings.topic_events, settings.topic_embeddings):
             tps = [TopicPartition(topic, p) for p in await partitions_of(settings, topic)]
@@ -51,7 +49,6 @@ async def kafka_report(settings: Settings) -> dict[str, Any]:
         return {"group": settings.app_id, "partitions": partitions, "dlq_size": dlq_size}
     finally:
         await consumer.stop()
-        await admin.close()
 
 
 async def prefect_report(settings: Settings) -> dict[str, Any]:
