@@ -75,3 +75,29 @@ def stack() -> Iterator[Stack]:
         services.stop()
     if os.environ.get("SCRIBE_KEEP_TEST_DATA") != "1":
         shutil.rmtree(data, ignore_errors=True)
+
+
+#: Modules in the order they share the session's stack: the pipeline first; the replays
+#: early, while the log is short (a full re-embed redoes every chapter in it); the tests
+#: that kill and restart services last.
+ORDER = [
+    "test_pipeline",
+    "test_ledger_postgres",
+    "test_replay",
+    "test_guarantees",
+    "test_failures",
+    "test_warm_runner",
+    "test_faults",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the integration modules in ``ORDER`` (unknown ones after, alphabetically)."""
+
+    def rank(item: pytest.Item) -> tuple[int, str]:
+        if "integration" not in item.nodeid:
+            return (-1, "")  # unit tests keep their place, before these
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        return (ORDER.index(module) if module in ORDER else len(ORDER), module)
+
+    items.sort(key=rank)  # stable: tests keep their order within a module
