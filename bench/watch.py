@@ -19,6 +19,25 @@ class BenchTimeout(RuntimeError):
     """A pipeline did not finish in time."""
 
 
+def milvus_client(uri: str, attempts: int = 5) -> Any:
+    """A pymilvus client on a channel of its own (``dedicated``), retried while refused.
+
+    pymilvus 3 shares one gRPC channel per URI in a process by default; a shared channel
+    that Milvus Lite closed while idle ("too many pings") could fail the next client. The
+    bench's own clients keep out of that; the stores under test use pymilvus' default.
+    """
+    from pymilvus import MilvusClient
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return MilvusClient(uri=uri, dedicated=True)
+        except Exception:
+            if attempt == attempts:
+                raise
+            time.sleep(attempt)
+    raise AssertionError("unreachable")
+
+
 class IndexWatcher:
     """Counts rows per chapter of a novel behind one alias (own pymilvus client)."""
 
@@ -26,18 +45,22 @@ class IndexWatcher:
         self._uri = uri
         self._alias = alias
         self._client: Any = None
+        self._exists = False
 
     def _connect(self) -> Any:
         if self._client is None:
-            from pymilvus import MilvusClient
-
-            self._client = MilvusClient(uri=self._uri)
+            self._client = milvus_client(self._uri)
         return self._client
 
     def counts(self, novel_id: str) -> Counter[str]:
         """Rows per chapter id of ``novel_id``; empty while the alias does not exist yet."""
         try:
-            rows = self._connect().query(
+            client = self._connect()
+            if not self._exists:  # no query before the worker made the alias (error logs)
+                self._exists = self._alias in set(client.list_aliases().get("aliases", []))
+                if not self._exists:
+                    return Counter()
+            rows = client.query(
                 self._alias,
                 filter=f'novel_id == "{novel_id}"',
                 output_fields=["chapter_id"],

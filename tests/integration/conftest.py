@@ -34,6 +34,8 @@ def stack() -> Iterator[Stack]:
         "SCRIBE_PREFECT_PORT": str(free_port()),
         "SCRIBE_MILVUS_PORT": str(free_port()),
         "SCRIBE_WORKER_WEB_PORT": str(free_port()),
+        "SCRIBE_WORKER_METRICS_PORT": str(free_port()),
+        "SCRIBE_RUNNER_METRICS_PORT": str(free_port()),
         "SCRIBE_TOPIC_EVENTS": f"novel-events-{suffix}",
         "SCRIBE_TOPIC_EMBEDDINGS": f"novel-events-{suffix}.embeddings",
         "SCRIBE_TOPIC_DLQ": f"novel-events-{suffix}.dlq",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from agents.milvus_store import MilvusVectorStore
 from tests.integration.harness import Stack, converged, event, wait_for
 
 pytestmark = pytest.mark.integration
@@ -34,6 +35,19 @@ def _collections(stack: Stack) -> dict[str, Any]:
             await store.close()
 
     return {c["name"]: c for c in asyncio.run(run())}
+
+
+def _rows(stack: Stack, collection: str) -> dict[str, int]:
+    """id -> chapter_version of every row of a physical collection."""
+
+    async def run() -> list[dict[str, Any]]:
+        store = MilvusVectorStore(stack.settings.milvus_url, collection)
+        try:
+            return await store.query_rows("chunk_no >= 0", ["id", "chapter_version"])
+        finally:
+            await store.close()
+
+    return {r["id"]: int(r["chapter_version"]) for r in asyncio.run(run())}
 
 
 def _replay(stack: Stack, *args: str) -> dict[str, Any]:
@@ -130,6 +144,14 @@ def test_full_reembed_builds_a_new_collection_while_search_keeps_working(stack: 
     assert summary["runs_submitted"] > 0
     collections = _collections(stack)
     assert stack.settings.milvus_collection in collections[summary["collection"]]["aliases"]
-    assert _count(stack) == before
+    old, new = _rows(stack, alias_before), _rows(stack, summary["collection"])
+    assert len(old) == before
+    assert old.items() <= new.items()  # every live row again, at the same version
+    # Only chapters whose processing had failed in the live index may gain rows.
+    failed = {
+        (f["novel_id"], f["chapter_id"])
+        for f in json.loads(stack.scribe("status", "--json").stdout)["ledger"]["failed"]
+    }
+    assert {tuple(i.split(":")[:2]) for i in new.keys() - old.keys()} <= failed
     found = stack.scribe("search", "花果山 水帘洞", "-k", "1", "--json")
     assert found.returncode == 0 and json.loads(found.stdout)
