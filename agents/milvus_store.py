@@ -171,6 +171,20 @@ class MilvusVectorStore:
         )
         await self._call("delete", "delete", self._alias, filter=expr)
 
+    async def upsert_chapters(self, results: list[ChapterEmbedded]) -> None:
+        """One upsert for the chunks of every chapter given."""
+        rows = [row for result in results for row in chunk_rows(result)]
+        if rows:
+            await self._call("upsert", "upsert", self._alias, rows)
+
+    async def trim_chapter(self, novel_id: str, chapter_id: str, keep: int) -> None:
+        """Delete the chapter's chunks numbered ``keep`` and above."""
+        expr = (
+            f"novel_id == {quote(novel_id)} and chapter_id == {quote(chapter_id)}"
+            f" and chunk_no >= {keep}"
+        )
+        await self._call("delete", "delete", self._alias, filter=expr)
+
     async def delete_chapter(self, novel_id: str, chapter_id: str) -> None:
         """Delete by filter."""
         expr = f"novel_id == {quote(novel_id)} and chapter_id == {quote(chapter_id)}"

@@ -54,7 +54,7 @@ class ResultAgent:
 
     async def handle_batch(self, messages: list[ResultMessage]) -> int:
         """Apply a batch; return how many results changed the index."""
-        batch = _BatchView(self.ledger)
+        batch = _BatchView(self.ledger, self.store)
         pending: list[tuple[IndexResult, ChapterState]] = []
         failures: list[ChapterFailed] = []
         for msg in messages:
@@ -72,6 +72,7 @@ class ResultAgent:
             if state is not None:
                 batch.remember(result, state)
                 pending.append((result, state))
+        await retrying(batch.writes.apply, self.backoff, "sink write")
         if pending:
             await retrying(self.store.flush, self.backoff, "flush")
             for result, state in pending:
@@ -151,7 +152,7 @@ class ResultAgent:
             return None
         now = datetime.now(UTC)
         if isinstance(result, ChapterEmbedded):
-            await self.store.write_chapter(result)
+            batch.writes.add(result, trim=needs_trim(current, len(result.chunks)))
             return ChapterState(
                 novel_id=result.novel_id,
                 chapter_id=result.chapter_id,
@@ -163,6 +164,7 @@ class ResultAgent:
                 flow_run_id=result.flow_run_id,
                 updated_at=now,
             )
+        await batch.writes.apply()  # earlier upserts of this batch land before any delete
         if isinstance(result, ChapterRemoved):
             await self.store.delete_chapter(result.novel_id, result.chapter_id)
             base = current or ChapterState(result.novel_id, result.chapter_id, result.version, True)
@@ -187,11 +189,53 @@ class ResultAgent:
             await retrying(partial(self.ledger.record_applied, state), self.backoff, "ledger")
 
 
+def needs_trim(current: ChapterState | None, count: int) -> bool:
+    """Whether chunks numbered ``count`` and above may exist for the chapter.
+
+    The ledger describes its index: a chapter it has never indexed (only submitted, or
+    deleted) has no rows, one indexed with ``count`` chunks or fewer has none past them.
+    Without a row (e.g. a rebuild's fresh scope) nothing is known, so trim.
+    """
+    if current is None:
+        return True
+    if current.indexed_version is None:
+        return False
+    return current.chunk_count > count
+
+
+class _Writes:
+    """Upserts of a batch, sent as one call; trims after them."""
+
+    def __init__(self, store: VectorStore) -> None:
+        self._store = store
+        self._chapters: dict[tuple[str, str], tuple[ChapterEmbedded, bool]] = {}
+
+    def add(self, result: ChapterEmbedded, trim: bool) -> None:
+        """Queue the chapter's rows; a newer version in the batch replaces an older one."""
+        key = (result.novel_id, result.chapter_id)
+        earlier = self._chapters.get(key)
+        self._chapters[key] = (result, trim or (earlier is not None and earlier[1]))
+
+    async def apply(self) -> None:
+        """Upsert everything queued in one call, then trim; idempotent, so safe to retry."""
+        if not self._chapters:
+            return
+        queued = list(self._chapters.values())
+        await self._store.upsert_chapters([result for result, _ in queued])
+        for result, trim in queued:
+            if trim:
+                await self._store.trim_chapter(
+                    result.novel_id, result.chapter_id, len(result.chunks)
+                )
+        self._chapters.clear()
+
+
 class _BatchView:
     """The ledger as seen from inside a batch: effects applied but not yet recorded win."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, store: VectorStore) -> None:
         self._ledger = ledger
+        self.writes = _Writes(store)
         self._chapters: dict[tuple[str, str], ChapterState | None] = {}
         self._novels: dict[str, int] = {}
 

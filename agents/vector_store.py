@@ -36,6 +36,14 @@ class VectorStore(Protocol):
         """Upsert the chapter's chunks and drop its chunks past the new count."""
         ...
 
+    async def upsert_chapters(self, results: list[ChapterEmbedded]) -> None:
+        """Upsert the chunks of several chapters in one call (no trimming)."""
+        ...
+
+    async def trim_chapter(self, novel_id: str, chapter_id: str, keep: int) -> None:
+        """Drop the chapter's chunks numbered ``keep`` and above."""
+        ...
+
     async def delete_chapter(self, novel_id: str, chapter_id: str) -> None:
         """Drop every chunk of the chapter."""
         ...
@@ -93,6 +101,25 @@ class InMemoryVectorStore:
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
         self.flushes = 0
+        self.upserts = 0
+        self.trims = 0
+
+    async def upsert_chapters(self, results: list[ChapterEmbedded]) -> None:
+        """Upsert only."""
+        self.upserts += 1
+        for result in results:
+            for row in chunk_rows(result):
+                self.rows[row["id"]] = row
+
+    async def trim_chapter(self, novel_id: str, chapter_id: str, keep: int) -> None:
+        """Drop chunks at or past ``keep``."""
+        self.trims += 1
+        for key in [
+            k
+            for k, r in self.rows.items()
+            if (r["novel_id"], r["chapter_id"]) == (novel_id, chapter_id) and r["chunk_no"] >= keep
+        ]:
+            del self.rows[key]
 
     async def write_chapter(self, result: ChapterEmbedded) -> None:
         """Upsert and trim."""

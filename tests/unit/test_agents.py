@@ -272,11 +272,11 @@ class CountingStore(InMemoryVectorStore):
         self.write_failures = list(write_failures or [])
         self.writes = 0
 
-    async def write_chapter(self, result: ChapterEmbedded) -> None:
+    async def upsert_chapters(self, results: list[ChapterEmbedded]) -> None:
         self.writes += 1
         if self.write_failures:
             raise self.write_failures.pop(0)
-        await super().write_chapter(result)
+        await super().upsert_chapters(results)
 
 
 _offsets = iter(range(10_000))
@@ -531,3 +531,37 @@ async def test_result_version_beyond_int64_does_not_crash_the_sink(tmp_path: Pat
         assert len(dlq.items) == 1
     finally:
         await led.close()
+
+
+async def test_a_batch_is_one_upsert_and_trims_only_what_may_be_stale(ledger: Ledger) -> None:
+    store = InMemoryVectorStore()
+    agent = ResultAgent(store=store, ledger=ledger, dead_letters=FakeDeadLetters(), backoff=FAST)
+    for chapter in ("a", "b", "c"):  # submitted first, as the chapter agent records it
+        await ledger.record_submitted("n1", chapter, 1, "run")
+    first = [msg(embedded(1, 3, chapter=c)) for c in ("a", "b", "c")]
+    assert await agent.handle_batch(first) == 3
+    assert (store.upserts, store.trims) == (1, 0)  # new chapters: nothing can be stale
+    # a longer and a shorter version in one batch: only the shorter one is trimmed
+    second = [msg(embedded(2, 5, chapter="a")), msg(embedded(2, 1, chapter="b"))]
+    assert await agent.handle_batch(second) == 2
+    assert (store.upserts, store.trims) == (2, 1)
+    assert sorted(r["chunk_no"] for r in store.rows.values() if r["chapter_id"] == "b") == [0]
+    assert len([r for r in store.rows.values() if r["chapter_id"] == "a"]) == 5
+
+
+async def test_in_batch_versions_keep_the_trim_of_an_older_shrink(ledger: Ledger) -> None:
+    store = InMemoryVectorStore()
+    agent = ResultAgent(store=store, ledger=ledger, dead_letters=FakeDeadLetters(), backoff=FAST)
+    assert await agent.handle_batch([msg(embedded(1, 10))]) == 1
+    # v2 (3 chunks) and v3 (5 chunks) in one batch: rows 5..9 of v1 must still go
+    assert await agent.handle_batch([msg(embedded(2, 3)), msg(embedded(3, 5))]) == 2
+    rows = [r for r in store.rows.values() if r["chapter_id"] == "c1"]
+    assert sorted(r["chunk_no"] for r in rows) == [0, 1, 2, 3, 4]
+    assert {r["chapter_version"] for r in rows} == {3}
+
+
+async def test_a_delete_after_an_embedding_in_the_same_batch_wins(ledger: Ledger) -> None:
+    store = InMemoryVectorStore()
+    agent = ResultAgent(store=store, ledger=ledger, dead_letters=FakeDeadLetters(), backoff=FAST)
+    assert await agent.handle_batch([msg(embedded(1, 4)), msg(removed(2))]) == 2
+    assert not [r for r in store.rows.values() if r["chapter_id"] == "c1"]
