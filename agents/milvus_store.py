@@ -23,7 +23,10 @@ class MilvusVectorStore:
         if self._client is None:
             from pymilvus import MilvusClient
 
-            kwargs: dict[str, Any] = {"uri": self._uri}
+            # A channel of its own: pymilvus shares one per URI by default, and a shared
+            # channel that the server closed while idle ("too many pings") fails every
+            # client of the process; our own can be dropped and reopened on error.
+            kwargs: dict[str, Any] = {"uri": self._uri, "dedicated": True}
             if self._token:
                 kwargs["token"] = self._token
             client = MilvusClient(**kwargs)
