@@ -50,7 +50,8 @@ async def chunk_chapter(text: str) -> list[Chunk]:
     """Sentence-aware chunks sized with the embedder's own tokenizer."""
     runtime = get_runtime()
     return await anyio.to_thread.run_sync(
-        lambda: chunk_text(text, runtime.policy, runtime.embedder.count_tokens)
+        lambda: chunk_text(text, runtime.policy, runtime.embedder.count_tokens),
+        abandon_on_cancel=True,
     )
 
 
@@ -62,9 +63,13 @@ async def chunk_chapter(text: str) -> list[Chunk]:
     retry_condition_fn=retry_unless_permanent,
 )
 async def embed_chunks(texts: list[str]) -> list[Vector]:
-    """Embed chunk texts in a worker thread (keeps the event loop free)."""
+    """Embed chunk texts in a worker thread (keeps the event loop free).
+
+    The thread is abandoned when the task times out: a thread cannot be killed, and
+    waiting for a hung model would turn the timeout into a hang.
+    """
     embedder = get_runtime().embedder
-    return await anyio.to_thread.run_sync(embedder.embed_passages, texts)
+    return await anyio.to_thread.run_sync(embedder.embed_passages, texts, abandon_on_cancel=True)
 
 
 @task(

@@ -27,13 +27,22 @@ class Timeouts:
 
 
 def timeouts_for(
-    max_text_bytes: int, policy: ChunkingPolicy, min_chunks_per_second: float
+    max_text_bytes: int,
+    policy: ChunkingPolicy,
+    min_chunks_per_second: float,
+    embed_override: float | None = None,
 ) -> Timeouts:
-    """Timeouts for the largest chapter allowed at the slowest accepted embedding rate."""
+    """Timeouts for the largest chapter allowed at the slowest accepted embedding rate.
+
+    ``embed_override`` replaces the derived embed timeout (and the flow's share of it):
+    for a model whose speed the rate cannot describe, or to see a timeout happen.
+    """
     tokens = max_text_bytes / BYTES_PER_TOKEN
     stride = max(1, policy.target_tokens - policy.overlap_tokens)
     chunks = math.ceil(tokens / stride)
     chunk = max(30.0, 0.02 * chunks * 2)  # tokenizer calls: ~ms per chunk
     embed = max(60.0, 2 * chunks / min_chunks_per_second)
+    if embed_override is not None:
+        embed = embed_override
     publish = 120.0  # a broker round trip, with the producer's own retries inside
     return Timeouts(chunk=chunk, embed=embed, publish=publish, flow=chunk + embed + publish + 60.0)

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     embed_min_chunks_per_second: float = Field(
         1.0, gt=0, description="Slowest embedding rate the flow's timeouts allow for."
     )
+    embed_timeout_seconds: float | None = Field(
+        None, gt=0, description="Embed task timeout; unset: derived from the limit and rate."
+    )
     chunk_target_tokens: int = Field(350, ge=16)
     chunk_max_tokens: int = Field(400, ge=16, le=510)
     chunk_overlap_tokens: int = Field(40, ge=0)

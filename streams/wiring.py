@@ -106,7 +106,10 @@ def build_flow_runtime(settings: Settings) -> FlowRuntime:
 def flow_timeouts(settings: Settings) -> Timeouts:
     """Task and flow timeouts for the configured size limit and embedding rate."""
     return timeouts_for(
-        settings.max_text_bytes, chunking_policy(settings), settings.embed_min_chunks_per_second
+        settings.max_text_bytes,
+        chunking_policy(settings),
+        settings.embed_min_chunks_per_second,
+        embed_override=settings.embed_timeout_seconds,
     )
 
 

@@ -6,14 +6,21 @@ import asyncio
 import json
 import os
 import sys
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from streams.novel_text import split_chapters
 from streams.processes import ManagedProcess
 from tests.integration.harness import Stack, event, wait_for
+
+SAMPLE = Path(__file__).resolve().parents[2] / "streams" / "samples" / "xiyouji-1-10.txt"
 
 pytestmark = pytest.mark.integration
 
@@ -50,36 +57,35 @@ def test_automations_are_created_once_and_read_back(stack: Stack) -> None:
     assert block["data"]["url"] == "http://127.0.0.1:9/scribe-hook"
 
 
-def test_a_flow_that_fails_publishes_a_failure_event_and_marks_the_chapter(stack: Stack) -> None:
-    """The runner is swapped for one whose result limit no real chapter fits in."""
+@contextmanager
+def swapped_runner(stack: Stack, name: str, env: dict[str, str], *mode: str) -> Iterator[None]:
+    """The stack's runner replaced, for the block, by one with ``env`` on top."""
     stack.runner.stop()
-    failing = ManagedProcess(
-        "failing-runner",
-        [sys.executable, "-m", "streams.cli", "flows", "serve"],
-        stack.settings.data_dir / "logs" / "failing-runner.log",
-        env={**stack.env, "SCRIBE_MAX_RESULT_BYTES": "3000"},
+    runner = ManagedProcess(
+        name,
+        [sys.executable, "-m", "streams.cli", "flows", "serve", *mode],
+        stack.settings.data_dir / "logs" / f"{name}.log",
+        env={**stack.env, **env},
     )
-    failing.start()
-    novel = f"fail-{uuid.uuid4().hex[:6]}"
+    runner.start()
     try:
-        text = "八戒吃了人参果。沙僧挑着担子。"  # one chunk: still a result over 3,000 bytes
-        asyncio.run(
-            stack.produce(
-                [(novel.encode(), event("chapter.created", novel, "c1", 1, title="t", text=text))]
-            )
-        )
-
-        def failed_run() -> dict[str, Any] | None:
-            body = {"flow_runs": {"tags": {"all_": [f"novel:{novel}"]}}}
-            runs = stack.prefect("/flow_runs/filter", body)
-            return next((r for r in runs if r["state_type"] == "FAILED"), None)
-
-        run = wait_for(failed_run, 300, "the failed flow run", stack, interval=3)
+        yield
     finally:
-        failing.stop()
+        runner.stop()
         stack.runner.start()
 
-    async def failures() -> list[dict[str, Any]]:
+
+def final_run_of(stack: Stack, novel: str) -> dict[str, Any] | None:
+    """The novel's flow run once it is FAILED."""
+    body = {"flow_runs": {"tags": {"all_": [f"novel:{novel}"]}}}
+    runs = stack.prefect("/flow_runs/filter", body)
+    return next((r for r in runs if r["state_type"] == "FAILED"), None)
+
+
+def failure_notes(stack: Stack, novel: str) -> list[dict[str, Any]]:
+    """``chapter.processing_failed`` notes of the novel on the failures topic."""
+
+    async def read() -> list[dict[str, Any]]:
         consumer = AIOKafkaConsumer(
             stack.settings.topic_failures,
             bootstrap_servers=stack.settings.bootstrap_servers,
@@ -93,22 +99,79 @@ def test_a_flow_that_fails_publishes_a_failure_event_and_marks_the_chapter(stack
         finally:
             await consumer.stop()
 
-    notes = wait_for(
-        lambda: [f for f in asyncio.run(failures()) if f["novel_id"] == novel] or None,
+    notes: list[dict[str, Any]] = wait_for(
+        lambda: [f for f in asyncio.run(read()) if f["novel_id"] == novel] or None,
         120,
         "chapter.processing_failed",
         stack,
         interval=2,
     )
-    [note] = notes
-    assert note["event_type"] == "chapter.processing_failed"
-    assert (note["chapter_id"], note["version"], note["flow_run_id"]) == ("c1", 1, run["id"])
-    assert "ResultTooLarge" in note["reason"] or "bytes" in note["reason"]
+    return notes
+
+
+def ledger_failure(stack: Stack, novel: str) -> dict[str, Any]:
+    """The novel's entry among the ledger's failed chapters (``scribe status --json``)."""
 
     def marked() -> dict[str, Any] | None:
         report = json.loads(stack.scribe("status", "--json").stdout)
         return next((f for f in report["ledger"]["failed"] if f["novel_id"] == novel), None)
 
-    failed = wait_for(marked, 120, "the chapter failed in the ledger", stack, interval=2)
+    failed: dict[str, Any] = wait_for(
+        marked, 120, "the chapter failed in the ledger", stack, interval=2
+    )
+    return failed
+
+
+def test_a_flow_that_fails_publishes_a_failure_event_and_marks_the_chapter(stack: Stack) -> None:
+    """The runner is swapped for one whose result limit no real chapter fits in."""
+    novel = f"fail-{uuid.uuid4().hex[:6]}"
+    with swapped_runner(stack, "failing-runner", {"SCRIBE_MAX_RESULT_BYTES": "3000"}):
+        text = "八戒吃了人参果。沙僧挑着担子。"  # one chunk: still a result over 3,000 bytes
+        asyncio.run(
+            stack.produce(
+                [(novel.encode(), event("chapter.created", novel, "c1", 1, title="t", text=text))]
+            )
+        )
+        run = wait_for(
+            lambda: final_run_of(stack, novel), 300, "the failed flow run", stack, interval=3
+        )
+    [note] = failure_notes(stack, novel)
+    assert note["event_type"] == "chapter.processing_failed"
+    assert (note["chapter_id"], note["version"], note["flow_run_id"]) == ("c1", 1, run["id"])
+    assert "ResultTooLarge" in note["reason"] or "bytes" in note["reason"]
+    failed = ledger_failure(stack, novel)
     assert failed["flow_run_id"] == run["id"] and failed["version"] == 1
     assert os.environ.get("SCRIBE_MAX_RESULT_BYTES") is None  # the stack itself is unchanged
+
+
+def test_an_embed_that_times_out_is_retried_then_fails_visibly(stack: Stack) -> None:
+    """A real chapter with the real model against a 1 s embed timeout (warm runner).
+
+    The embed task times out on every attempt: the task retries (3 attempts), the flow
+    retries once, then the run ends Failed in Prefect, the platform gets
+    ``chapter.processing_failed`` and the ledger marks the chapter failed. Nothing hangs.
+    """
+    novel = f"slow-{uuid.uuid4().hex[:6]}"
+    chapter = split_chapters(SAMPLE.read_text(encoding="utf-8"))[0]  # ~25 chunks: ~10 s here
+    env = {"SCRIBE_EMBED_TIMEOUT_SECONDS": "1"}
+    with swapped_runner(stack, "timeout-runner", env, "--warm"):
+        produced = time.monotonic()
+        body = event("chapter.created", novel, "c1", 1, title=chapter.title, text=chapter.text)
+        asyncio.run(stack.produce([(novel.encode(), body)]))
+        run = wait_for(
+            lambda: final_run_of(stack, novel), 300, "the timed-out flow run", stack, interval=3
+        )
+        took = time.monotonic() - produced
+    assert run["run_count"] == 2, run  # the flow's own retry ran
+    assert "timed out" in (run["state"]["message"] or "").lower(), run["state"]
+    tasks = stack.prefect("/task_runs/filter", {"flow_runs": {"id": {"any_": [run["id"]]}}})
+    embeds = [t for t in tasks if t["name"].startswith("embed")]
+    assert embeds, tasks
+    assert all(t["state_name"] == "TimedOut" for t in embeds), [t["state_name"] for t in embeds]
+    assert sum(t["run_count"] for t in embeds) >= 3, embeds  # the task's retries ran too
+    assert took < 240, took  # retries and delays, never a hang
+    [note] = failure_notes(stack, novel)
+    assert (note["chapter_id"], note["version"], note["flow_run_id"]) == ("c1", 1, run["id"])
+    assert "timed out" in note["reason"].lower(), note["reason"]
+    failed = ledger_failure(stack, novel)
+    assert failed["flow_run_id"] == run["id"] and failed["version"] == 1

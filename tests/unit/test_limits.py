@@ -40,6 +40,50 @@ def test_timeouts_follow_the_size_limit_and_the_slowest_rate() -> None:
     assert faster.embed == pytest.approx(big.embed / 2)
     small = timeouts_for(10_000, policy, min_chunks_per_second=1.0)
     assert (small.chunk, small.embed) == (30.0, 60.0)  # floors
+    pinned = timeouts_for(2 * 1024 * 1024, policy, 1.0, embed_override=2.5)
+    assert pinned.embed == 2.5
+    assert pinned.flow == pytest.approx(pinned.chunk + 2.5 + pinned.publish + 60.0)
+
+
+def test_the_embed_timeout_setting_reaches_the_flow_timeouts() -> None:
+    from streams.settings import Settings
+    from streams.wiring import flow_timeouts
+
+    derived = flow_timeouts(Settings(_env_file=None))  # type: ignore[call-arg]
+    pinned = flow_timeouts(Settings(_env_file=None, embed_timeout_seconds=3))  # type: ignore[call-arg]
+    assert derived.embed >= 60.0 and pinned.embed == 3.0
+    assert pinned.flow == pytest.approx(derived.flow - derived.embed + 3.0)
+
+
+async def test_a_timed_out_embed_task_returns_at_its_timeout_not_when_the_model_does() -> None:
+    """A hung model must not turn the task's timeout into a hang: the thread is abandoned."""
+    import threading
+    import time
+
+    from prefect.utilities.timeout import timeout_async
+
+    from prefect_bridge.chunking import ChunkingPolicy
+    from prefect_bridge.embedding import HashingEmbedder
+    from prefect_bridge.flow import embed_chunks
+    from prefect_bridge.publisher import InMemoryPublisher
+    from prefect_bridge.runtime import FlowRuntime, configure
+
+    release = threading.Event()
+
+    class HungEmbedder(HashingEmbedder):
+        def embed_passages(self, texts: list[str]) -> list[list[float]]:
+            release.wait(30)
+            return super().embed_passages(texts)
+
+    configure(lambda: FlowRuntime(HungEmbedder(), InMemoryPublisher(), ChunkingPolicy(), 10_000))
+    began = time.monotonic()
+    try:
+        # timeout_async is what Prefect wraps a task with timeout_seconds in
+        with pytest.raises(TimeoutError), timeout_async(0.3):
+            await embed_chunks.fn(["悟空"])
+        assert time.monotonic() - began < 5
+    finally:
+        release.set()
 
 
 def test_tasks_retry_only_errors_that_say_so() -> None:
