@@ -35,14 +35,16 @@ FLOW_NAME = "novel-processing"
 
 
 def retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry a failed task unless its error says retrying cannot help."""
-    try:
-        state.result()
-    except ScribeError as exc:
-        return exc.retriable
-    except Exception:
-        return True  # timeouts, connection errors, the unexpected: worth another try
-    return False
+    """Retry a failed task unless its error says retrying cannot help.
+
+    Prefect hands over ``Failed(data=<the exception>)``. The error is read from
+    ``state.data``: ``state.result()`` returns a coroutine inside an async engine
+    instead of raising, which would make every error look permanent.
+    """
+    error = getattr(state, "data", None)
+    if isinstance(error, ScribeError):
+        return error.retriable
+    return True  # timeouts, connection errors, the unexpected: worth another try
 
 
 @task(name="chunk", retries=1, cache_policy=NO_CACHE, retry_condition_fn=retry_unless_permanent)

@@ -86,18 +86,15 @@ async def test_a_timed_out_embed_task_returns_at_its_timeout_not_when_the_model_
         release.set()
 
 
-def test_tasks_retry_only_errors_that_say_so() -> None:
-    from types import SimpleNamespace
+async def test_tasks_retry_only_errors_that_say_so() -> None:
+    """Called the way Prefect's async task engine does, inside a running event loop."""
+    from prefect.states import Failed
+    from prefect.task_engine import TaskRunTimeoutError
 
     from prefect_bridge.flow import retry_unless_permanent
     from schemas import PublishError
 
-    def failed_with(exc: Exception) -> object:
-        def result() -> None:
-            raise exc
-
-        return SimpleNamespace(result=result)
-
-    assert retry_unless_permanent(None, None, failed_with(PublishError("broker away")))
-    assert retry_unless_permanent(None, None, failed_with(TimeoutError("slow")))
-    assert not retry_unless_permanent(None, None, failed_with(ResultTooLarge("too big")))
+    assert retry_unless_permanent(None, None, Failed(data=PublishError("broker away")))
+    assert retry_unless_permanent(None, None, Failed(data=TaskRunTimeoutError("slow")))
+    assert retry_unless_permanent(None, None, Failed(data=ConnectionError("reset")))
+    assert not retry_unless_permanent(None, None, Failed(data=ResultTooLarge("too big")))
