@@ -406,6 +406,16 @@ def test_parse_result_errors_are_typed() -> None:
         parse_result(raw(bad))
     with pytest.raises(SchemaViolation):
         parse_result(raw({**bad, "chunks": [], "dimension": 0}))
+    lone = embedded([chunk(0)]).model_dump_json().replace('"novel_id":"', '"novel_id":"\\ud800')
+    with pytest.raises(BadEncoding):  # the fast JSON path refuses it; the slow one says why
+        parse_result(lone.encode())
+
+
+def test_parse_result_reads_str_and_bytes_alike_and_keeps_every_float() -> None:
+    result = embedded([chunk(0), chunk(1)])
+    wire = result.model_dump_json()
+    assert parse_result(wire) == parse_result(wire.encode()) == result
+    assert parse_result(wire).chunks[1].vector == result.chunks[1].vector
 
 
 def test_produced_at_defaults_to_an_aware_now() -> None:
