@@ -10,8 +10,14 @@ same input, side by side:
 3. ``process``: scribe-stream with Prefect's process worker (``flows serve``);
 4. ``submission``: the chapter agent's flow-run submissions vs a raw Prefect client loop
    (:mod:`bench.submission`);
-5. ``sink``: the result agent's Milvus writes vs raw batched upserts (:mod:`bench.sink`).
+5. ``sink``: the result agent's Milvus writes vs raw batched upserts (:mod:`bench.sink`);
+6. ``soak`` (only with ``--soak N``, N > 0): the warm pipeline on N one-chunk chapters
+   while the RSS of the runner, the worker and every service is sampled with the number
+   of chapters searchable; per process the RSS at 10/50/100 % of the chapters, the growth
+   over the second half and a flat/grows verdict (:mod:`bench.soak`,
+   :mod:`bench.soak_report`). ``--soak 500`` takes about 15 minutes on 2 cores.
 
-Results go to ``--out`` (``results.json``, ``bench.png``), the chart to
-``bench/latest.png`` and the tables to BENCHMARKS.md (:mod:`bench.report`).
+Results go to ``--out`` (``results.json``, ``bench.png``, ``soak.png``), the charts to
+``bench/latest.png`` and ``bench/latest-soak.png`` and the tables to BENCHMARKS.md
+(:mod:`bench.report`).
 """

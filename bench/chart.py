@@ -96,3 +96,41 @@ def render(results: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def render_soak(soak: dict[str, Any], path: Path) -> None:
+    """RSS per process against chapters searchable, and its change since 10 %, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples: list[dict[str, Any]] = soak.get("samples") or []
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4), dpi=100)
+    for role, p in (soak.get("processes") or {}).items():
+        if role == "total":
+            continue
+        pts = [(s["done"], s["rss_mib"][role]) for s in samples if role in s["rss_mib"]]
+        if not pts:
+            continue
+        xs, ys = [x for x, _ in pts], [y for _, y in pts]
+        label = f"{role} ({p.get('verdict')})"
+        ax1.plot(xs, ys, label=label, linewidth=1.2)
+        base = p.get("rss_10pct_mib")
+        if base is not None:
+            ax2.plot(xs, [y - base for y in ys], label=label, linewidth=1.2)
+    ax1.set_title("RSS of each process tree")
+    ax1.set_ylabel("MiB")
+    ax2.set_title("RSS minus its value at 10 % of the chapters")
+    ax2.set_ylabel("MiB")
+    ax2.axhline(0, color="grey", linewidth=0.5)
+    for ax in (ax1, ax2):
+        if soak.get("chapters"):
+            ax.axvline(soak["chapters"] / 2, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xlabel("chapters searchable (dashed: 50 %, where the growth fit starts)")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"scribe-stream soak: {soak.get('chapters')} chapters", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)

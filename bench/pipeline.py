@@ -20,9 +20,8 @@ import httpx
 
 from bench.env import BenchEnv
 from bench.memory import RssSampler, cpu_delta
-from bench.watch import IndexWatcher
+from bench.serving import serving
 from bench.workload import BenchChapter, Clock, produce, summarize
-from streams.kafka import ensure_topics, start_producer
 
 log = logging.getLogger("bench.pipeline")
 
@@ -130,53 +129,24 @@ async def run_pipeline(
     timeout_per_chapter: float,
 ) -> dict[str, Any]:
     """One scenario (``mode`` is ``warm`` or ``process``); every child stopped at the end."""
-    env, settings = benv.scenario(mode)
-    await ensure_topics(settings)
-    serve = ["flows", "serve", "--warm"] if mode == "warm" else ["flows", "serve"]
-    runner = benv.child(f"{mode}-runner", serve, env)
-    worker = benv.child(f"{mode}-worker", ["worker"], env)
-    watcher = IndexWatcher(settings.milvus_url, settings.milvus_collection)
     clock = Clock()
-    producer = None
-
-    def alive() -> None:
-        runner.check_alive()
-        worker.check_alive()
-
-    try:
-        runner.start()
-        worker.start()
-        assert runner.proc is not None and worker.proc is not None
-        sampler.track(f"{mode}.runner", runner.proc.pid)
-        sampler.track(f"{mode}.worker", worker.proc.pid)
-        producer = await start_producer(settings)
-        topic = settings.topic_events
-        await produce(producer, topic, [warmup], clock)
-        await watcher.wait([warmup], clock, 600, alive)
+    async with serving(benv, mode, sampler, warm=mode == "warm") as sv:
+        settings, topic = sv.settings, sv.settings.topic_events
+        await produce(sv.producer, topic, [warmup], clock)
+        await sv.watcher.wait([warmup], clock, 600, sv.alive)
         warm_up_s = clock.done[warmup.ref] - clock.produced[warmup.ref]
         log.info(
             "%s: first chapter searchable after %.1fs; burst of %d", mode, warm_up_s, len(burst)
         )
         cpu0 = sampler.cpu_snapshot()
-        await produce(producer, topic, burst, clock)
-        await watcher.wait(burst, clock, 120 + timeout_per_chapter * len(burst), alive)
+        await produce(sv.producer, topic, burst, clock)
+        await sv.watcher.wait(burst, clock, 120 + timeout_per_chapter * len(burst), sv.alive)
         cpu1 = sampler.cpu_snapshot()
         for ch in isolated:
-            await produce(producer, topic, [ch], clock)
-            await watcher.wait([ch], clock, 120 + timeout_per_chapter, alive)
+            await produce(sv.producer, topic, [ch], clock)
+            await sv.watcher.wait([ch], clock, 120 + timeout_per_chapter, sv.alive)
         cpu2 = sampler.cpu_snapshot()
         parts = breakdown(settings.prefect_url, [*burst, *isolated], clock)
-    except Exception:
-        log.error("%s failed; runner log:\n%s\nworker log:\n%s", mode, runner.tail(), worker.tail())
-        raise
-    finally:
-        if producer is not None:
-            await producer.stop()
-        watcher.close()
-        sampler.untrack(f"{mode}.worker")
-        sampler.untrack(f"{mode}.runner")
-        worker.stop()
-        runner.stop()
     iso_refs = {c.ref for c in isolated}
     iso_parts = [p for p in parts if p["chapter"] in iso_refs]
     peaks = sampler.peaks()

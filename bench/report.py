@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis import chunks_per_cpu_s, remains
-from bench.chart import SCENARIOS, render
+from bench.chart import SCENARIOS, render, render_soak
+from bench.soak_report import soak_section
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO_ROOT / "BENCHMARKS.md"
 LATEST_PNG = REPO_ROOT / "bench" / "latest.png"
+LATEST_SOAK_PNG = REPO_ROOT / "bench" / "latest-soak.png"
 #: Everything after this line in BENCHMARKS.md is hand-written and kept on rewrite.
 NOTES_MARK = "<!-- bench: generated above; hand-written notes below are kept on rewrite -->"
 
@@ -47,13 +49,17 @@ def machine() -> dict[str, Any]:
 
 
 def write_results(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
-    """``results.json`` and ``bench.png`` in ``out``; the chart also to bench/latest.png."""
+    """``results.json``, ``bench.png`` (and ``soak.png``) in ``out``; the charts also to
+    bench/latest.png (and bench/latest-soak.png)."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     png = out / "bench.png"
     render(results, png)
     shutil.copyfile(png, LATEST_PNG)
+    if results.get("soak"):
+        render_soak(results["soak"], out / "soak.png")
+        shutil.copyfile(out / "soak.png", LATEST_SOAK_PNG)
     return path, png
 
 
@@ -221,6 +227,8 @@ def markdown(results: dict[str, Any]) -> str:
         ],
         "",
         "![bench chart](bench/latest.png)",
+        "",
+        *soak_section(results),
         "",
         "## What remains and why",
         "",

