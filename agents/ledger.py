@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,12 +36,22 @@ class Ledger(Protocol):
         """The chapter's row, if any."""
         ...
 
+    async def chapters_by_key(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], ChapterState]:
+        """The rows of those ``(novel_id, chapter_id)`` keys that exist (one round trip)."""
+        ...
+
     async def novel_deleted_offset(self, novel_id: str) -> int | None:
         """Source offset of the novel's newest applied deletion, if any."""
         ...
 
     async def record_applied(self, state: ChapterState) -> None:
         """The index now holds ``state`` (embedded or deleted at ``state.version``)."""
+        ...
+
+    async def record_applied_many(self, states: Sequence[ChapterState]) -> None:
+        """:meth:`record_applied` for each state, in order, in one transaction."""
         ...
 
     async def record_submitted(
@@ -87,6 +98,12 @@ class InMemoryLedger:
         """Row lookup."""
         return self.rows.get((novel_id, chapter_id))
 
+    async def chapters_by_key(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], ChapterState]:
+        """Row lookups."""
+        return {k: self.rows[k] for k in keys if k in self.rows}
+
     async def novel_deleted_offset(self, novel_id: str) -> int | None:
         """Tombstone lookup."""
         return self.novels.get(novel_id)
@@ -103,6 +120,11 @@ class InMemoryLedger:
             error=old.error if keep_failure and old else None,
             updated_at=state.updated_at or _now(),
         )
+
+    async def record_applied_many(self, states: Sequence[ChapterState]) -> None:
+        """Each in order."""
+        for state in states:
+            await self.record_applied(state)
 
     async def record_submitted(
         self, novel_id: str, chapter_id: str, version: int, flow_run_id: str
@@ -186,6 +208,23 @@ class SqliteLedger:
         )
         return None if row is None else q.row_to_state(row)
 
+    async def chapters_by_key(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], ChapterState]:
+        """See :meth:`Ledger.chapters_by_key`."""
+        unique = list(dict.fromkeys(keys))
+
+        def run() -> list[Any]:
+            rows: list[Any] = []
+            for start in range(0, len(unique), q.KEYS_PER_SELECT):
+                part = unique[start : start + q.KEYS_PER_SELECT]
+                args = [x for key in part for x in key]
+                rows += self._exec(q.select_chapters(len(part)), self._scope, *args).fetchall()
+            return rows
+
+        states = [q.row_to_state(r) for r in await self._run(run)] if unique else []
+        return {(s.novel_id, s.chapter_id): s for s in states}
+
     async def novel_deleted_offset(self, novel_id: str) -> int | None:
         """Tombstone lookup."""
         row = await self._run(
@@ -195,22 +234,33 @@ class SqliteLedger:
 
     async def record_applied(self, state: ChapterState) -> None:
         """See :meth:`Ledger.record_applied`."""
-        now = (state.updated_at or _now()).isoformat()
-        await self._run(
-            lambda: self._exec(
-                q.RECORD_APPLIED,
+        await self.record_applied_many([state])
+
+    async def record_applied_many(self, states: Sequence[ChapterState]) -> None:
+        """See :meth:`Ledger.record_applied_many`."""
+        rows = [
+            (
                 self._scope,
-                state.novel_id,
-                state.chapter_id,
-                state.version,
-                state.deleted,
-                state.indexed_version,
-                state.model,
-                state.chunk_count,
-                state.flow_run_id,
-                now,
+                s.novel_id,
+                s.chapter_id,
+                s.version,
+                s.deleted,
+                s.indexed_version,
+                s.model,
+                s.chunk_count,
+                s.flow_run_id,
+                (s.updated_at or _now()).isoformat(),
             )
-        )
+            for s in states
+        ]
+
+        def run() -> None:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany(q.for_sqlite(q.RECORD_APPLIED), rows)
+
+        if rows:
+            await self._run(run)
 
     async def record_submitted(
         self, novel_id: str, chapter_id: str, version: int, flow_run_id: str

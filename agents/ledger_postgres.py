@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +52,20 @@ class PostgresLedger:
         row = await self._call("fetchrow", q.SELECT_CHAPTER, self._scope, novel_id, chapter_id)
         return None if row is None else q.row_to_state(row)
 
+    async def chapters_by_key(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], ChapterState]:
+        """See :meth:`agents.ledger.Ledger.chapters_by_key`."""
+        unique = list(dict.fromkeys(keys))
+        states: dict[tuple[str, str], ChapterState] = {}
+        for start in range(0, len(unique), q.KEYS_PER_SELECT):
+            part = unique[start : start + q.KEYS_PER_SELECT]
+            args = [x for key in part for x in key]
+            for row in await self._call("fetch", q.select_chapters(len(part)), self._scope, *args):
+                state = q.row_to_state(row)
+                states[(state.novel_id, state.chapter_id)] = state
+        return states
+
     async def novel_deleted_offset(self, novel_id: str) -> int | None:
         """Tombstone lookup."""
         value = await self._call("fetchval", q.SELECT_TOMBSTONE, self._scope, novel_id)
@@ -58,20 +73,27 @@ class PostgresLedger:
 
     async def record_applied(self, state: ChapterState) -> None:
         """See :meth:`agents.ledger.Ledger.record_applied`."""
-        await self._call(
-            "execute",
-            q.RECORD_APPLIED,
-            self._scope,
-            state.novel_id,
-            state.chapter_id,
-            state.version,
-            state.deleted,
-            state.indexed_version,
-            state.model,
-            state.chunk_count,
-            state.flow_run_id,
-            state.updated_at or _now(),
-        )
+        await self.record_applied_many([state])
+
+    async def record_applied_many(self, states: Sequence[ChapterState]) -> None:
+        """See :meth:`agents.ledger.Ledger.record_applied_many` (one ``executemany``)."""
+        rows = [
+            (
+                self._scope,
+                s.novel_id,
+                s.chapter_id,
+                s.version,
+                s.deleted,
+                s.indexed_version,
+                s.model,
+                s.chunk_count,
+                s.flow_run_id,
+                s.updated_at or _now(),
+            )
+            for s in states
+        ]
+        if rows:
+            await self._call("executemany", q.RECORD_APPLIED, rows)
 
     async def record_submitted(
         self, novel_id: str, chapter_id: str, version: int, flow_run_id: str

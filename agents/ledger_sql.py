@@ -43,6 +43,18 @@ _OLD = "scribe_chapters."
 SELECT_CHAPTER = (
     f"SELECT {COLUMNS} FROM scribe_chapters WHERE scope = $1 AND novel_id = $2 AND chapter_id = $3"
 )
+#: Keys per :func:`select_chapters` statement.
+KEYS_PER_SELECT = 200
+
+
+def select_chapters(keys: int) -> str:
+    """Rows of ``keys`` (novel, chapter) pairs: $1 scope, then $2/$3, $4/$5, ... per pair."""
+    pairs = " OR ".join(
+        f"(novel_id = ${2 + 2 * i} AND chapter_id = ${3 + 2 * i})" for i in range(keys)
+    )
+    return f"SELECT {COLUMNS} FROM scribe_chapters WHERE scope = $1 AND ({pairs})"
+
+
 SELECT_TOMBSTONE = "SELECT deleted_offset FROM scribe_novels WHERE scope = $1 AND novel_id = $2"
 
 #: $1 scope $2 novel $3 chapter $4 version $5 deleted $6 indexed_version $7 model

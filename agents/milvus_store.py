@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
-from agents.vector_store import MAX_TEXT_CHARS, Hit, chunk_rows, collection_for_model, quote
+from agents.vector_store import (
+    MAX_TEXT_CHARS,
+    Hit,
+    Trim,
+    chunk_rows,
+    collection_for_model,
+    quote,
+)
 from schemas import ChapterEmbedded, ConfigurationError, VectorStoreError
+
+#: Chapters per trim ``delete``: their filters are OR-ed into one expression.
+TRIMS_PER_DELETE = 64
 
 
 class MilvusVectorStore:
@@ -180,13 +191,19 @@ class MilvusVectorStore:
         if rows:
             await self._call("upsert", "upsert", self._alias, rows)
 
-    async def trim_chapter(self, novel_id: str, chapter_id: str, keep: int) -> None:
-        """Delete the chapter's chunks numbered ``keep`` and above."""
-        expr = (
-            f"novel_id == {quote(novel_id)} and chapter_id == {quote(chapter_id)}"
-            f" and chunk_no >= {keep}"
-        )
-        await self._call("delete", "delete", self._alias, filter=expr)
+    async def trim_chapters(self, trims: Sequence[Trim]) -> None:
+        """Delete each chapter's chunks numbered ``keep`` and above.
+
+        One ``delete`` per :data:`TRIMS_PER_DELETE` chapters, their filters OR-ed: a delete
+        by filter costs a scan, so one per chapter made trims the sink's largest cost.
+        """
+        for start in range(0, len(trims), TRIMS_PER_DELETE):
+            expr = " or ".join(
+                f"(novel_id == {quote(novel_id)} and chapter_id == {quote(chapter_id)}"
+                f" and chunk_no >= {keep})"
+                for novel_id, chapter_id, keep in trims[start : start + TRIMS_PER_DELETE]
+            )
+            await self._call("delete", "delete", self._alias, filter=expr)
 
     async def delete_chapter(self, novel_id: str, chapter_id: str) -> None:
         """Delete by filter."""

@@ -57,6 +57,7 @@ class ResultAgent:
         batch = _BatchView(self.ledger, self.store)
         pending: list[tuple[IndexResult, ChapterState]] = []
         failures: list[ChapterFailed] = []
+        results: list[IndexResult] = []
         for msg in messages:
             try:
                 result = parse_result(msg.value)
@@ -68,6 +69,10 @@ class ResultAgent:
             if isinstance(result, ChapterFailed):
                 failures.append(result)
                 continue
+            results.append(result)
+        keys = [(r.novel_id, r.chapter_id) for r in results if not isinstance(r, NovelRemoved)]
+        await retrying(partial(batch.prefetch, keys), self.backoff, "ledger")
+        for result in results:
             state = await retrying(partial(self._apply, result, batch), self.backoff, "sink")
             if state is not None:
                 batch.remember(result, state)
@@ -75,8 +80,8 @@ class ResultAgent:
         await retrying(batch.writes.apply, self.backoff, "sink write")
         if pending:
             await retrying(self.store.flush, self.backoff, "flush")
-            for result, state in pending:
-                await self._record(result, state)
+            await self._record(pending)
+            for result, _ in pending:
                 self._report_applied(result)
         for failure in failures:
             self.telemetry.chapter_failed()
@@ -179,14 +184,24 @@ class ResultAgent:
         await self.store.delete_novel(result.novel_id)
         return ChapterState(result.novel_id, "", result.version, True, updated_at=now)
 
-    async def _record(self, result: IndexResult, state: ChapterState) -> None:
-        if isinstance(result, NovelRemoved):
-            offset = result.source.offset if result.source else -1
-            await retrying(
-                partial(self.ledger.delete_novel, result.novel_id, offset), self.backoff, "ledger"
-            )
-        else:
-            await retrying(partial(self.ledger.record_applied, state), self.backoff, "ledger")
+    async def _record(self, pending: list[tuple[IndexResult, ChapterState]]) -> None:
+        """Record the batch's effects in order: chapter rows in one call per run of them."""
+        rows: list[ChapterState] = []
+        for result, state in [*pending, (None, None)]:
+            if rows and (result is None or isinstance(result, NovelRemoved)):
+                await retrying(
+                    partial(self.ledger.record_applied_many, list(rows)), self.backoff, "ledger"
+                )
+                rows.clear()
+            if isinstance(result, NovelRemoved):
+                offset = result.source.offset if result.source else -1
+                await retrying(
+                    partial(self.ledger.delete_novel, result.novel_id, offset),
+                    self.backoff,
+                    "ledger",
+                )
+            elif state is not None:
+                rows.append(state)
 
 
 def needs_trim(current: ChapterState | None, count: int) -> bool:
@@ -222,22 +237,31 @@ class _Writes:
             return
         queued = list(self._chapters.values())
         await self._store.upsert_chapters([result for result, _ in queued])
-        for result, trim in queued:
-            if trim:
-                await self._store.trim_chapter(
-                    result.novel_id, result.chapter_id, len(result.chunks)
-                )
+        trims = [(r.novel_id, r.chapter_id, len(r.chunks)) for r, trim in queued if trim]
+        if trims:
+            await self._store.trim_chapters(trims)
         self._chapters.clear()
 
 
 class _BatchView:
-    """The ledger as seen from inside a batch: effects applied but not yet recorded win."""
+    """The ledger as seen from inside a batch: effects applied but not yet recorded win.
+
+    The batch's chapter rows are read in one query up front (:meth:`prefetch`), and each
+    novel's tombstone once.
+    """
 
     def __init__(self, ledger: Ledger, store: VectorStore) -> None:
         self._ledger = ledger
         self.writes = _Writes(store)
         self._chapters: dict[tuple[str, str], ChapterState | None] = {}
         self._novels: dict[str, int] = {}
+        self._stored: dict[tuple[str, str], ChapterState | None] = {}
+        self._tombstones: dict[str, int | None] = {}
+
+    async def prefetch(self, keys: list[tuple[str, str]]) -> None:
+        """Read the ledger rows of ``keys`` (missing ones are known to be missing)."""
+        found = await self._ledger.chapters_by_key(keys)
+        self._stored = {key: found.get(key) for key in keys}
 
     async def chapter(self, novel_id: str, chapter_id: str) -> ChapterState | None:
         key = (novel_id, chapter_id)
@@ -245,12 +269,16 @@ class _BatchView:
             return self._chapters[key]
         if novel_id in self._novels:  # deleted earlier in this batch: no rows left
             return None
+        if key in self._stored:
+            return self._stored[key]
         return await self._ledger.chapter(novel_id, chapter_id)
 
     async def novel_deleted_offset(self, novel_id: str) -> int | None:
         if novel_id in self._novels:
             return self._novels[novel_id]
-        return await self._ledger.novel_deleted_offset(novel_id)
+        if novel_id not in self._tombstones:
+            self._tombstones[novel_id] = await self._ledger.novel_deleted_offset(novel_id)
+        return self._tombstones[novel_id]
 
     def remember(self, result: IndexResult, state: ChapterState) -> None:
         if isinstance(result, NovelRemoved):

@@ -8,12 +8,16 @@ numbered at or past the new count (a shorter edit leaves nothing stale).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from schemas import ChapterEmbedded
 
 MAX_TEXT_CHARS = 8192
+
+#: ``(novel_id, chapter_id, keep)``: drop the chapter's chunks numbered ``keep`` and above.
+Trim = tuple[str, str, int]
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,8 @@ class VectorStore(Protocol):
         """Upsert the chunks of several chapters in one call (no trimming)."""
         ...
 
-    async def trim_chapter(self, novel_id: str, chapter_id: str, keep: int) -> None:
-        """Drop the chapter's chunks numbered ``keep`` and above."""
+    async def trim_chapters(self, trims: Sequence[Trim]) -> None:
+        """Drop, per ``(novel_id, chapter_id, keep)``, the chunks numbered ``keep`` and above."""
         ...
 
     async def delete_chapter(self, novel_id: str, chapter_id: str) -> None:
@@ -103,6 +107,7 @@ class InMemoryVectorStore:
         self.flushes = 0
         self.upserts = 0
         self.trims = 0
+        self.trim_calls = 0
 
     async def upsert_chapters(self, results: list[ChapterEmbedded]) -> None:
         """Upsert only."""
@@ -111,15 +116,18 @@ class InMemoryVectorStore:
             for row in chunk_rows(result):
                 self.rows[row["id"]] = row
 
-    async def trim_chapter(self, novel_id: str, chapter_id: str, keep: int) -> None:
-        """Drop chunks at or past ``keep``."""
-        self.trims += 1
-        for key in [
-            k
-            for k, r in self.rows.items()
-            if (r["novel_id"], r["chapter_id"]) == (novel_id, chapter_id) and r["chunk_no"] >= keep
-        ]:
-            del self.rows[key]
+    async def trim_chapters(self, trims: Sequence[Trim]) -> None:
+        """Drop chunks at or past each ``keep``; ``trims`` counts chapters, ``trim_calls`` calls."""
+        self.trim_calls += 1
+        for novel_id, chapter_id, keep in trims:
+            self.trims += 1
+            for key in [
+                k
+                for k, r in self.rows.items()
+                if (r["novel_id"], r["chapter_id"]) == (novel_id, chapter_id)
+                and r["chunk_no"] >= keep
+            ]:
+                del self.rows[key]
 
     async def write_chapter(self, result: ChapterEmbedded) -> None:
         """Upsert and trim."""

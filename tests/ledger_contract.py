@@ -134,6 +134,29 @@ async def check_novel_deletion_drops_rows_and_keeps_highest_tombstone(ledger: Le
     assert await ledger.counts() == {**EMPTY, "indexed": 1}
 
 
+async def check_many_applied_rows_land_in_order(ledger: Ledger) -> None:
+    await ledger.record_failed("n", "b", 5, "r5", "v5 failed")
+    await ledger.record_applied_many(
+        [applied("n", "a", 1, run="r1"), applied("n", "b", 3), applied("n", "a", 2, chunks=7)]
+    )
+    a, b = await ledger.chapter("n", "a"), await ledger.chapter("n", "b")
+    assert a is not None and (a.version, a.chunk_count, a.flow_run_id) == (2, 7, "r1")
+    assert b is not None and (b.version, b.failed_version, b.status) == (3, 5, "failed")
+    await ledger.record_applied_many([])
+    assert await ledger.counts() == {**EMPTY, "indexed": 1, "failed": 1}
+
+
+async def check_rows_by_key_in_one_call(ledger: Ledger) -> None:
+    assert await ledger.chapters_by_key([]) == {}
+    await ledger.record_applied_many([applied("n", f"c{i}", 1) for i in range(250)])
+    await ledger.record_submitted("m", "x", 4, "r4")
+    keys = [("n", f"c{i}") for i in range(0, 250, 2)] + [("m", "x"), ("n", "none"), ("n", "c0")]
+    found = await ledger.chapters_by_key(keys)  # more keys than one statement takes
+    assert set(found) == {("n", f"c{i}") for i in range(0, 250, 2)} | {("m", "x")}
+    for key, state in found.items():
+        assert state == await ledger.chapter(*key)
+
+
 CONTRACT: list[Callable[[Ledger], Awaitable[None]]] = [
     check_starts_empty,
     check_applied_rows_round_trip_and_replace,
@@ -141,4 +164,6 @@ CONTRACT: list[Callable[[Ledger], Awaitable[None]]] = [
     check_failure_is_shown_until_a_newer_version_applies,
     check_an_older_failure_does_not_mark_a_newer_index_failed,
     check_novel_deletion_drops_rows_and_keeps_highest_tombstone,
+    check_many_applied_rows_land_in_order,
+    check_rows_by_key_in_one_call,
 ]

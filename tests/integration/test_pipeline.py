@@ -277,3 +277,41 @@ def test_malformed_events_go_to_the_dead_letter_topic_and_the_stream_goes_on(
     text_missing = dict(by_value[bad[3][1]].headers)
     assert b"text" in text_missing["scribe.error.reason"]
     wait_for(lambda: rows_of(stack, f'novel_id == "{novel}"'), 300, "the good event indexed", stack)
+
+
+def test_one_trim_delete_drops_only_the_stale_chunks_of_each_chapter(stack: Stack) -> None:
+    """The sink's batched trim (OR-ed filters in one delete) on the real Milvus."""
+    from schemas import ChapterEmbedded, ChunkVector
+
+    novel = f"trim-{uuid.uuid4().hex[:6]}"
+    unit = tuple([1.0] + [0.0] * 383)
+
+    def result(chapter: str, chunks: int) -> ChapterEmbedded:
+        return ChapterEmbedded(
+            event_id=uuid.uuid4(),
+            novel_id=novel,
+            chapter_id=chapter,
+            version=1,
+            model="multilingual-e5-small-q4",
+            dimension=384,
+            pipeline_version="it",
+            chunks=tuple(
+                ChunkVector(chunk_no=i, text=f"{chapter}-{i}", vector=unit) for i in range(chunks)
+            ),
+        )
+
+    async def run() -> list[dict[str, Any]]:
+        store = stack.store()
+        try:
+            await store.upsert_chapters([result("a", 5), result("b", 5), result("c", 5)])
+            await store.trim_chapters([(novel, "a", 2), (novel, "b", 4), (novel, "z", 0)])
+            await store.flush()
+            return await store.query_rows(f'novel_id == "{novel}"', ["chapter_id", "chunk_no"])
+        finally:
+            await store.delete_novel(novel)
+            await store.close()
+
+    rows = asyncio.run(run())
+    kept = {(r["chapter_id"], r["chunk_no"]) for r in rows}
+    expected = {("a", i) for i in range(2)} | {("b", i) for i in range(4)}
+    assert kept == expected | {("c", i) for i in range(5)}

@@ -541,11 +541,13 @@ async def test_a_batch_is_one_upsert_and_trims_only_what_may_be_stale(ledger: Le
     first = [msg(embedded(1, 3, chapter=c)) for c in ("a", "b", "c")]
     assert await agent.handle_batch(first) == 3
     assert (store.upserts, store.trims) == (1, 0)  # new chapters: nothing can be stale
-    # a longer and a shorter version in one batch: only the shorter one is trimmed
-    second = [msg(embedded(2, 5, chapter="a")), msg(embedded(2, 1, chapter="b"))]
-    assert await agent.handle_batch(second) == 2
-    assert (store.upserts, store.trims) == (2, 1)
+    # a longer and two shorter versions in one batch: only the shorter ones are trimmed,
+    # in one call
+    second = [msg(embedded(2, n, chapter=c)) for c, n in (("a", 5), ("b", 1), ("c", 2))]
+    assert await agent.handle_batch(second) == 3
+    assert (store.upserts, store.trims, store.trim_calls) == (2, 2, 1)
     assert sorted(r["chunk_no"] for r in store.rows.values() if r["chapter_id"] == "b") == [0]
+    assert sorted(r["chunk_no"] for r in store.rows.values() if r["chapter_id"] == "c") == [0, 1]
     assert len([r for r in store.rows.values() if r["chapter_id"] == "a"]) == 5
 
 
@@ -565,3 +567,35 @@ async def test_a_delete_after_an_embedding_in_the_same_batch_wins(ledger: Ledger
     agent = ResultAgent(store=store, ledger=ledger, dead_letters=FakeDeadLetters(), backoff=FAST)
     assert await agent.handle_batch([msg(embedded(1, 4)), msg(removed(2))]) == 2
     assert not [r for r in store.rows.values() if r["chapter_id"] == "c1"]
+
+
+async def test_a_batch_reads_the_ledger_once_and_records_it_once() -> None:
+    class Counting(InMemoryLedger):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[str] = []
+
+        async def chapter(self, novel_id: str, chapter_id: str) -> Any:
+            self.calls.append("chapter")
+            return await super().chapter(novel_id, chapter_id)
+
+        async def chapters_by_key(self, keys: Any) -> Any:
+            self.calls.append("chapters_by_key")
+            return await super().chapters_by_key(keys)
+
+        async def novel_deleted_offset(self, novel_id: str) -> Any:
+            self.calls.append("novel_deleted_offset")
+            return await super().novel_deleted_offset(novel_id)
+
+        async def record_applied_many(self, states: Any) -> None:
+            self.calls.append("record_applied_many")
+            await super().record_applied_many(states)
+
+    ledger = Counting()
+    agent = ResultAgent(
+        store=InMemoryVectorStore(), ledger=ledger, dead_letters=FakeDeadLetters(), backoff=FAST
+    )
+    batch = [msg(embedded(1, 2, chapter=c)) for c in "abcde"] + [msg(removed(1, chapter="z"))]
+    assert await agent.handle_batch(batch) == 6
+    assert ledger.calls == ["chapters_by_key", "novel_deleted_offset", "record_applied_many"]
+    assert {k[1] for k in ledger.rows} == set("abcdez")
