@@ -190,9 +190,11 @@ def _sink_lines(sink: dict[str, Any] | None) -> list[str]:
         f"{_fmt(sink.get('raw_rows_per_s'), ' rows/s', 0)}. Agent time {sink.get('agent_s')} s: "
         f"{shown}. Raw time {sink.get('raw_s')} s: "
         + ", ".join(f"{k} {v:.2f} s" for k, v in raw.items())
-        + f". The agent writes per chapter (an upsert, then a delete past the new count, "
-        f"~{_fmt(sink.get('trim_delete_ms_per_chapter'), ' ms')} each) where raw sends one "
-        "upsert per batch."
+        + f". Both send one upsert and one flush per batch; the agent adds decoding, the "
+        "ledger's checks and records, and, where stale chunks may exist (a shorter edit, a "
+        f"rebuild's fresh ledger), one trim delete per batch: "
+        f"{_fmt(sink.get('trim_batch_ms'), ' ms')} for {sink.get('trim_batch_chapters')} "
+        "chapters, not needed here."
     ]
 
 
