@@ -13,6 +13,9 @@ the embedding model stays loaded and at most ``limit`` runs execute at once.
   (``prefect_bridge.recovery``) of any runner on this host reschedules it when this
   process is gone.
 * Cancellation: runs of ours that enter Cancelling are cancelled and marked Cancelled.
+* Wake-up: the runner subscribes to the server's event stream for the deployment's
+  ``prefect.flow-run.Scheduled`` events and claims a new run at once instead of at the
+  next poll; polling stays as the fallback (the stream may be down or unavailable).
 """
 
 from __future__ import annotations
@@ -28,12 +31,17 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
+from prefect.events.clients import get_events_subscriber
+from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 from prefect.exceptions import Abort
 from prefect.flow_engine import run_flow
 from prefect.states import Cancelled, Pending
 from prefect.utilities.engine import propose_state
 
 log = logging.getLogger("scribe.warm_runner")
+
+#: Seconds between attempts to (re)open the event stream.
+STREAM_RETRY_SECONDS = 10.0
 
 
 def owner_id() -> str:
@@ -60,26 +68,56 @@ class WarmRunner:
         self._poll = poll_seconds
         self._running: dict[UUID, asyncio.Task[Any]] = {}
         self._on_finished = on_finished
+        self._wake = asyncio.Event()
         self.completed = 0
+        #: Wake-ups by the event stream (a run scheduled between two polls).
+        self.woken = 0
 
     async def run_forever(self) -> None:
         """Poll and execute until cancelled; in-flight runs are cancelled with it."""
+        listener = asyncio.create_task(self._listen(), name="scheduled-run events")
         try:
             while True:
                 await self._fill()
                 await self._watch_cancellations()
-                pending = set(self._running.values())
-                if pending:
-                    await asyncio.wait(
-                        pending, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED
-                    )
-                else:
-                    await asyncio.sleep(self._poll)
+                await self._idle()
         finally:
+            listener.cancel()
             for task in self._running.values():
                 task.cancel()
-            if self._running:
-                await asyncio.gather(*self._running.values(), return_exceptions=True)
+            await asyncio.gather(listener, *self._running.values(), return_exceptions=True)
+
+    async def _idle(self) -> None:
+        """Until a run ends, a run is scheduled (event) or the poll interval is over."""
+        wake = asyncio.create_task(self._wake.wait())
+        try:
+            await asyncio.wait(
+                {wake, *self._running.values()},
+                timeout=self._poll,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            wake.cancel()
+        self._wake.clear()
+
+    async def _listen(self) -> None:
+        """Set the wake-up flag on each scheduled run of the deployment; reconnect forever."""
+        events = EventFilter(
+            event=EventNameFilter(name=["prefect.flow-run.Scheduled"]),
+            related=EventRelatedFilter(id=[f"prefect.deployment.{self._deployment_id}"]),
+        )
+        while True:
+            try:
+                async with get_events_subscriber(filter=events, reconnection_attempts=2) as sub:
+                    log.info("listening for scheduled runs of deployment %s", self._deployment_id)
+                    async for _event in sub:
+                        self.woken += 1
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the stream is an optimisation: polling goes on
+                log.warning("event stream unavailable (%s); polling only for now", exc)
+            await asyncio.sleep(STREAM_RETRY_SECONDS)
 
     async def _fill(self) -> None:
         free = self._limit - len(self._running)

@@ -130,3 +130,36 @@ def test_warm_runner_runs_flows_in_process_and_recovers_after_kill_9(stack: Stac
     finally:
         warm.stop()
         stack.runner.start()
+
+
+def test_a_new_run_is_claimed_on_its_scheduled_event_not_at_the_next_poll(stack: Stack) -> None:
+    """With a 10-minute poll, only the event stream can start the run within the wait."""
+    stack.runner.stop()
+    log_file = stack.settings.data_dir / "logs" / "warm-events.log"
+    warm = ManagedProcess(
+        "warm-events",
+        [sys.executable, "-m", "streams.cli", "flows", "serve", "--warm"],
+        log_file,
+        env={**stack.env, "SCRIBE_RUNNER_POLL_SECONDS": "600", "SCRIBE_RUNNER_METRICS_PORT": "0"},
+    )
+    warm.start()
+    try:
+        wait_for(
+            lambda: "listening for scheduled runs" in log_file.read_text(errors="replace") or None,
+            180,
+            "the runner's event subscription",
+            stack,
+        )
+        novel = f"wake-{uuid.uuid4().hex[:6]}"
+        text = "第一段。孙悟空大闹天宫。"
+        body = event("chapter.created", novel, "c1", 1, title="t", text=text)
+        asyncio.run(stack.produce([(novel.encode(), body)]))
+        wait_for(
+            lambda: [r for r in _runs(stack, novel) if r["state_type"] == "COMPLETED"] or None,
+            240,  # well under the poll interval: a poll cannot have picked it up
+            "the run started by its event",
+            stack,
+        )
+    finally:
+        warm.stop()
+        stack.runner.start()
