@@ -153,3 +153,13 @@ def test_inconsistent_chunk_budget_is_rejected_when_read(
     monkeypatch.setenv("SCRIBE_CHUNK_OVERLAP_TOKENS", overlap)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_the_readme_configuration_table_lists_every_setting() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| variable | default | meaning |") :]
+    table = table[: table.index("\n\n")]
+    missing = [n for n in Settings.model_fields if f"| `SCRIBE_{n.upper()}` |" not in table]
+    assert missing == []
