@@ -303,6 +303,7 @@ def test_one_trim_delete_drops_only_the_stale_chunks_of_each_chapter(stack: Stac
     async def run() -> list[dict[str, Any]]:
         store = stack.store()
         try:
+            await store.ensure_collection("multilingual-e5-small-q4", 384)  # as the worker does
             await store.upsert_chapters([result("a", 5), result("b", 5), result("c", 5)])
             await store.trim_chapters([(novel, "a", 2), (novel, "b", 4), (novel, "z", 0)])
             await store.flush()
