@@ -80,9 +80,9 @@ def flows_serve(
     ] = False,
 ) -> None:
     """Deploy novel-processor and execute its runs (SCRIBE_RUNNER_LIMIT at a time)."""
+    settings = _settings()  # before anything imports Prefect
     from streams.runner import serve_warm, serve_with_worker
 
-    settings = _settings()
     if warm:
         serve_warm(settings)
     else:
@@ -92,19 +92,20 @@ def flows_serve(
 @flows_app.command("deploy")
 def flows_deploy() -> None:
     """Create or update the work pool and the deployment, then exit."""
+    settings = _settings()  # before anything imports Prefect
     from streams.runner import deploy
 
-    typer.echo(asyncio.run(deploy(_settings())))
+    typer.echo(asyncio.run(deploy(settings)))
 
 
 @flows_app.command("automations")
 def flows_automations() -> None:
     """Create or update the Prefect automations (zombie runs; failure webhook if set)."""
+    settings = _settings()  # before anything imports Prefect
     from prefect.client.orchestration import get_client
 
     from streams.runner import ensure_automations
 
-    settings = _settings()
 
     async def run() -> dict[str, str]:
         async with get_client() as client:
@@ -288,9 +289,9 @@ def replay(
         TimeRemainingColumn,
     )
 
+    settings = _settings()  # before anything imports Prefect
     from streams.replay import replay as run_replay
 
-    settings = _settings()
     when = (
         "earliest" if start == "earliest" else datetime.fromisoformat(start.replace("Z", "+00:00"))
     )
