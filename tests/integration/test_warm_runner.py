@@ -154,12 +154,15 @@ def test_a_new_run_is_claimed_on_its_scheduled_event_not_at_the_next_poll(stack:
         text = "第一段。孙悟空大闹天宫。"
         body = event("chapter.created", novel, "c1", 1, title="t", text=text)
         asyncio.run(stack.produce([(novel.encode(), body)]))
-        wait_for(
-            lambda: [r for r in _runs(stack, novel) if r["state_type"] == "COMPLETED"] or None,
-            240,  # well under the poll interval: a poll cannot have picked it up
-            "the run started by its event",
-            stack,
-        )
+        try:
+            wait_for(
+                lambda: [r for r in _runs(stack, novel) if r["state_type"] == "COMPLETED"] or None,
+                240,  # well under the poll interval: a poll cannot have picked it up
+                "the run started by its event",
+                stack,
+            )
+        except pytest.fail.Exception as exc:
+            pytest.fail(f"{exc}\nwarm runner:\n{warm.tail(60)}")
     finally:
         warm.stop()
         stack.runner.start()
