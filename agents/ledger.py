@@ -239,19 +239,8 @@ class SqliteLedger:
     async def record_applied_many(self, states: Sequence[ChapterState]) -> None:
         """See :meth:`Ledger.record_applied_many`."""
         rows = [
-            (
-                self._scope,
-                s.novel_id,
-                s.chapter_id,
-                s.version,
-                s.deleted,
-                s.indexed_version,
-                s.model,
-                s.chunk_count,
-                s.flow_run_id,
-                (s.updated_at or _now()).isoformat(),
-            )
-            for s in states
+            (*args[:-1], args[-1].isoformat())
+            for args in (q.applied_args(self._scope, s, _now()) for s in states)
         ]
 
         def run() -> None:

@@ -77,21 +77,7 @@ class PostgresLedger:
 
     async def record_applied_many(self, states: Sequence[ChapterState]) -> None:
         """See :meth:`agents.ledger.Ledger.record_applied_many` (one ``executemany``)."""
-        rows = [
-            (
-                self._scope,
-                s.novel_id,
-                s.chapter_id,
-                s.version,
-                s.deleted,
-                s.indexed_version,
-                s.model,
-                s.chunk_count,
-                s.flow_run_id,
-                s.updated_at or _now(),
-            )
-            for s in states
-        ]
+        rows = [q.applied_args(self._scope, s, _now()) for s in states]
         if rows:
             await self._call("executemany", q.RECORD_APPLIED, rows)
 

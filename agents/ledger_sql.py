@@ -117,6 +117,22 @@ def for_sqlite(sql: str) -> str:
     return re.sub(r"\$(\d+)", r"?\1", sql.replace("GREATEST(", "max("))
 
 
+def applied_args(scope: str, state: ChapterState, now: datetime) -> tuple[Any, ...]:
+    """Parameters $1-$10 of :data:`RECORD_APPLIED` for ``state``."""
+    return (
+        scope,
+        state.novel_id,
+        state.chapter_id,
+        state.version,
+        state.deleted,
+        state.indexed_version,
+        state.model,
+        state.chunk_count,
+        state.flow_run_id,
+        state.updated_at or now,
+    )
+
+
 def row_to_state(row: Any) -> ChapterState:
     """A selected row (``COLUMNS`` order) as a :class:`ChapterState`."""
     updated = row[8]
