@@ -79,7 +79,7 @@ class _Timed:
 
 
 def build_results(novel: str, chapters: int, chunks: int, seed: int) -> list[ChapterEmbedded]:
-    """``chapters`` results of ``chunks`` random unit vectors each."""
+    """``chapters`` results of ``chunks`` random unit vectors each, as the flow writes them."""
     rng = np.random.default_rng(seed)
     out = []
     for c in range(chapters):
@@ -99,7 +99,8 @@ def build_results(novel: str, chapters: int, chunks: int, seed: int) -> list[Cha
                     ChunkVector(
                         chunk_no=i,
                         text=f"第{c + 1}回 第{i}段：孙悟空大闹天宫。" * 12,
-                        vector=tuple(float(x) for x in vectors[i]),
+                        # rounded as the flow rounds them: the same message sizes
+                        vector=tuple(round(float(x), 7) for x in vectors[i]),
                     )
                     for i in range(chunks)
                 ),
