@@ -106,7 +106,6 @@ def flows_automations() -> None:
 
     from streams.runner import ensure_automations
 
-
     async def run() -> dict[str, str]:
         async with get_client() as client:
             deployment = await client.read_deployment_by_name(settings.deployment)
