@@ -87,6 +87,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def applies_over(new: ChapterState, old: ChapterState) -> bool:
+    """Whether recording ``new`` may replace ``old``: never backwards in version, and at
+    equal versions an embedding never undoes a delete (the ledgers' compare-and-set)."""
+    if new.version != old.version:
+        return new.version > old.version
+    return new.deleted or not old.deleted
+
+
 class InMemoryLedger:
     """Fake ledger for unit tests, with the same semantics as the SQL ledgers."""
 
@@ -109,8 +117,10 @@ class InMemoryLedger:
         return self.novels.get(novel_id)
 
     async def record_applied(self, state: ChapterState) -> None:
-        """Upsert like ``ledger_sql.RECORD_APPLIED``."""
+        """Upsert like ``ledger_sql.RECORD_APPLIED`` (compare-and-set on the version)."""
         old = self.rows.get((state.novel_id, state.chapter_id))
+        if old is not None and not applies_over(state, old):
+            return
         keep_failure = old is not None and (old.failed_version or 0) > state.version
         self.rows[(state.novel_id, state.chapter_id)] = replace(
             state,

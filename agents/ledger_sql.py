@@ -72,6 +72,10 @@ RECORD_APPLIED = (
     f" THEN {_OLD}failed_version END,"
     f" error = CASE WHEN {_OLD}failed_version > excluded.version THEN {_OLD}error END,"
     " updated_at = excluded.updated_at"
+    # Compare-and-set on the version: a stray or late writer never moves a chapter back,
+    # and at equal versions a delete is never undone by an embedding.
+    f" WHERE excluded.version > {_OLD}version OR (excluded.version = {_OLD}version"
+    f" AND (excluded.deleted OR NOT {_OLD}deleted))"
 )
 
 #: $1 scope $2 novel $3 chapter $4 version $5 flow_run_id $6 now

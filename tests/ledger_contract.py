@@ -157,6 +157,25 @@ async def check_rows_by_key_in_one_call(ledger: Ledger) -> None:
         assert state == await ledger.chapter(*key)
 
 
+async def check_a_stray_writer_never_moves_a_chapter_back(ledger: Ledger) -> None:
+    """Every applied write is a compare-and-set on the version (one writer or not)."""
+    await ledger.record_applied(applied("n", "c", 3, run="r3", chunks=5))
+    await ledger.record_applied(applied("n", "c", 2, run="r2", chunks=9))  # late, older
+    row = await ledger.chapter("n", "c")
+    assert row is not None
+    assert (row.version, row.chunk_count, row.flow_run_id) == (3, 5, "r3")
+    await ledger.record_applied(applied("n", "c", 3, deleted=True))
+    await ledger.record_applied(applied("n", "c", 3, run="again"))  # same version, embedded
+    row = await ledger.chapter("n", "c")
+    assert row is not None and (row.version, row.deleted) == (3, True)
+    await ledger.record_applied_many([applied("n", "c", 4, chunks=1), applied("n", "c", 1)])
+    row = await ledger.chapter("n", "c")
+    assert row is not None and (row.version, row.deleted, row.chunk_count) == (4, False, 1)
+    await ledger.record_applied(applied("n", "c", 4, chunks=6))  # same version: re-applied
+    row = await ledger.chapter("n", "c")
+    assert row is not None and row.chunk_count == 6
+
+
 CONTRACT: list[Callable[[Ledger], Awaitable[None]]] = [
     check_starts_empty,
     check_applied_rows_round_trip_and_replace,
@@ -166,4 +185,5 @@ CONTRACT: list[Callable[[Ledger], Awaitable[None]]] = [
     check_novel_deletion_drops_rows_and_keeps_highest_tombstone,
     check_many_applied_rows_land_in_order,
     check_rows_by_key_in_one_call,
+    check_a_stray_writer_never_moves_a_chapter_back,
 ]
