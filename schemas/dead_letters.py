@@ -19,6 +19,12 @@ H_AT = "scribe.dead_lettered_at"
 H_FLOW_RUN = "scribe.flow_run_id"
 #: Set by ``scribe dlq redrive`` on the re-published message: how often it was redriven.
 H_REDRIVE = "scribe.redrive"
+#: Set by ``scribe dlq redrive``: the original position of the event in the input topic.
+#: Ordering decisions (a novel deletion beats what was logged before it) use it, so a
+#: redriven event sorts where it was first logged, not at the end of the log.
+H_ORIGIN_TOPIC = "scribe.origin.topic"
+H_ORIGIN_PARTITION = "scribe.origin.partition"
+H_ORIGIN_OFFSET = "scribe.origin.offset"
 
 Headers = list[tuple[str, bytes]]
 
@@ -89,3 +95,43 @@ class DeadLetter(BaseModel):
             flow_run_id=h.get(H_FLOW_RUN),
             redrive=int(h.get(H_REDRIVE, "0") or 0),
         )
+
+
+def redrive_headers(letter: DeadLetter) -> Headers:
+    """Headers of a redriven event: the redrive count and the original position."""
+    headers: Headers = [(H_REDRIVE, str(letter.redrive + 1).encode())]
+    if letter.source is not None:
+        headers += [
+            (H_ORIGIN_TOPIC, letter.source.topic.encode()),
+            (H_ORIGIN_PARTITION, str(letter.source.partition).encode()),
+            (H_ORIGIN_OFFSET, str(letter.source.offset).encode()),
+        ]
+    return headers
+
+
+def message_source(
+    topic: str, partition: int, offset: int, timestamp_ms: int | None, headers: Headers
+) -> tuple[SourceRef, int]:
+    """The position an input message stands for, and how often it was redriven.
+
+    A redriven message stands at its original position (``scribe.origin.*``) when that
+    position is in the same topic and partition (offsets order only within one); the
+    message's own position otherwise.
+    """
+    h = {k: v.decode("utf-8", "replace") for k, v in headers}
+    try:
+        redrive = int(h.get(H_REDRIVE, "0") or 0)
+        origin_offset = int(h[H_ORIGIN_OFFSET]) if H_ORIGIN_OFFSET in h else None
+        origin_partition = int(h.get(H_ORIGIN_PARTITION, "-1"))
+    except ValueError:
+        redrive, origin_offset, origin_partition = 0, None, -1
+    if (
+        origin_offset is not None
+        and 0 <= origin_offset < offset
+        and h.get(H_ORIGIN_TOPIC) == topic
+        and origin_partition == partition
+    ):
+        offset = origin_offset
+    return SourceRef(
+        topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp_ms
+    ), redrive

@@ -10,6 +10,7 @@ import faust
 
 from agents.result_agent import ResultMessage
 from schemas import SourceRef
+from schemas.dead_letters import message_source
 from streams.kafka import faust_credentials
 from streams.metrics import LAG, Heartbeat, serve
 from streams.settings import Settings
@@ -22,25 +23,27 @@ log = logging.getLogger("scribe.worker")
 EXIT_FAIL_STOP = 70
 
 
-def _source(message: Any) -> SourceRef:
+def _headers(message: Any) -> list[tuple[str, bytes]]:
+    raw = message.headers or ()
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(str(k), bytes(v or b"")) for k, v in items]
+
+
+def _position(message: Any) -> tuple[SourceRef, int]:
+    """The message's source position (a redriven event keeps its original one) and how
+    often ``scribe dlq redrive`` re-sent it."""
     stamp = getattr(message, "timestamp", None)
-    return SourceRef(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp_ms=int(stamp * 1000) if isinstance(stamp, float) else stamp,
+    return message_source(
+        message.topic,
+        message.partition,
+        message.offset,
+        int(stamp * 1000) if isinstance(stamp, float) else stamp,
+        _headers(message),
     )
 
 
-def _redrive(message: Any) -> int:
-    """How often ``scribe dlq redrive`` re-sent this message (header ``scribe.redrive``)."""
-    for key, value in message.headers or ():
-        if key == "scribe.redrive":
-            try:
-                return int(value)
-            except ValueError:
-                return 0
-    return 0
+def _source(message: Any) -> SourceRef:
+    return _position(message)[0]
 
 
 def _fail_stop(what: str, exc: BaseException) -> None:
@@ -82,9 +85,10 @@ def create_app(settings: Settings) -> faust.App:
         async for event in stream.events():
             msg = event.message
             try:
-                await ports.chapter.handle(msg.key, msg.value, _source(msg), _redrive(msg))
+                source, redrive = _position(msg)
+                await ports.chapter.handle(msg.key, msg.value, source, redrive)
             except Exception as exc:
-                _fail_stop(f"event {_source(msg)}", exc)
+                _fail_stop(f"event {msg.topic}[{msg.partition}]@{msg.offset}", exc)
 
     @app.agent(results, name="result-agent")
     async def result_agent(stream: Any) -> None:

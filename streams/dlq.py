@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import ConfigurationError, ServiceUnavailable
-from schemas.dead_letters import H_REDRIVE, DeadLetter
+from schemas.dead_letters import DeadLetter, redrive_headers
 from streams.kafka import client_config, partitions_of, start_producer
 from streams.settings import Settings
 
@@ -89,14 +89,37 @@ def select(parked: list[Parked], positions: Iterable[str]) -> list[Parked]:
     return chosen
 
 
+def not_redrivable(settings: Settings, parked: list[Parked]) -> list[Parked]:
+    """Dead letters that did not come from the input topic (a result the sink could not
+    parse): sending them to the input topic would only park them again, or worse."""
+    return [
+        p
+        for p in parked
+        if p.letter.source is not None and p.letter.source.topic != settings.topic_events
+    ]
+
+
 async def redrive(settings: Settings, parked: list[Parked]) -> int:
-    """Re-publish to the input topic with ``scribe.redrive`` = previous + 1."""
+    """Re-publish input-topic dead letters to the input topic, keeping their position.
+
+    Each message carries ``scribe.redrive`` = previous + 1 and its original position
+    (``scribe.origin.*``), which ordering decisions use: a chapter parked before its
+    novel was deleted stays behind that deletion.
+    """
+    foreign = not_redrivable(settings, parked)
+    if foreign:
+        raise ConfigurationError(
+            "not from the input topic, cannot be redriven: "
+            + ", ".join(f"{p.position} ({p.letter.source})" for p in foreign)
+        )
     producer = await start_producer(settings)
     try:
         for p in parked:
-            headers = [(H_REDRIVE, str(p.letter.redrive + 1).encode())]
             await producer.send_and_wait(
-                settings.topic_events, value=p.value, key=p.key, headers=headers
+                settings.topic_events,
+                value=p.value,
+                key=p.key,
+                headers=redrive_headers(p.letter),
             )
     finally:
         await producer.stop()
