@@ -16,7 +16,7 @@ from schemas.errors import (
 )
 from schemas.events import EVENT_TYPES, ChapterCreated, ChapterUpdated, NovelEvent
 from schemas.results import RESULT_TYPES, ResultEvent
-from schemas.upcasting import upcast
+from schemas.upcasting import upcast, upcast_result
 
 DEFAULT_MAX_TEXT_BYTES = 2 * 1024 * 1024
 
@@ -80,7 +80,8 @@ def parse_result(raw: bytes | str) -> ResultEvent:
     ``chapter.embedded`` carries thousands of floats, and ``json.loads`` followed by
     ``validate_python`` costs ~30x more. It rejects what the checks below reject
     (bad UTF-8, lone surrogates); anything it refuses is parsed again the slow way,
-    which names the precise error.
+    which names the precise error, and upcast first (an older ``schema_version`` fails
+    the fast path's version literal).
     """
     try:
         return _RESULTS.validate_json(raw)
@@ -89,6 +90,7 @@ def parse_result(raw: bytes | str) -> ResultEvent:
     obj = _load_object(raw)
     if obj.get("event_type") not in RESULT_TYPES:
         raise UnknownEventType(f"unknown result type {obj.get('event_type')!r}")
+    obj = upcast_result(obj)
     try:
         return _RESULTS.validate_python(obj)
     except ValidationError as exc:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import random
+import struct
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +43,7 @@ from schemas import (
     parse_result,
     result_json_schema,
 )
-from schemas.upcasting import upcast
+from schemas.upcasting import embedded_v1_to_v2, upcast, upcast_result
 
 EVENT_ID = "0b7d5f1e-8a43-4c1e-9d55-3f1c2b6a7e90"
 
@@ -418,6 +421,91 @@ def test_parse_result_reads_str_and_bytes_alike_and_keeps_every_float() -> None:
     assert parse_result(wire).chunks[1].vector == result.chunks[1].vector
 
 
+def v1_wire(result: ChapterEmbedded, digits: int = 7) -> bytes:
+    """``result`` as a schema-version-1 message: vectors as JSON floats rounded as v1 did."""
+    obj = json.loads(result.model_dump_json())
+    obj["schema_version"] = 1
+    for c, original in zip(obj["chunks"], result.chunks, strict=True):
+        c["vector"] = [round(x, digits) for x in original.vector]
+    return raw(obj)
+
+
+def test_embedded_v2_carries_vectors_as_base64_float32_little_endian() -> None:
+    result = embedded([chunk(0), chunk(1)])
+    obj = json.loads(result.model_dump_json())
+    assert obj["schema_version"] == 2
+    packed = base64.b64decode(obj["chunks"][1]["vector"])
+    assert struct.unpack("<2f", packed) == (0.0, 1.0)
+    assert result.model_dump()["chunks"][1]["vector"] == (0.0, 1.0)  # python mode: floats
+
+
+def test_vectors_are_float32_in_memory_so_the_wire_round_trip_is_exact() -> None:
+    vector = (0.1, -0.123456789, 1 / 3)
+    result = embedded([ChunkVector(chunk_no=0, text="x", vector=vector)], dimension=3)
+    assert result.chunks[0].vector == struct.unpack("<3f", struct.pack("<3f", *vector))
+    assert parse_result(result.model_dump_json()) == result
+
+
+def test_a_v1_result_is_upcast_and_reads_the_same_float32_vectors() -> None:
+    vector = (0.1234567, -0.5, 0.7654321)
+    result = embedded([ChunkVector(chunk_no=0, text="x", vector=vector)], dimension=3)
+    parsed = parse_result(v1_wire(result))
+    assert isinstance(parsed, ChapterEmbedded) and parsed.schema_version == 2
+    assert parsed == result  # the same float32 values whichever version carried them
+
+
+def test_embedded_v1_to_v2_is_a_pure_step_that_leaves_odd_payloads_to_validation() -> None:
+    v1: dict[str, Any] = {
+        "event_type": "chapter.embedded",
+        "chunks": [{"vector": [1.0, 2]}, {"vector": "x"}],
+    }
+    v2 = embedded_v1_to_v2(json.loads(json.dumps(v1)))
+    assert v2["chunks"][0]["vector"] == base64.b64encode(struct.pack("<2f", 1, 2)).decode()
+    assert v2["chunks"][1] == {"vector": "x"}
+    assert v1["chunks"][0]["vector"] == [1.0, 2]  # the input is not modified
+    assert (
+        upcast_result({"event_type": "chapter.removed", "schema_version": 1})["schema_version"] == 1
+    )
+
+
+@pytest.mark.parametrize(
+    "vector",
+    ["not base64!", base64.b64encode(b"abc").decode(), [1.0, "2"], [True, 1.0], [1e300, 0.0]],
+    ids=["not-base64", "not-float32-bytes", "string-in-list", "bool", "overflow"],
+)
+def test_bad_vectors_are_schema_violations(vector: Any) -> None:
+    obj = json.loads(embedded([chunk(0)]).model_dump_json())
+    obj["chunks"][0]["vector"] = vector
+    with pytest.raises(SchemaViolation, match="vector"):
+        parse_result(raw(obj))
+
+
+def test_a_newer_embedded_schema_version_is_refused() -> None:
+    obj = json.loads(embedded([chunk(0)]).model_dump_json())
+    obj["schema_version"] = 3
+    with pytest.raises(UnsupportedSchemaVersion):
+        parse_result(raw(obj))
+
+
+def test_base64_float32_makes_the_results_topic_much_smaller_per_chunk() -> None:
+    """Bytes per chunk of a 384-d result: JSON floats (v1, 7 digits) against base64 (v2)."""
+    rng = random.Random(7)
+    chunks = []
+    for no in range(20):
+        v = [rng.gauss(0, 1) for _ in range(384)]
+        norm = sum(x * x for x in v) ** 0.5
+        chunks.append(
+            ChunkVector(chunk_no=no, text="悟空" * 150, vector=tuple(x / norm for x in v))
+        )
+    result = embedded(chunks, dimension=384)
+    v1, v2 = len(v1_wire(result)), len(result.model_dump_json().encode())
+    text = sum(len(c.text.encode()) + 20 for c in chunks)  # the texts, as JSON, both ways
+    per_v1, per_v2 = (v1 - text) / 20, (v2 - text) / 20
+    print(f"\nvector bytes per chunk (384-d): JSON floats {per_v1:.0f}, base64 {per_v2:.0f}")
+    assert per_v2 <= 2100  # 384 x 4 bytes x 4/3
+    assert per_v2 < 0.5 * per_v1
+
+
 def test_produced_at_defaults_to_an_aware_now() -> None:
     before = datetime.now(UTC)
     result = NovelRemoved(event_id=uuid.uuid4(), novel_id="n", version=1)
@@ -446,6 +534,8 @@ def test_event_json_schema_contains_all_event_types() -> None:
 def test_result_json_schema_contains_all_result_types() -> None:
     schema = result_json_schema()
     assert isinstance(schema, dict)
+    vector = schema["$defs"]["ChunkVector"]["properties"]["vector"]
+    assert vector["type"] == "string" and vector["contentEncoding"] == "base64"
     for event_type in ("chapter.embedded", "chapter.removed", "novel.removed"):
         assert _mentions(schema, event_type), event_type
     assert not _mentions(schema, "chapter.created")
