@@ -11,6 +11,7 @@ import faust
 from agents.result_agent import ResultMessage
 from schemas import SourceRef
 from schemas.dead_letters import message_source
+from streams import check_prefect_env
 from streams.kafka import faust_credentials
 from streams.metrics import LAG, Heartbeat, serve
 from streams.settings import Settings
@@ -55,6 +56,7 @@ def _fail_stop(what: str, exc: BaseException) -> None:
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app consuming ``novel-events`` and the results topic."""
+    check_prefect_env(settings)  # the chapter agent submits through Prefect's client
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],

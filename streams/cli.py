@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -16,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from streams import logs
+from streams import export_prefect_env, logs
 from streams.settings import Settings
 
 app = typer.Typer(
@@ -36,13 +35,22 @@ app.add_typer(topics_app, name="topics")
 console = Console(stderr=True)
 
 
+_PROCESS_SETTINGS: list[Settings] = []
+
+
 def _settings() -> Settings:
-    """Read the settings once and export the Prefect environment before Prefect is imported
-    (Prefect reads its settings at import time)."""
-    settings = Settings()
-    os.environ.update(settings.prefect_env())
-    logs.configure(settings.log_level, settings.log_json)
-    return settings
+    """This process's settings, read once; the first call exports the Prefect environment.
+
+    ``main`` calls it before any command runs, so no command can import Prefect (which
+    reads its settings at import time) before ``PREFECT_API_URL`` and the rest are set;
+    :func:`streams.export_prefect_env` raises if something imported Prefect earlier.
+    """
+    if not _PROCESS_SETTINGS:
+        settings = Settings()
+        export_prefect_env(settings)
+        logs.configure(settings.log_level, settings.log_json)
+        _PROCESS_SETTINGS.append(settings)
+    return _PROCESS_SETTINGS[0]
 
 
 def sample_path() -> Path:
@@ -380,7 +388,12 @@ def dev(
 
 
 def main() -> None:
-    """Entry point of the ``scribe`` script."""
+    """Entry point of the ``scribe`` script (and of ``python -m streams.cli``).
+
+    Reads the settings and exports the Prefect environment before the command is even
+    chosen: whatever a command imports afterwards, Prefect sees the configured API.
+    """
+    _settings()
     app()
 
 

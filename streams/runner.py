@@ -19,6 +19,7 @@ from prefect_bridge.automations import (
 )
 from prefect_bridge.deployment import ensure_deployment
 from prefect_bridge.recovery import recover_orphans
+from streams import check_prefect_env
 from streams.metrics import RUNS_FINISHED, Heartbeat, serve
 from streams.processes import terminate_children
 from streams.settings import Settings
@@ -30,6 +31,7 @@ log = logging.getLogger("scribe.runner")
 async def deploy(settings: Settings) -> str:
     """Create/update the work pool and the deployment; return the deployment id."""
     apply_prefect_env(settings)
+    check_prefect_env(settings)  # this module imported Prefect: it must already see our API
     deployment = settings.deployment.split("/", 1)[1]
     async with get_client() as client:
         deployment_id = await ensure_deployment(

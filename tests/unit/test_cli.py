@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from streams.cli import app, sample_path
@@ -33,19 +36,63 @@ def test_help_lists_the_commands() -> None:
         assert command in out
 
 
-def test_prefect_commands_talk_to_the_configured_api_with_only_scribe_settings(
-    tmp_path: Path,
-) -> None:
-    """``SCRIBE_PREFECT_API_URL`` alone must reach Prefect, whose settings are read at import.
+#: Arguments that let a command get past its argument parsing (a new command that needs
+#: some fails the test below with a usage error until it is listed here).
+COMMAND_ARGS: dict[tuple[str, ...], list[list[str]]] = {
+    ("flows", "serve"): [["--warm"], ["--process"]],
+    ("produce",): [["{sample}", "--limit", "1"]],
+    ("schemas", "export"): [["{tmp}/schemas"]],
+    ("dlq", "show"): [["0:0"]],
+    ("dlq", "redrive"): [["--all"]],
+    ("index", "drop"): [["nothing"]],
+    ("search",): [["如意金箍棒"]],
+    ("dev",): [["--sample"]],
+}
+#: Commands whose first act is to call Prefect: the stand-in server must be asked.
+PREFECT_COMMANDS = {("flows", "serve"), ("flows", "deploy"), ("flows", "automations"), ("status",)}
 
-    Each command runs in a fresh interpreter (here Prefect is imported already) against a
-    stand-in server that records the paths asked for; without the export before the
-    import, Prefect has no API URL and never calls it.
-    """
+
+def command_paths() -> list[tuple[str, ...]]:
+    """Every leaf command of the ``scribe`` tree (new commands are picked up by themselves)."""
+    import typer.main
+
+    def walk(group: Any, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
+        found: list[tuple[str, ...]] = []
+        for name, command in sorted(group.commands.items()):
+            if hasattr(command, "commands"):  # a group (Typer vendors its own click)
+                found += walk(command, (*prefix, name))
+            else:
+                found.append((*prefix, name))
+        return found
+
+    return walk(typer.main.get_command(app), ())
+
+
+def _invocations() -> list[tuple[str, ...]]:
+    return [(*path, *args) for path in command_paths() for args in COMMAND_ARGS.get(path, [[]])]
+
+
+#: Run in the fresh interpreter: report the environment Prefect is first imported with,
+#: then run ``python -m streams.cli ARGS`` exactly as ``scribe dev`` starts its children.
+_SPY = """
+import os, runpy, sys
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        if name == "prefect":
+            sys.meta_path.remove(self)
+            url = os.environ.get("PREFECT_API_URL", "<unset>")
+            sys.stderr.write(f"\\nSPY prefect imported with PREFECT_API_URL={url}\\n")
+        return None
+sys.meta_path.insert(0, Spy())
+sys.argv = ["scribe", *sys.argv[1:]]
+runpy.run_module("streams.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def stand_in() -> Iterator[tuple[str, list[str]]]:
+    """A stand-in Prefect API that records the paths asked for and answers 503."""
     import http.server
-    import os
-    import subprocess
-    import sys
     import threading
 
     paths: list[str] = []
@@ -56,34 +103,78 @@ def test_prefect_commands_talk_to_the_configured_api_with_only_scribe_settings(
             self.send_response(503)
             self.end_headers()
 
-        do_GET = do_POST = do_PATCH = do_PUT = _answer
+        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _answer
 
         def log_message(self, *args: object) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SCRIBE_"))}
-    env |= {
-        "SCRIBE_PREFECT_API_URL": f"http://127.0.0.1:{server.server_port}/api",
-        "SCRIBE_DATA_DIR": str(tmp_path),
-        "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false",  # no throwaway server to hide it
-        "PREFECT_CLIENT_MAX_RETRIES": "0",
-    }
-    commands = [["flows", "deploy"], ["flows", "automations"], ["flows", "serve", "--warm"]]
     try:
-        for args in commands:
-            before = len(paths)
-            done = subprocess.run(
-                [sys.executable, "-m", "streams.cli", *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-            assert done.returncode != 0  # the stand-in answers 503
-            assert len(paths) > before, (args, done.stderr[-2000:])
-            assert all(p.startswith("/api/") for p in paths)
+        yield f"http://127.0.0.1:{server.server_port}/api", paths
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("argv", _invocations(), ids=" ".join)
+def test_no_command_imports_prefect_before_its_environment_is_set(
+    argv: tuple[str, ...], stand_in: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    """``SCRIBE_PREFECT_API_URL`` alone must reach Prefect, whose settings are read at import.
+
+    Each command runs in a fresh interpreter (here Prefect is imported already) with only
+    scribe's settings: Prefect, if the command imports it at all, must be imported with
+    the configured API URL, no throwaway server may start, and the commands that call
+    Prefect must reach the stand-in server (without the export before the import, Prefect
+    has no API URL and never calls it). Kafka and Milvus point at closed ports.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from streams.processes import free_port
+
+    api_url, paths = stand_in
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SCRIBE_"))}
+    env |= {
+        "SCRIBE_PREFECT_API_URL": api_url,
+        "SCRIBE_DATA_DIR": str(tmp_path / "data"),
+        "SCRIBE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "SCRIBE_MILVUS_URI": f"http://127.0.0.1:{free_port()}",
+        "SCRIBE_WORKER_METRICS_PORT": "0",
+        "SCRIBE_RUNNER_METRICS_PORT": "0",
+        "PREFECT_CLIENT_MAX_RETRIES": "0",
+    }
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{sample}", str(sample_path())) for a in argv]
+    before = len(paths)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SPY, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:  # waiting on Kafka or Milvus: the import came long ago
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+    assert "No such command" not in output and "Missing argument" not in output, output[-2000:]
+    assert "Starting temporary server" not in output, output[-3000:]
+    imports = [line for line in output.splitlines() if line.startswith("SPY prefect imported")]
+    assert imports in ([], [f"SPY prefect imported with PREFECT_API_URL={api_url}"]), output[-3000:]
+    if _command_of(argv) in PREFECT_COMMANDS:
+        assert imports, output[-3000:]
+        assert len(paths) > before, (argv, output[-3000:])
+        assert all(p.startswith("/api/") for p in paths)
+
+
+def _command_of(argv: tuple[str, ...]) -> tuple[str, ...]:
+    """The command path at the start of ``argv``."""
+    paths = set(command_paths())
+    for n in (2, 1):
+        if tuple(argv[:n]) in paths:
+            return tuple(argv[:n])
+    raise AssertionError(f"no command in {argv}")
