@@ -157,10 +157,10 @@ def produce(
     from streams.producing import produce_file
 
     settings = _settings()
-    sent = asyncio.run(
+    done = asyncio.run(
         produce_file(settings, path, novel, version, limit, Progress(console=console))
     )
-    console.print(f"sent {sent} events to {settings.topic_events}")
+    console.print(f"sent {done.sent} events to {settings.topic_events}")
 
 
 @app.command()
@@ -170,26 +170,22 @@ def search(
     k: Annotated[int, typer.Option("-k", min=1, max=100)] = 5,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Semantic search over the index."""
-    from streams.searching import run_search
+    """Semantic search over the index: per hit its score, novel/chapter@version, chunk and a
+    snippet wrapped to the terminal (--json: every field, for scripts)."""
+    from streams import searching
+    from streams.search_view import render_hits
 
     settings = _settings()
-    hits = asyncio.run(run_search(settings, query, k, novel))
+    hits = asyncio.run(searching.run_search(settings, query, k, novel))
     if as_json:
         typer.echo(json.dumps([h.__dict__ for h in hits], ensure_ascii=False, indent=2))
         return
-    table = Table("score", "novel", "chapter", "v", "chunk", "text")
-    for h in hits:
-        snippet = h.text.replace("\n", " ")[:80]
-        table.add_row(
-            f"{h.score:.3f}",
-            h.novel_id,
-            h.chapter_id,
-            str(h.chapter_version),
-            str(h.chunk_no),
-            snippet,
-        )
-    Console().print(table)
+    if not hits:
+        console.print("no hits (is the index empty? `scribe status` shows its row count)")
+        return
+    out = Console()
+    for line in render_hits(hits, query, out.width):
+        out.print(line, soft_wrap=False)
 
 
 @dlq_app.command("list")

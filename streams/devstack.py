@@ -6,6 +6,8 @@ import asyncio
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -13,9 +15,12 @@ from rich.console import Console
 from rich.progress import Progress
 
 from streams.kafka import ensure_topics
-from streams.processes import ManagedProcess
+from streams.processes import ManagedProcess, free_port
 from streams.settings import Settings
-from streams.stack import EmbeddedStack
+from streams.stack import EmbeddedStack, postgres_available
+
+#: Novel id under which ``scribe dev --sample`` produces the bundled sample.
+SAMPLE_NOVEL = "xiyouji"
 
 
 def app_processes(settings: Settings) -> list[ManagedProcess]:
@@ -35,8 +40,113 @@ def app_processes(settings: Settings) -> list[ManagedProcess]:
     ]
 
 
+def exit_reason(returncode: int | None) -> str:
+    """``exited with 3`` / ``was killed by SIGKILL`` for a Popen return code."""
+    if returncode is None:
+        return "is gone"
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with {returncode}"
+
+
+class Supervisor:
+    """Keeps every process ``scribe dev`` started alive: services, runner and worker.
+
+    :meth:`check` restarts each process found dead and says so (which, why, its log).
+    A process that dies again soon after a restart waits longer before the next one
+    (2 s doubling to 60 s), so a process that cannot start does not spin.
+    """
+
+    def __init__(
+        self,
+        processes: Callable[[], Sequence[ManagedProcess]],
+        say: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._processes = processes
+        self._say = say
+        self._clock = clock
+        self._delay: dict[str, float] = {}
+        self._not_before: dict[str, float] = {}
+        self._started: dict[str, float] = {}
+        #: Restarts made so far, per process name.
+        self.restarts: dict[str, int] = {}
+
+    def check(self) -> list[str]:
+        """Restart the dead processes whose back-off has passed; return their names."""
+        now = self._clock()
+        restarted = []
+        for proc in self._processes():
+            if proc.running or proc.proc is None:
+                continue  # alive, or stopped on purpose
+            if now < self._not_before.get(proc.name, 0.0):
+                continue
+            reason = exit_reason(proc.proc.returncode)
+            if now - self._started.get(proc.name, -1e9) > 60.0:
+                self._delay[proc.name] = 2.0  # it had been up a while: restart at once
+            delay = self._delay.get(proc.name, 2.0)
+            self._say(f"{proc.name} {reason}; restarting it (log: {proc.log_path})")
+            proc.start()
+            self._started[proc.name] = now
+            self._not_before[proc.name] = now + delay
+            self._delay[proc.name] = min(delay * 2, 60.0)
+            self.restarts[proc.name] = self.restarts.get(proc.name, 0) + 1
+            restarted.append(proc.name)
+        return restarted
+
+
+def produce_sample(settings: Settings, sample: Path, console: Console) -> None:
+    """Produce the sample unless the input topic holds its events already; say which."""
+    from streams.producing import produce_file
+
+    done = asyncio.run(
+        produce_file(
+            settings,
+            sample,
+            SAMPLE_NOVEL,
+            1,
+            None,
+            Progress(console=console),
+            skip_present=True,
+        )
+    )
+    if done.sent == 0:
+        console.print(
+            f"the sample is on {settings.topic_events} already ({done.already_there} events); "
+            "not producing it again"
+        )
+    elif done.already_there:
+        console.print(
+            f"sent {done.sent} sample events to {settings.topic_events} "
+            f"({done.already_there} were there already)"
+        )
+    else:
+        console.print(f"sent {done.sent} sample events to {settings.topic_events}")
+
+
+def embedded_stack(settings: Settings, console: Console) -> EmbeddedStack:
+    """The stack of ``scribe dev``: Prefect on a private PostgreSQL cluster when it can.
+
+    SQLite locks under concurrent submissions ("database is locked" from the server's
+    services); PostgreSQL does not. Where PostgreSQL's binaries are missing, Prefect falls
+    back to SQLite in the data dir, with a note.
+    """
+    wants_postgres = settings.prefect_api_url is None and settings.prefect_database_url is None
+    if wants_postgres and not postgres_available():
+        console.print(
+            "[yellow]note:[/] PostgreSQL's binaries (initdb, postgres) are not installed: "
+            "Prefect runs on SQLite, which may log 'database is locked' under load "
+            "(apt-get install postgresql, or run scripts/bootstrap)"
+        )
+        wants_postgres = False
+    return EmbeddedStack(settings, postgres_port=free_port() if wants_postgres else None)
+
+
 def run_dev(settings: Settings, sample: Path | None, console: Console) -> int:
-    """Start everything, keep the app processes alive, stop it all on Ctrl-C or SIGTERM."""
+    """Start everything, keep every process alive, stop it all on Ctrl-C or SIGTERM."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -44,32 +154,27 @@ def run_dev(settings: Settings, sample: Path | None, console: Console) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    stack = EmbeddedStack(settings)
+    stack = embedded_stack(settings, console)
     children = app_processes(settings)
+    supervisor = Supervisor(
+        lambda: [*stack.processes, *children], lambda line: console.print(f"[yellow]{line}")
+    )
     try:
         console.print("[bold]starting Kafka, Milvus Lite and Prefect on 127.0.0.1 ...")
         stack.start()
+        console.print(f"Prefect's database: {stack.prefect_database}")
         asyncio.run(ensure_topics(settings))
         for child in children:
             child.start()
         if sample is not None:
-            from streams.producing import produce_file
-
-            asyncio.run(
-                produce_file(settings, sample, "xiyouji", 1, None, Progress(console=console))
-            )
+            produce_sample(settings, sample, console)
         console.print(
             f"[green]ready.[/] Prefect UI: {settings.prefect_ui_url}/runs   "
             f"Kafka: {settings.bootstrap_servers}   Milvus: {settings.milvus_url}"
         )
         console.print(f"logs in {settings.data_dir / 'logs'}; Ctrl-C stops everything.")
         while not stop.wait(2.0):
-            for child in children:
-                if not child.running:
-                    console.print(
-                        f"[yellow]{child.name} exited; restarting it (see {child.log_path})"
-                    )
-                    child.start()
+            supervisor.check()
         return 0
     finally:
         console.print("stopping ...")

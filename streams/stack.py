@@ -162,14 +162,21 @@ def kafka_process(settings: Settings) -> ManagedProcess:
     return ManagedProcess("kafka", [*jvm, "kafka.Kafka", str(props)], home / "kafka.log")
 
 
-def _pg_bin(name: str) -> str:
+def _find_pg_bin(name: str) -> str | None:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if found:
-        return found[-1]
-    path = shutil.which(name)
+    return found[-1] if found else shutil.which(name)
+
+
+def _pg_bin(name: str) -> str:
+    path = _find_pg_bin(name)
     if path is None:
         raise ConfigurationError(f"PostgreSQL's {name} not found (apt-get install postgresql)")
     return path
+
+
+def postgres_available() -> bool:
+    """Whether PostgreSQL's server binaries (``initdb``, ``postgres``) are installed."""
+    return all(_find_pg_bin(name) is not None for name in ("initdb", "postgres"))
 
 
 def _as_postgres(argv: list[str]) -> list[str]:
@@ -296,6 +303,8 @@ class EmbeddedStack:
         self.settings = settings
         self.postgres_port = postgres_port
         self.processes: list[ManagedProcess] = []
+        #: The embedded Prefect server's database, in words (set by :meth:`start`).
+        self.prefect_database = "none started"
 
     def _run(self, proc: ManagedProcess, ready: object, timeout: float) -> ManagedProcess:
         proc.start()
@@ -331,11 +340,16 @@ class EmbeddedStack:
                 db_url = (
                     s.prefect_database_url.get_secret_value() if s.prefect_database_url else None
                 )
-                if self.postgres_port is not None and db_url is None:
+                if db_url is not None:
+                    self.prefect_database = "SCRIBE_PREFECT_DATABASE_URL"
+                elif self.postgres_port is not None:
                     port = self.postgres_port
                     self._run(postgres_process(s.data_dir, port), lambda: port_open(port), 60)
                     asyncio.run(_retry_create_database(port, "prefect"))
                     db_url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect"
+                    self.prefect_database = f"PostgreSQL on 127.0.0.1:{port}"
+                else:
+                    self.prefect_database = f"SQLite in {s.data_dir / 'prefect'}"
                 self._run(prefect_process(s, db_url), lambda: prefect_healthy(s.prefect_url), 180)
         except BaseException:
             self.stop()
