@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 import time
 from typing import Any
@@ -16,7 +18,8 @@ from prefect.context import get_run_context
 from prefect_bridge.chunking import Chunk, chunk_text
 from prefect_bridge.embedding import Vector
 from prefect_bridge.recovery import MAX_CRASH_ATTEMPTS
-from prefect_bridge.runtime import get_runtime
+from prefect_bridge.runtime import FlowRuntime, get_runtime
+from prefect_bridge.vector_reuse import VectorLookup, plan_reuse
 from schemas import (
     ChapterEmbedded,
     ChapterFailed,
@@ -32,6 +35,10 @@ from schemas import (
 from schemas.dead_letters import H_REDRIVE, dead_letter_headers
 
 FLOW_NAME = "novel-processing"
+
+#: Seconds the flow waits for the index to say which chunk texts it knows; then it
+#: embeds everything (reuse saves time, it must never cost a run).
+LOOKUP_TIMEOUT_SECONDS = 30.0
 
 
 def retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
@@ -186,7 +193,10 @@ async def novel_processing(
     chunks = await chunk_task(chapter.text)
     timings["chunk"] = time.monotonic() - began
     began = time.monotonic()
-    vectors = await embed_task([c.text for c in chunks])
+    texts = [c.text for c in chunks]
+    plan = plan_reuse(texts, await known_vectors(runtime, chapter, texts, target, logger))
+    fresh = await embed_task([texts[i] for i in plan.to_embed]) if plan.to_embed else []
+    vectors = plan.vectors(fresh)
     timings["embed"] = time.monotonic() - began
     result = ChapterEmbedded(
         event_id=chapter.event_id,
@@ -201,34 +211,76 @@ async def novel_processing(
         source=SourceRef.model_validate(source) if source else None,
         target=target,
         chunks=tuple(
-            ChunkVector(chunk_no=c.chunk_no, text=c.text, vector=tuple(round(x, 7) for x in v))
+            ChunkVector(chunk_no=c.chunk_no, text=c.text, vector=tuple(v))
             for c, v in zip(chunks, vectors, strict=True)
         ),
     )
     began = time.monotonic()
     await publish_task(result)
     timings["publish"] = time.monotonic() - began
-    logger.info(
-        "embedded %s/%s@v%s: %d chunks with %s",
-        chapter.novel_id,
-        chapter.chapter_id,
-        chapter.version,
-        len(chunks),
-        result.model,
-        extra={
-            "event_id": str(chapter.event_id),
-            "novel_id": chapter.novel_id,
-            "chapter_id": chapter.chapter_id,
-            "version": chapter.version,
-            "flow_run_id": result.flow_run_id,
-        },
-    )
-    await acreate_markdown_artifact(
-        key=artifact_key(chapter.novel_id, chapter.chapter_id),
-        markdown=chapter_summary(result, timings),
-        description=f"{chapter.novel_id}/{chapter.chapter_id}@v{chapter.version}",
-    )
-    return {"chunks": len(chunks), "model": result.model, "version": chapter.version}
+    counts = {"reused": len(plan.reused), "embedded": len(plan.to_embed)}
+    # The chapter is durable on the results topic from here on: what follows only reports
+    # it, and must not fail the run (a failed run publishes chapter.failed, parks the event
+    # in the DLQ and notifies the platform, for a chapter that is in the index).
+    try:
+        logger.info(
+            "embedded %s/%s@v%s: %d chunks with %s (%d reused, %d embedded)",
+            chapter.novel_id,
+            chapter.chapter_id,
+            chapter.version,
+            len(chunks),
+            result.model,
+            counts["reused"],
+            counts["embedded"],
+            extra={
+                "event_id": str(chapter.event_id),
+                "novel_id": chapter.novel_id,
+                "chapter_id": chapter.chapter_id,
+                "version": chapter.version,
+                "flow_run_id": result.flow_run_id,
+            },
+        )
+        await acreate_markdown_artifact(
+            key=artifact_key(chapter.novel_id, chapter.chapter_id),
+            markdown=chapter_summary(result, timings, counts["reused"]),
+            description=f"{chapter.novel_id}/{chapter.chapter_id}@v{chapter.version}",
+        )
+    except Exception as exc:  # reporting only: the result is published
+        logger.warning(
+            "%s/%s@v%s is published; its artifact was not created: %s",
+            chapter.novel_id,
+            chapter.chapter_id,
+            chapter.version,
+            exc,
+        )
+    return {"chunks": len(chunks), "model": result.model, "version": chapter.version, **counts}
+
+
+async def known_vectors(
+    runtime: FlowRuntime,
+    chapter: ChapterWritten,
+    texts: list[str],
+    target: str | None,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> dict[str, Vector]:
+    """Vectors the index holds for these chunk texts (the runtime's ``vectors`` port).
+
+    Empty when the runtime has no port or the index does not answer in time: reuse is an
+    optimisation, the run then embeds every chunk.
+    """
+    lookup: VectorLookup | None = getattr(runtime, "vectors", None)
+    if lookup is None or not texts:
+        return {}
+    try:
+        return await asyncio.wait_for(
+            lookup.known_vectors(
+                chapter.novel_id, chapter.chapter_id, runtime.embedder.name, texts, target
+            ),
+            LOOKUP_TIMEOUT_SECONDS,
+        )
+    except Exception as exc:  # any failure: embed everything instead
+        logger.warning("no embeddings reused: the index lookup failed: %s", exc)
+        return {}
 
 
 def artifact_key(novel_id: str, chapter_id: str) -> str:
@@ -237,8 +289,8 @@ def artifact_key(novel_id: str, chapter_id: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", raw)).strip("-")[:200]
 
 
-def chapter_summary(result: ChapterEmbedded, timings: dict[str, float]) -> str:
-    """The markdown shown on the flow run's Artifacts tab."""
+def chapter_summary(result: ChapterEmbedded, timings: dict[str, float], reused: int = 0) -> str:
+    """The markdown shown on the flow run's Artifacts tab (``reused``: chunks not embedded)."""
     sizes = [len(c.text) for c in result.chunks]
     lines = [
         f"# {result.novel_id} / {result.chapter_id} @ v{result.version}",
@@ -249,6 +301,7 @@ def chapter_summary(result: ChapterEmbedded, timings: dict[str, float]) -> str:
         "|---|---|",
         f"| chunks | {len(result.chunks)} (characters: min {min(sizes, default=0)}, "
         f"max {max(sizes, default=0)}) |",
+        f"| reused | {reused} chunks kept their vectors, {len(result.chunks) - reused} embedded |",
         f"| model | {result.model} ({result.dimension}-d) |",
         f"| pipeline | {result.pipeline_version} |",
         f"| source | {result.source or 'n/a'} |",

@@ -10,10 +10,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from prefect_bridge.embedding import Vector
+from prefect_bridge.vector_reuse import VectorLookup
 
 log = logging.getLogger("scribe.metrics")
 
@@ -30,6 +33,9 @@ RUNS_FINISHED = Counter(
 )
 CHAPTERS_FAILED = Counter("scribe_chapters_failed", "Chapters whose processing failed for good")
 EMBEDDED_CHUNKS = Counter("scribe_embedded_chunks", "Chunks embedded by this process")
+REUSED_CHUNKS = Counter(
+    "scribe_reused_chunks", "Chunks whose vector the index already held (not embedded again)"
+)
 EMBED_SECONDS = Counter("scribe_embed_seconds", "Seconds spent embedding (chunks/s = ratio)")
 SINK_ROWS = Counter("scribe_sink_rows_written", "Rows upserted into the vector index")
 RESULTS = Counter("scribe_results", "Results by outcome", ["kind", "outcome"])
@@ -71,6 +77,30 @@ class PrometheusTelemetry:
     def chapter_failed(self) -> None:
         """Count a final failure."""
         CHAPTERS_FAILED.inc()
+
+
+class MeteredVectorLookup:
+    """A VectorLookup that counts the chunks it finds in ``scribe_reused_chunks``.
+
+    Every chunk found is reused by the flow, so this counts reuse where the embedder's
+    wrapper counts ``scribe_embedded_chunks``.
+    """
+
+    def __init__(self, inner: VectorLookup) -> None:
+        self._inner = inner
+
+    async def known_vectors(
+        self,
+        novel_id: str,
+        chapter_id: str,
+        model: str,
+        texts: Sequence[str],
+        target: str | None = None,
+    ) -> dict[str, Vector]:
+        """Look up and count the texts found."""
+        known = await self._inner.known_vectors(novel_id, chapter_id, model, texts, target)
+        REUSED_CHUNKS.inc(sum(1 for t in texts if t in known))
+        return known
 
 
 class Heartbeat:
