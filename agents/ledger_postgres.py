@@ -15,6 +15,26 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors after which the same statement can succeed: the server is away, restarting
+    (``AdminShutdownError``, ``CannotConnectNowError`` while it starts), out of
+    connections, or the connection broke. Anything else is the statement's own fault."""
+    import asyncpg  # type: ignore[import-untyped]
+    from asyncpg import exceptions as e
+
+    return (
+        OSError,
+        TimeoutError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        e.AdminShutdownError,
+        e.CrashShutdownError,
+        e.CannotConnectNowError,
+        e.TooManyConnectionsError,
+        e.ConnectionFailureError,
+    )
+
+
 class PostgresLedger:
     """asyncpg pool; tables are created on :meth:`connect` if missing."""
 
@@ -26,25 +46,27 @@ class PostgresLedger:
 
     async def connect(self) -> PostgresLedger:
         """Open the pool and create the tables."""
-        import asyncpg  # type: ignore[import-untyped]
+        import asyncpg
 
+        pool: Any = None
         try:
-            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size)
-            async with self._pool.acquire() as conn:
+            pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size)
+            async with pool.acquire() as conn:
                 for ddl in q.DDL:
                     await conn.execute(ddl.format(ts="TIMESTAMPTZ"))
-        except (OSError, asyncpg.PostgresError) as exc:
+        except transient_errors() as exc:
+            if pool is not None:
+                await pool.close()
             raise LedgerUnavailable(f"ledger database unreachable: {exc}") from exc
+        self._pool = pool
         return self
 
     async def _call(self, method: str, sql: str, *args: Any) -> Any:
-        import asyncpg
-
         if self._pool is None:
             await self.connect()
         try:
             return await getattr(self._pool, method)(sql, *args)
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        except transient_errors() as exc:
             raise LedgerUnavailable(f"ledger: {exc}") from exc
 
     async def chapter(self, novel_id: str, chapter_id: str) -> ChapterState | None:
@@ -114,15 +136,13 @@ class PostgresLedger:
 
     async def delete_novel(self, novel_id: str, offset: int) -> None:
         """Drop rows and keep the highest tombstone, in one transaction."""
-        import asyncpg
-
         if self._pool is None:
             await self.connect()
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(q.DELETE_NOVEL_CHAPTERS, self._scope, novel_id)
                 await conn.execute(q.UPSERT_TOMBSTONE, self._scope, novel_id, offset, _now())
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        except transient_errors() as exc:
             raise LedgerUnavailable(f"ledger: {exc}") from exc
 
     async def counts(self) -> dict[str, int]:

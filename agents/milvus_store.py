@@ -15,10 +15,51 @@ from agents.vector_store import (
     collection_for_model,
     quote,
 )
-from schemas import ChapterEmbedded, ConfigurationError, VectorStoreError
+from schemas import (
+    ChapterEmbedded,
+    ConfigurationError,
+    ScribeError,
+    VectorStoreError,
+    VectorStoreRejected,
+)
 
 #: Chapters per trim ``delete``: their filters are OR-ed into one expression.
 TRIMS_PER_DELETE = 64
+
+#: Status codes with which Milvus rejects the request itself: IllegalArgument (5 in
+#: Milvus' legacy enum, 6 as Milvus Lite sends it), IllegalDimension (7) and
+#: ParameterInvalid (1100, Milvus 2.3+).
+REJECTED_CODES = frozenset({5, 6, 7, 1100})
+
+
+def milvus_error(what: str, exc: BaseException) -> ScribeError:
+    """The scribe error for a failed Milvus call, decided here at the adapter's edge.
+
+    The request itself is wrong (a vector of another dimension, a value over a field's
+    limit, a bad filter): :class:`VectorStoreRejected`, not retriable. Anything else (the
+    server away or restarting, a timeout, an error the server marks retriable):
+    :class:`VectorStoreError`, retried with backoff.
+    """
+    from pymilvus.exceptions import (
+        ConnectError,
+        DataNotMatchException,
+        DataTypeNotMatchException,
+        MilvusException,
+        MilvusUnavailableException,
+        ParamError,
+        PrimaryKeyException,
+    )
+
+    if isinstance(exc, MilvusException) and not isinstance(
+        exc, ConnectError | MilvusUnavailableException
+    ):
+        invalid = isinstance(
+            exc,
+            ParamError | DataNotMatchException | DataTypeNotMatchException | PrimaryKeyException,
+        )
+        if exc.is_input_error or invalid or (not exc.retriable and exc.code in REJECTED_CODES):
+            return VectorStoreRejected(f"Milvus {what} rejected: {exc.message}")
+    return VectorStoreError(f"Milvus {what} failed: {exc}")
 
 
 class MilvusVectorStore:
@@ -54,8 +95,10 @@ class MilvusVectorStore:
         try:
             return await asyncio.to_thread(run)
         except Exception as exc:  # pymilvus raises MilvusException, grpc and OS errors
-            self._reset()
-            raise VectorStoreError(f"Milvus {what} failed: {exc}") from exc
+            error = milvus_error(what, exc)
+            if error.retriable:
+                self._reset()
+            raise error from exc
 
     def _reset(self) -> None:
         """Drop the connection after an error: the next call reconnects (and reloads)."""
@@ -137,22 +180,42 @@ class MilvusVectorStore:
         return result
 
     async def collections(self) -> list[dict[str, Any]]:
-        """Every collection with its aliases and row count."""
+        """Every collection with its aliases and row count.
+
+        Counts come from the collection statistics, so listing never loads a collection
+        into Milvus' memory (an old collection kept for a rollback stays released).
+        """
 
         def run() -> list[dict[str, Any]]:
             client = self._connect()
             out = []
             for name in sorted(client.list_collections()):
                 aliases = client.list_aliases(collection_name=name).get("aliases", [])
-                client.load_collection(name)
-                rows = client.query(name, filter="", output_fields=["count(*)"])
-                out.append(
-                    {"name": name, "aliases": list(aliases), "rows": int(rows[0]["count(*)"])}
-                )
+                rows = int(client.get_collection_stats(name).get("row_count", 0))
+                out.append({"name": name, "aliases": list(aliases), "rows": rows})
             return out
 
         result: list[dict[str, Any]] = await self._call_fn("list collections", run)
         return result
+
+    async def physical(self) -> str | None:
+        """The collection the alias points at now (``None`` while there is no alias)."""
+
+        def run() -> str | None:
+            client = self._connect()
+            if self._alias not in set(client.list_aliases().get("aliases", [])):
+                return None
+            return str(client.describe_alias(self._alias)["collection_name"])
+
+        result: str | None = await self._call_fn("describe alias", run)
+        return result
+
+    async def has_collection(self, name: str) -> bool:
+        """Whether a physical collection of that name exists."""
+        found: bool = await self._call_fn(
+            "has collection", lambda: bool(self._connect().has_collection(name))
+        )
+        return found
 
     async def drop_collection(self, name: str) -> None:
         """Drop a collection no alias points at."""
@@ -172,7 +235,10 @@ class MilvusVectorStore:
         except ConfigurationError:
             raise
         except Exception as exc:
-            raise VectorStoreError(f"Milvus {what} failed: {exc}") from exc
+            error = milvus_error(what, exc)
+            if error.retriable:
+                self._reset()
+            raise error from exc
 
     async def write_chapter(self, result: ChapterEmbedded) -> None:
         """Upsert rows, then delete chunks at or past the new count."""

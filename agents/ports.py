@@ -1,9 +1,12 @@
-"""The small Protocols the agents talk through (adapters live beside their services)."""
+"""The small Protocols the agents talk through (adapters live apart, beside their services)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agents.ledger import Ledger
+from agents.vector_store import VectorStore
 from schemas import ResultEvent, ScribeError, SourceRef
 
 
@@ -47,4 +50,29 @@ class DeadLetters(Protocol):
         redrive: int = 0,
     ) -> None:
         """Write the original bytes and key with the source position and the error."""
+        ...
+
+
+@dataclass(frozen=True)
+class Index:
+    """One physical collection and the ledger scope that describes exactly it."""
+
+    name: str
+    store: VectorStore
+    ledger: Ledger
+
+
+class IndexCatalog(Protocol):
+    """The indexes the one writer of a novel's results writes to (real: Milvus + ledger).
+
+    Live results (``target`` unset) go to the collection the alias points at *now*, with
+    that collection's ledger scope; a rebuild's results go to the rebuild's collection.
+    """
+
+    async def resolve(self, target: str | None) -> Index | None:
+        """The index for ``target``; ``None`` when that collection no longer exists."""
+        ...
+
+    async def close(self) -> None:
+        """Release every store and ledger handed out."""
         ...

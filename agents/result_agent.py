@@ -10,7 +10,7 @@ from functools import partial
 
 from agents.decisions import ChapterState, IndexResult, Skip, decide_result
 from agents.ledger import Ledger
-from agents.ports import DeadLetters
+from agents.ports import DeadLetters, Index, IndexCatalog
 from agents.retry import Backoff, retrying
 from agents.telemetry import NoTelemetry, Telemetry
 from agents.vector_store import VectorStore
@@ -20,6 +20,7 @@ from schemas import (
     ChapterRemoved,
     InvalidEvent,
     NovelRemoved,
+    ScribeError,
     SourceRef,
     parse_result,
 )
@@ -38,73 +39,105 @@ class ResultMessage:
 
 @dataclass
 class ResultAgent:
-    """For a batch: decode, decide against the ledger, write, flush once, then record.
+    """The one writer of the index: for a batch, decode, decide against the ledger, write,
+    flush once, then record.
+
+    Every result of a novel reaches this agent through the novel's partition of the results
+    topic (live flows, replays, resinks and redrives all publish there), so no two writers
+    ever race on a chapter. Results go to the index :attr:`catalog` resolves for their
+    ``target``: live ones to the collection the alias points at now, a rebuild's to its
+    own collection; each collection has its own ledger scope.
 
     The ledger is updated only after the flush, so a crash between the two replays the
-    batch on restart, and the upsert/delete writes make that replay harmless.
+    batch on restart, and the upsert/delete writes make that replay harmless. A result
+    Milvus rejects as invalid (not retriable) is dead-lettered with the reason and the
+    batch goes on.
     """
 
-    store: VectorStore
-    ledger: Ledger
+    catalog: IndexCatalog
     dead_letters: DeadLetters
     backoff: Backoff = field(default_factory=Backoff)
-    #: Results this sink applies: ``None`` the live index, else one rebuild's collection.
-    target: str | None = None
     telemetry: Telemetry = field(default_factory=NoTelemetry)
 
     async def handle_batch(self, messages: list[ResultMessage]) -> int:
         """Apply a batch; return how many results changed the index."""
-        batch = _BatchView(self.ledger, self.store)
-        pending: list[tuple[IndexResult, ChapterState]] = []
+        groups: dict[str | None, list[tuple[IndexResult, ResultMessage]]] = {}
         failures: list[ChapterFailed] = []
-        results: list[IndexResult] = []
         for msg in messages:
             try:
                 result = parse_result(msg.value)
             except InvalidEvent as exc:
                 await self._dead_letter(msg, exc)
                 continue
-            if result.target != self.target:
-                continue  # another index's result (a rebuild running beside the live one)
             if isinstance(result, ChapterFailed):
                 failures.append(result)
+            else:
+                groups.setdefault(result.target, []).append((result, msg))
+        applied = 0
+        for target, items in groups.items():
+            index = await retrying(partial(self.catalog.resolve, target), self.backoff, "index")
+            if index is None:
+                log.info("skip %d results for %s: the collection is gone", len(items), target)
                 continue
-            results.append(result)
-        keys = [(r.novel_id, r.chapter_id) for r in results if not isinstance(r, NovelRemoved)]
+            applied += await self._apply_to(index, items)
+        for failure in failures:
+            await self._record_failure(failure)
+        return applied
+
+    async def _apply_to(self, index: Index, items: list[tuple[IndexResult, ResultMessage]]) -> int:
+        """Apply one index's share of a batch."""
+        batch = _BatchView(index.ledger, index.store)
+        pending: list[tuple[IndexResult, ChapterState]] = []
+        sources: dict[int, ResultMessage] = {id(result): msg for result, msg in items}
+        keys = [(r.novel_id, r.chapter_id) for r, _ in items if not isinstance(r, NovelRemoved)]
         await retrying(partial(batch.prefetch, keys), self.backoff, "ledger")
-        for result in results:
-            state = await retrying(partial(self._apply, result, batch), self.backoff, "sink")
+        for result, msg in items:
+            try:
+                state = await retrying(
+                    partial(self._apply, result, batch, index.store), self.backoff, "sink"
+                )
+            except ScribeError as exc:  # not retriable: Milvus rejected this result
+                await self._dead_letter(msg, exc)
+                continue
             if state is not None:
                 batch.remember(result, state)
                 pending.append((result, state))
         await retrying(batch.writes.apply, self.backoff, "sink write")
+        rejected = {id(result) for result, _ in batch.writes.rejected}
+        for result, error in batch.writes.rejected:
+            await self._dead_letter(sources[id(result)], error)
+        pending = [(r, state) for r, state in pending if id(r) not in rejected]
         if pending:
-            await retrying(self.store.flush, self.backoff, "flush")
-            await self._record(pending)
+            await retrying(index.store.flush, self.backoff, "flush")
+            await self._record(index.ledger, pending)
             for result, _ in pending:
                 self._report_applied(result)
-        for failure in failures:
-            self.telemetry.chapter_failed()
-            log.warning(
-                "%s/%s@v%s failed: %s",
+        return len(pending)
+
+    async def _record_failure(self, failure: ChapterFailed) -> None:
+        self.telemetry.chapter_failed()
+        log.warning(
+            "%s/%s@v%s failed: %s",
+            failure.novel_id,
+            failure.chapter_id,
+            failure.version,
+            failure.reason,
+        )
+        index = await retrying(partial(self.catalog.resolve, failure.target), self.backoff, "index")
+        if index is None:
+            return
+        await retrying(
+            partial(
+                index.ledger.record_failed,
                 failure.novel_id,
                 failure.chapter_id,
                 failure.version,
+                failure.flow_run_id,
                 failure.reason,
-            )
-            await retrying(
-                partial(
-                    self.ledger.record_failed,
-                    failure.novel_id,
-                    failure.chapter_id,
-                    failure.version,
-                    failure.flow_run_id,
-                    failure.reason,
-                ),
-                self.backoff,
-                "ledger",
-            )
-        return len(pending)
+            ),
+            self.backoff,
+            "ledger",
+        )
 
     def _report_applied(self, result: IndexResult) -> None:
         rows = len(result.chunks) if isinstance(result, ChapterEmbedded) else 0
@@ -128,7 +161,7 @@ class ResultAgent:
             },
         )
 
-    async def _dead_letter(self, msg: ResultMessage, error: InvalidEvent) -> None:
+    async def _dead_letter(self, msg: ResultMessage, error: ScribeError) -> None:
         self.telemetry.dead_lettered(type(error).__name__)
         call = partial(
             self.dead_letters.dead_letter,
@@ -139,7 +172,9 @@ class ResultAgent:
         )
         await retrying(call, self.backoff, "dead-letter result")
 
-    async def _apply(self, result: IndexResult, batch: _BatchView) -> ChapterState | None:
+    async def _apply(
+        self, result: IndexResult, batch: _BatchView, store: VectorStore
+    ) -> ChapterState | None:
         """Write one result unless something newer won; return the chapter's new row."""
         chapter_id = getattr(result, "chapter_id", None)
         current = await batch.chapter(result.novel_id, chapter_id) if chapter_id else None
@@ -171,7 +206,7 @@ class ResultAgent:
             )
         await batch.writes.apply()  # earlier upserts of this batch land before any delete
         if isinstance(result, ChapterRemoved):
-            await self.store.delete_chapter(result.novel_id, result.chapter_id)
+            await store.delete_chapter(result.novel_id, result.chapter_id)
             base = current or ChapterState(result.novel_id, result.chapter_id, result.version, True)
             return replace(
                 base,
@@ -181,22 +216,24 @@ class ResultAgent:
                 chunk_count=0,
                 updated_at=now,
             )
-        await self.store.delete_novel(result.novel_id)
+        await store.delete_novel(result.novel_id)
         return ChapterState(result.novel_id, "", result.version, True, updated_at=now)
 
-    async def _record(self, pending: list[tuple[IndexResult, ChapterState]]) -> None:
+    async def _record(
+        self, ledger: Ledger, pending: list[tuple[IndexResult, ChapterState]]
+    ) -> None:
         """Record the batch's effects in order: chapter rows in one call per run of them."""
         rows: list[ChapterState] = []
         for result, state in [*pending, (None, None)]:
             if rows and (result is None or isinstance(result, NovelRemoved)):
                 await retrying(
-                    partial(self.ledger.record_applied_many, list(rows)), self.backoff, "ledger"
+                    partial(ledger.record_applied_many, list(rows)), self.backoff, "ledger"
                 )
                 rows.clear()
             if isinstance(result, NovelRemoved):
                 offset = result.source.offset if result.source else -1
                 await retrying(
-                    partial(self.ledger.delete_novel, result.novel_id, offset),
+                    partial(ledger.delete_novel, result.novel_id, offset),
                     self.backoff,
                     "ledger",
                 )
@@ -224,6 +261,8 @@ class _Writes:
     def __init__(self, store: VectorStore) -> None:
         self._store = store
         self._chapters: dict[tuple[str, str], tuple[ChapterEmbedded, bool]] = {}
+        #: Results Milvus rejected as invalid, with the error: to be dead-lettered.
+        self.rejected: list[tuple[ChapterEmbedded, ScribeError]] = []
 
     def add(self, result: ChapterEmbedded, trim: bool) -> None:
         """Queue the chapter's rows; a newer version in the batch replaces an older one."""
@@ -232,15 +271,35 @@ class _Writes:
         self._chapters[key] = (result, trim or (earlier is not None and earlier[1]))
 
     async def apply(self) -> None:
-        """Upsert everything queued in one call, then trim; idempotent, so safe to retry."""
+        """Upsert everything queued in one call, then trim; idempotent, so safe to retry.
+
+        When Milvus rejects the batch as invalid, each chapter is written alone so the
+        bad ones are found; those go to :attr:`rejected` (with the error), the rest lands.
+        """
         if not self._chapters:
             return
         queued = list(self._chapters.values())
+        try:
+            await self._write(queued)
+        except ScribeError as exc:
+            if exc.retriable:
+                raise
+            rejected = []
+            for item in queued:
+                try:
+                    await self._write([item])
+                except ScribeError as one:
+                    if one.retriable:
+                        raise
+                    rejected.append((item[0], one))
+            self.rejected += rejected
+        self._chapters.clear()
+
+    async def _write(self, queued: list[tuple[ChapterEmbedded, bool]]) -> None:
         await self._store.upsert_chapters([result for result, _ in queued])
         trims = [(r.novel_id, r.chapter_id, len(r.chunks)) for r, trim in queued if trim]
         if trims:
             await self._store.trim_chapters(trims)
-        self._chapters.clear()
 
 
 class _BatchView:

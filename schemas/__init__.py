@@ -16,6 +16,7 @@ from schemas.errors import (
     UnknownEventType,
     UnsupportedSchemaVersion,
     VectorStoreError,
+    VectorStoreRejected,
 )
 from schemas.events import (
     CURRENT_SCHEMA_VERSION,
@@ -76,6 +77,7 @@ __all__ = [
     "UnknownEventType",
     "UnsupportedSchemaVersion",
     "VectorStoreError",
+    "VectorStoreRejected",
     "event_json_schema",
     "parse_event",
     "parse_result",

@@ -76,6 +76,11 @@ class PublishError(ServiceUnavailable):
     """A message could not be written to Kafka."""
 
 
+class VectorStoreRejected(ScribeError):
+    """Milvus answered that the request itself is wrong (a vector of another dimension,
+    a value over a field's limit): the same write fails again, so it is not retried."""
+
+
 class ConfigurationError(ScribeError):
     """The configuration or the environment is wrong; retrying will not help."""
 

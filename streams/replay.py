@@ -5,11 +5,16 @@ Two modes, two scopes:
 * ``reembed`` runs the flows again under a new pipeline version; ``resink`` rebuilds the
   index from the results topic alone, without embedding.
 * A *full* replay (``--from earliest``, all novels) builds a **new physical collection**
-  with its own ledger scope while search keeps using the old one; when it has caught up
+  (with its own ledger scope) while search keeps using the old one; when it has caught up
   with the live stream it points the alias at the new collection atomically, catches up
   once more (events that raced the switch), and keeps the old collection until
   ``scribe index drop``. A *partial* replay (``--novel`` or ``--from <time>``) works **in
   place** on the live index, where the ledger's newest-wins rules keep it correct.
+
+A replay never writes the index itself. The worker's result agent stays the one writer
+of every novel: re-embedded chapters reach it through the results topic like any flow's
+result, and a resink re-publishes results there (with the rebuild's collection as their
+target) and waits until the worker has applied them.
 """
 
 from __future__ import annotations
@@ -22,18 +27,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.chapter_agent import ChapterAgent
-from agents.ledger import Ledger
 from agents.milvus_store import MilvusVectorStore
-from agents.result_agent import ResultAgent, ResultMessage
 from agents.vector_store import collection_for_model
 from prefect_bridge.publisher import KafkaResultPublisher
 from prefect_bridge.runtime import pipeline_version
 from prefect_bridge.submitter import PrefectFlowSubmitter
-from schemas import ScribeError, SourceRef
-from streams.kafka import client_config, partitions_of
+from schemas import ChapterEmbedded, InvalidEvent, ScribeError, SourceRef, parse_result
+from schemas.dead_letters import message_source
+from streams.kafka import admin_client, client_config, partitions_of, start_producer
 from streams.settings import Settings
 from streams.wiring import chunking_policy, embedder_identity, open_ledger, vector_store
 
@@ -72,7 +76,7 @@ class ReplaySummary:
     read: int = 0
     skipped_other_novels: int = 0
     runs_submitted: int = 0
-    results_applied: int = 0
+    results_sent: int = 0
     invalid_skipped: int = 0
     collection: str | None = None
     previous_collection: str | None = None
@@ -145,12 +149,6 @@ class TopicReader:
         await self._consumer.stop()
 
 
-def _source(m: Any) -> SourceRef:
-    return SourceRef(
-        topic=m.topic, partition=m.partition, offset=m.offset, timestamp_ms=m.timestamp
-    )
-
-
 async def replay(
     settings: Settings,
     mode: Mode,
@@ -164,81 +162,65 @@ async def replay(
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     full = start == "earliest" and novel is None
     model, dimension = await asyncio.to_thread(embedder_identity, settings)
-    alias_store = vector_store(settings)
-    await alias_store.ensure_collection(model, dimension)
+    admin = vector_store(settings)
+    live = await admin.ensure_collection(model, dimension)
     target = f"{collection_for_model(settings.milvus_collection, model)}__{stamp}" if full else None
     summary = ReplaySummary(mode=mode, scope="full rebuild" if full else "in place")
-    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-    store = MilvusVectorStore(settings.milvus_url, target, token) if target else alias_store
     if target:
-        await alias_store.create_collection(target, dimension)
+        await admin.create_collection(target, dimension)
         summary.collection = target
-    ledger = await open_ledger(settings, scope=target)
-    dlq = DiscardDeadLetters()
+    plan = _Plan(settings, summary, start, novel, target, live, admin, tick, wait_seconds)
     group = f"{settings.app_id}-replay-{stamp}"
     try:
         if mode == "reembed":
-            await _reembed(
-                settings,
-                summary,
-                start,
-                novel,
-                target,
-                ledger,
-                store,
-                dlq,
-                group,
-                model,
-                tick,
-                wait_seconds,
-                alias_store,
-            )
+            await _reembed(plan, group, model)
         else:
-            await _resink(
-                settings,
-                summary,
-                start,
-                novel,
-                target,
-                ledger,
-                store,
-                dlq,
-                group,
-                tick,
-                wait_seconds,
-                alias_store,
-            )
+            await _resink(plan, group, model)
     finally:
-        summary.invalid_skipped = dlq.count
         summary.seconds = round(time.monotonic() - began, 1)
-        await ledger.close()
-        if store is not alias_store:
-            await store.close()
-        await alias_store.close()
+        await admin.close()
     return summary
 
 
-async def _reembed(
-    settings: Settings,
-    summary: ReplaySummary,
-    start: Start,
-    novel: str | None,
-    target: str | None,
-    ledger: Ledger,
-    store: Any,
-    dlq: DiscardDeadLetters,
-    group: str,
-    model: str,
-    tick: Tick,
-    wait_seconds: float,
-    alias_store: MilvusVectorStore,
-) -> None:
+@dataclass
+class _Plan:
+    """What every replay step needs."""
+
+    settings: Settings
+    summary: ReplaySummary
+    start: Start
+    novel: str | None
+    target: str | None
+    live: str
+    admin: MilvusVectorStore
+    tick: Tick
+    wait_seconds: float
+
+    def wanted(self, key: bytes | None) -> bool:
+        """Whether a message of this key is the replay's (``--novel``), counting the rest."""
+        if self.novel is None or key == self.novel.encode():
+            return True
+        self.summary.skipped_other_novels += 1
+        return False
+
+    async def switch(self) -> None:
+        """Point the alias at the rebuilt collection."""
+        assert self.target is not None
+        self.summary.previous_collection = await self.admin.point_alias(self.target)
+        log.info("alias now points at %s (was %s)", self.target, self.summary.previous_collection)
+
+
+async def _reembed(plan: _Plan, group: str, model: str) -> None:
+    settings, summary = plan.settings, plan.summary
     pv = f"{pipeline_version(model, chunking_policy(settings))}+replay{group.rsplit('-', 1)[1]}"
     summary.pipeline_version = pv
+    # The rebuild's own books (its pending submissions), or the live collection's.
+    ledger = await open_ledger(settings, scope=plan.target or plan.live)
     submitter = PrefectFlowSubmitter(settings.deployment)
     publisher = KafkaResultPublisher(
         settings.topic_embeddings, client_config(settings), settings.max_result_bytes
     )
+    dlq = DiscardDeadLetters()
     agent = ChapterAgent(
         submitter=submitter,
         results=publisher,
@@ -247,119 +229,129 @@ async def _reembed(
         pipeline_version=pv,
         max_text_bytes=settings.max_text_bytes,
         max_in_flight=settings.in_flight_bound,
-        target=target,
+        target=plan.target,
     )
-    sink = ResultAgent(store=store, ledger=ledger, dead_letters=dlq, target=target)
     events = TopicReader(settings, settings.topic_events, group)
-    results = TopicReader(settings, settings.topic_embeddings, f"{group}-results")
-    await events.start(start)
-    await results.start("end")  # a rebuild's results can only appear from now on
+    await events.start(plan.start)
 
     async def feed(messages: list[Any]) -> None:
         for m in messages:
-            if novel is not None and m.key != novel.encode():
-                summary.skipped_other_novels += 1
+            if not plan.wanted(m.key):
                 continue
-            if await agent.handle(m.key, m.value, _source(m)) is not None:
+            source, redrive = message_source(
+                m.topic, m.partition, m.offset, m.timestamp, list(m.headers or ())
+            )
+            if await agent.handle(m.key, m.value, source, redrive) is not None:
                 summary.runs_submitted += 1
 
-    async def drain_results() -> None:
-        batch = await results.batches(timeout_ms=200)
-        if batch:
-            summary.results_applied += await sink.handle_batch(
-                [ResultMessage(m.key, m.value, _source(m)) for m in batch]
-            )
-            await results.commit()
+    async def settled() -> bool:
+        """Every chapter the rebuild submitted has its result applied (or failed)."""
+        return (await ledger.counts())["pending"] == 0
 
     try:
-        await _pump(
-            events,
-            feed,
-            tick,
-            follow=target is not None,
-            summary=summary,
-            background=drain_results if target else None,
-            settled=lambda: _settled(ledger) if target else _true(),
-            switch=(lambda: _switch(alias_store, target, summary)) if target else None,
-            wait_seconds=wait_seconds,
-        )
+        await _pump(plan, events, feed, settled)
     finally:
+        summary.invalid_skipped = dlq.count
         await events.stop()
-        await results.stop()
         await submitter.close()
         await publisher.close()
+        await ledger.close()
 
 
-async def _resink(
-    settings: Settings,
-    summary: ReplaySummary,
-    start: Start,
-    novel: str | None,
-    target: str | None,
-    ledger: Ledger,
-    store: Any,
-    dlq: DiscardDeadLetters,
-    group: str,
-    tick: Tick,
-    wait_seconds: float,
-    alias_store: MilvusVectorStore,
-) -> None:
-    sink = ResultAgent(store=store, ledger=ledger, dead_letters=dlq, target=None)
+class _Feeder:
+    """Re-publishes results to the results topic and waits until the worker applied them."""
+
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
+        self._settings = settings
+        self._producer = producer
+        self._last: dict[int, int] = {}  # partition -> offset of the last message sent
+
+    async def send(self, key: bytes | None, value: bytes) -> None:
+        """Publish one result (acks=all) and remember its position."""
+        sent = await self._producer.send_and_wait(
+            self._settings.topic_embeddings, value=value, key=key
+        )
+        self._last[sent.partition] = max(sent.offset, self._last.get(sent.partition, -1))
+
+    async def behind(self) -> int:
+        """How many of the sent results the worker's group has not committed yet."""
+        async with admin_client(self._settings) as admin:
+            committed = await admin.list_consumer_group_offsets(self._settings.app_id)
+        behind = 0
+        for partition, last in self._last.items():
+            meta = committed.get(TopicPartition(self._settings.topic_embeddings, partition))
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            behind += max(0, last + 1 - done)
+        return behind
+
+    async def drained(self, wait_seconds: float, report_every: float = 30.0) -> None:
+        """Wait until the worker has applied everything sent (it is the one writer)."""
+        waited = 0.0
+        while (left := await self.behind()) > 0:
+            if waited >= report_every:
+                log.warning(
+                    "waiting for the worker (group %s) to apply %d results; is it running?",
+                    self._settings.app_id,
+                    left,
+                )
+                waited = 0.0
+            await asyncio.sleep(wait_seconds)
+            waited += wait_seconds
+
+
+async def _resink(plan: _Plan, group: str, model: str) -> None:
+    """Feed the results topic to the worker again, for the live index or a rebuild."""
+    settings, summary = plan.settings, plan.summary
     results = TopicReader(settings, settings.topic_embeddings, group)
-    await results.start(start)
+    await results.start(plan.start)
+    producer = await start_producer(settings)
+    feeder = _Feeder(settings, producer)
 
     async def feed(messages: list[Any]) -> None:
-        chosen = [m for m in messages if novel is None or m.key == novel.encode()]
-        summary.skipped_other_novels += len(messages) - len(chosen)
-        if chosen:
-            summary.results_applied += await sink.handle_batch(
-                [ResultMessage(m.key, m.value, _source(m)) for m in chosen]
-            )
+        for m in messages:
+            if plan.wanted(m.key) and (value := _resent(m.value, plan, model)) is not None:
+                await feeder.send(m.key, value)
+                summary.results_sent += 1
+
+    async def settled() -> bool:
+        await feeder.drained(plan.wait_seconds)
+        return True
 
     try:
-        await _pump(
-            results,
-            feed,
-            tick,
-            follow=target is not None,
-            summary=summary,
-            background=None,
-            settled=_true,
-            switch=(lambda: _switch(alias_store, target, summary)) if target else None,
-            wait_seconds=wait_seconds,
-        )
+        await _pump(plan, results, feed, settled)
+        await feeder.drained(plan.wait_seconds)
     finally:
         await results.stop()
+        await producer.stop()
 
 
-async def _true() -> bool:
-    return True
+def _resent(value: bytes, plan: _Plan, model: str) -> bytes | None:
+    """The message to re-publish for one result, or ``None`` to leave it out.
 
-
-async def _settled(ledger: Ledger) -> bool:
-    """Every chapter the rebuild submitted has its result applied (or failed)."""
-    return (await ledger.counts())["pending"] == 0
-
-
-async def _switch(
-    alias_store: MilvusVectorStore, target: str | None, summary: ReplaySummary
-) -> None:
-    assert target is not None
-    summary.previous_collection = await alias_store.point_alias(target)
-    log.info("alias now points at %s (was %s)", target, summary.previous_collection)
+    Kept: results of the live index (no target, or the collection that is live now), of
+    the current model; they are addressed to the rebuild's collection in a full resink.
+    Left out: invalid messages (the worker dead-lettered them), other rebuilds' results,
+    and embeddings of another model (a reembed replaced them).
+    """
+    try:
+        result = parse_result(value)
+    except InvalidEvent:
+        plan.summary.invalid_skipped += 1
+        return None
+    if result.target not in (None, plan.live):
+        return None
+    if isinstance(result, ChapterEmbedded) and result.model != model:
+        return None
+    if result.target == plan.target:
+        return value
+    return result.model_copy(update={"target": plan.target}).model_dump_json().encode()
 
 
 async def _pump(
+    plan: _Plan,
     reader: TopicReader,
     feed: Callable[[list[Any]], Awaitable[None]],
-    tick: Tick,
-    *,
-    follow: bool,
-    summary: ReplaySummary,
-    background: Callable[[], Awaitable[None]] | None,
     settled: Callable[[], Awaitable[bool]],
-    switch: Callable[[], Awaitable[None]] | None,
-    wait_seconds: float,
 ) -> None:
     """Read and feed until caught up; a full rebuild then switches and catches up again."""
     switched = False
@@ -368,19 +360,16 @@ async def _pump(
         if messages:
             await feed(messages)
             await reader.commit()
-        if background is not None:
-            await background()
-        summary.read = reader.read
-        tick(reader.read, await reader.total())
+        plan.summary.read = reader.read
+        plan.tick(reader.read, await reader.total())
         if messages or await reader.backlog() > 0:
             continue
-        if not follow:
+        if plan.target is None:
             return  # in place: done at the end of the log as it was
         if not await settled():
-            await asyncio.sleep(wait_seconds)
+            await asyncio.sleep(plan.wait_seconds)
             continue
         if switched:
             return
-        assert switch is not None
-        await switch()
+        await plan.switch()
         switched = True  # one more round: events that raced the switch

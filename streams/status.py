@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.kafka import admin_client, client_config, partitions_of
 from streams.settings import Settings
-from streams.wiring import apply_prefect_env, open_ledger, vector_store
+from streams.wiring import apply_prefect_env, open_live_ledger, vector_store
 
 RUN_STATES = ("SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
@@ -105,7 +105,7 @@ async def prefect_report(settings: Settings) -> dict[str, Any]:
 
 async def ledger_report(settings: Settings) -> dict[str, Any]:
     """Chapters by status and the newest failures."""
-    ledger = await open_ledger(settings)
+    ledger = await open_live_ledger(settings)
     try:
         failed = await ledger.chapters("failed", 10)
         return {

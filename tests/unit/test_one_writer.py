@@ -1,0 +1,133 @@
+"""The result agent as the one writer: routing by target, the ledger scope following the
+alias, and poison results dead-lettered instead of stalling the sink."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pymilvus.exceptions import MilvusException, MilvusUnavailableException
+
+from agents.index_catalog import LiveLedger
+from agents.ledger import InMemoryLedger
+from agents.milvus_store import milvus_error
+from agents.ports import Index
+from agents.result_agent import ResultAgent
+from agents.retry import Backoff
+from agents.vector_store import InMemoryVectorStore
+from schemas import ChapterEmbedded, VectorStoreError, VectorStoreRejected
+from tests.unit.test_agents import FakeDeadLetters, embedded, msg, removed, rows_of
+
+FAST = Backoff(initial=0.001, cap=0.001)
+
+
+class Catalog:
+    """Collections by name; the alias can be switched like ``scribe replay`` does."""
+
+    def __init__(self, *names: str) -> None:
+        self.indexes = {n: Index(n, InMemoryVectorStore(), InMemoryLedger()) for n in names}
+        self.alias = names[0]
+
+    async def resolve(self, target: str | None) -> Index | None:
+        return self.indexes.get(target or self.alias)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def store(self, name: str) -> InMemoryVectorStore:
+        store = self.indexes[name].store
+        assert isinstance(store, InMemoryVectorStore)
+        return store
+
+
+def retarget(result: ChapterEmbedded, target: str) -> ChapterEmbedded:
+    return result.model_copy(update={"target": target})
+
+
+async def test_results_go_to_their_target_and_live_ones_follow_the_alias() -> None:
+    catalog = Catalog("old", "new")
+    sink = ResultAgent(catalog=catalog, dead_letters=FakeDeadLetters(), backoff=FAST)
+    await sink.handle_batch([msg(embedded(1, 2)), msg(retarget(embedded(1, 10), "new"))])
+    assert len(rows_of(catalog.store("old"))) == 2
+    assert len(rows_of(catalog.store("new"))) == 10
+    catalog.alias = "new"  # the rebuild switched the alias
+    await sink.handle_batch([msg(embedded(2, 3))])  # a shorter live edit
+    # decided against the new collection's books (10 chunks): nothing stale is left there
+    assert [(v, n) for v, n, _ in rows_of(catalog.store("new"))] == [(2, 0), (2, 1), (2, 2)]
+    assert len(rows_of(catalog.store("old"))) == 2  # the old collection is left as it was
+    row = await catalog.indexes["new"].ledger.chapter("n1", "c1")
+    assert row is not None and (row.version, row.chunk_count) == (2, 3)
+
+
+async def test_results_for_a_dropped_collection_are_skipped() -> None:
+    catalog = Catalog("live")
+    sink = ResultAgent(catalog=catalog, dead_letters=FakeDeadLetters(), backoff=FAST)
+    assert await sink.handle_batch([msg(retarget(embedded(1, 2), "gone"))]) == 0
+    assert not catalog.store("live").rows
+
+
+async def test_the_live_ledger_follows_the_alias() -> None:
+    catalog = Catalog("old", "new")
+    live = LiveLedger(catalog)
+    await live.record_submitted("n1", "c1", 1, "run")
+    catalog.alias = "new"
+    await live.record_submitted("n1", "c2", 1, "run")
+    assert (await catalog.indexes["old"].ledger.counts())["pending"] == 1
+    assert await live.chapter("n1", "c2") is not None
+    assert await live.chapter("n1", "c1") is None
+
+
+class Rejecting(InMemoryVectorStore):
+    """Rejects every write that contains chapter ``bad`` (like a wrong dimension)."""
+
+    async def upsert_chapters(self, results: list[ChapterEmbedded]) -> None:
+        if any(r.chapter_id == "bad" for r in results):
+            raise VectorStoreRejected("Milvus upsert rejected: expected dim 2, got 3")
+        await super().upsert_chapters(results)
+
+    async def delete_chapter(self, novel_id: str, chapter_id: str) -> None:
+        if chapter_id == "bad":
+            raise VectorStoreRejected("Milvus delete rejected: bad filter")
+        await super().delete_chapter(novel_id, chapter_id)
+
+
+async def test_a_rejected_result_is_dead_lettered_and_the_rest_lands() -> None:
+    store, ledger, dlq = Rejecting(), InMemoryLedger(), FakeDeadLetters()
+    catalog = Catalog("live")
+    catalog.indexes["live"] = Index("live", store, ledger)
+    sink = ResultAgent(catalog=catalog, dead_letters=dlq, backoff=FAST)
+    batch = [
+        msg(embedded(1, 2, chapter="a")),
+        msg(embedded(1, 2, chapter="bad")),
+        msg(embedded(1, 3, chapter="b")),
+    ]
+    assert await sink.handle_batch(batch) == 2
+    assert {r["chapter_id"] for r in store.rows.values()} == {"a", "b"}
+    assert [d["error"].retriable for d in dlq.items] == [False]
+    assert "expected dim" in dlq.items[0]["error"].reason
+    assert await ledger.chapter("n1", "bad") is None  # not recorded as applied
+    assert await sink.handle_batch([msg(removed(2, chapter="bad"))]) == 0
+    assert len(dlq.items) == 2
+    assert await sink.handle_batch([msg(embedded(2, 1, chapter="a"))]) == 1  # goes on
+
+
+def test_milvus_errors_are_classified_at_the_adapter() -> None:
+    rejected = MilvusException(6, "vector field 'embedding' expected dim 384, got 8")
+    assert isinstance(milvus_error("upsert", rejected), VectorStoreRejected)
+    assert not milvus_error("upsert", rejected).retriable
+    flagged = MilvusException(65535, "anything", is_input_error=True)
+    assert isinstance(milvus_error("upsert", flagged), VectorStoreRejected)
+    for transient in (
+        MilvusUnavailableException(message="server unavailable"),
+        MilvusException(6, "busy", retriable=True),
+        MilvusException(1, "unexpected"),
+        ConnectionResetError("reset"),
+    ):
+        error = milvus_error("upsert", transient)
+        assert isinstance(error, VectorStoreError) and error.retriable, transient
+
+
+@pytest.mark.parametrize("code", [5, 6, 7, 1100])
+def test_every_rejection_code_is_permanent(code: int) -> None:
+    error: Any = milvus_error("upsert", MilvusException(code, "bad"))
+    assert isinstance(error, VectorStoreRejected)
