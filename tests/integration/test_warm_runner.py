@@ -13,7 +13,14 @@ import httpx
 import pytest
 
 from streams.processes import ManagedProcess, free_port
-from tests.integration.harness import Stack, converged, event, index_of, wait_for
+from tests.integration.harness import (
+    Stack,
+    converged,
+    event,
+    index_of,
+    restart_service,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -163,6 +170,71 @@ def test_a_new_run_is_claimed_on_its_scheduled_event_not_at_the_next_poll(stack:
             )
         except pytest.fail.Exception as exc:
             pytest.fail(f"{exc}\nwarm runner:\n{warm.tail(60)}")
+    finally:
+        warm.stop()
+        stack.runner.start()
+
+
+def test_a_warm_runner_whose_loop_restarted_after_a_prefect_outage_still_indexes(
+    stack: Stack,
+) -> None:
+    """Issue 10 item 1: after a Prefect outage the runner's event loop is restarted; what a
+    flow needs (the Kafka producer above all) must belong to the new loop, and /health
+    must say whether runs make progress."""
+    stack.runner.stop()
+    metrics_port = free_port()
+    log_file = stack.settings.data_dir / "logs" / "warm-outage.log"
+    warm = ManagedProcess(
+        "warm-outage",
+        [sys.executable, "-m", "streams.cli", "flows", "serve", "--warm"],
+        log_file,
+        env={
+            **stack.env,
+            "SCRIBE_RUNNER_METRICS_PORT": str(metrics_port),
+            # the client gives up at once, so a short outage makes the runner's main() raise
+            "PREFECT_CLIENT_MAX_RETRIES": "0",
+        },
+    )
+
+    def health() -> int:
+        try:
+            return httpx.get(f"http://127.0.0.1:{metrics_port}/health", timeout=10).status_code
+        except httpx.HTTPError:
+            return 0
+
+    def log_count(line: str) -> int:
+        return log_file.read_text(errors="replace").count(line) if log_file.exists() else 0
+
+    warm.start()
+    try:
+        novel = f"outage-{uuid.uuid4().hex[:6]}"
+        text = "第一段。孙悟空大闹天宫。"
+        body = event("chapter.created", novel, "c1", 1, title="t", text=text)
+        asyncio.run(stack.produce([(novel.encode(), body)]))
+        wait_for(lambda: converged(stack, novel, {"c1": (1, 1)}), 300, "c1 (warm)", stack)
+        assert health() == 200
+        started = log_count("warm runner: ")
+
+        restart_service(stack, "prefect", 15)
+        wait_for(lambda: log_count("warm runner stopped") or None, 120, "the loop to stop")
+        wait_for(
+            lambda: log_count("warm runner: ") > started or None,
+            180,
+            f"the runner's loop to start again\n{warm.tail(40)}",
+        )
+
+        body = event("chapter.created", novel, "c2", 1, title="t", text="第二段。悟空见师父。")
+        asyncio.run(stack.produce([(novel.encode(), body)]))
+        try:
+            wait_for(
+                lambda: converged(stack, novel, {"c1": (1, 1), "c2": (1, 1)}),
+                240,
+                "c2 indexed by the restarted loop",
+                stack,
+            )
+        except pytest.fail.Exception as exc:
+            pytest.fail(f"{exc}\n/health: {health()}\nwarm runner:\n{warm.tail(80)}")
+        wait_for(lambda: health() == 200 or None, 30, "/health green after the recovery")
     finally:
         warm.stop()
         stack.runner.start()
