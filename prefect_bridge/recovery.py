@@ -1,17 +1,30 @@
 """Finding flow runs whose process died and putting them back in line.
 
 Self-hosted Prefect leaves the runs of a killed process RUNNING (and runs claimed but
-never started PENDING) forever. A runner on the same host can tell: the process worker
-records each run's process id in ``infrastructure_pid``. Runs whose process is gone are
-set to AwaitingRetry, so a worker runs them again (the flow is idempotent: same event,
-same rows).
+never started PENDING) forever. Each run records its owner in ``infrastructure_pid``:
+the warm runner writes ``<host>:<pid>``, Prefect's process worker (3.9) a bare ``<pid>``.
+A process id means something only on its own host (and in its own container), so a
+watchdog judges a run by its pid only when the owner is on this host (``host``, the
+setting ``SCRIBE_HOST_ID``, by default the host name). The rules:
+
+* CRASHED before its last attempt: orphaned, wherever it ran (the server says it died).
+* Owned by a process of this host: orphaned when that process is gone.
+* Owned elsewhere, or by a bare pid (whose host nobody recorded), or by nobody:
+  RUNNING is left alone, the heartbeat automation marks it Crashed if its process stops
+  beating (then the first rule applies); PENDING longer than ``grace`` was claimed but
+  never started, and is orphaned (a lease, not a pid).
+
+Orphans are set to AwaitingRetry, so a runner runs them again (the flow is idempotent:
+same event, same rows).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -34,6 +47,27 @@ log = logging.getLogger("scribe.recovery")
 MAX_CRASH_ATTEMPTS = 3
 
 
+def this_host(configured: str | None = None) -> str:
+    """This host's identity in run owners: ``configured`` (``SCRIBE_HOST_ID``) or its name."""
+    return configured or socket.gethostname()
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The process recorded as a run's owner; ``host`` is ``None`` for a bare pid."""
+
+    host: str | None
+    pid: int
+
+
+def parse_owner(infrastructure_pid: str | None) -> Owner | None:
+    """``<host>:<pid>`` or ``<pid>``; ``None`` when nothing usable is recorded."""
+    host, _, pid = (infrastructure_pid or "").rpartition(":")
+    if not pid.isdigit():
+        return None
+    return Owner(host or None, int(pid))
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with ``pid`` exists on this host."""
     try:
@@ -45,6 +79,35 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def orphan_reason(
+    state_type: str,
+    infrastructure_pid: str | None,
+    since: datetime | None,
+    now: datetime,
+    alive: Callable[[int], bool],
+    grace: timedelta,
+    run_count: int = 0,
+    *,
+    host: str | None = None,
+) -> str | None:
+    """Why the run is orphaned (see the module docstring), or ``None`` if it is not.
+
+    ``host`` is this host's identity (default :func:`this_host`); ``since`` is when the run
+    entered its state.
+    """
+    if state_type == "CRASHED":
+        if run_count < MAX_CRASH_ATTEMPTS:
+            return f"crashed on attempt {run_count} of {MAX_CRASH_ATTEMPTS}"
+        return None
+    owner = parse_owner(infrastructure_pid)
+    if owner is not None and owner.host == this_host(host):
+        return None if alive(owner.pid) else f"its process {infrastructure_pid} is gone"
+    if state_type == "PENDING" and since is not None and now - since > grace:
+        who = f"claimed by {infrastructure_pid}" if infrastructure_pid else "claimed"
+        return f"{who} and pending for {(now - since).total_seconds():.0f}s"
+    return None
+
+
 def is_orphan(
     state_type: str,
     infrastructure_pid: str | None,
@@ -53,18 +116,14 @@ def is_orphan(
     alive: Callable[[int], bool],
     grace: timedelta,
     run_count: int = 0,
+    *,
+    host: str | None = None,
 ) -> bool:
-    """A run is orphaned when its recorded process is gone, when it was claimed (PENDING)
-    longer than ``grace`` ago with no process recorded, or when it crashed before its
-    last attempt."""
-    if state_type == "CRASHED":
-        return run_count < MAX_CRASH_ATTEMPTS
-    pid = infrastructure_pid.rsplit(":", 1)[-1] if infrastructure_pid else ""
-    if pid.isdigit():
-        return not alive(int(pid))
-    if state_type == "PENDING":
-        return since is not None and now - since > grace
-    return False
+    """Whether :func:`orphan_reason` finds a reason."""
+    reason = orphan_reason(
+        state_type, infrastructure_pid, since, now, alive, grace, run_count, host=host
+    )
+    return reason is not None
 
 
 async def recover_orphans(
@@ -72,8 +131,14 @@ async def recover_orphans(
     deployment_id: UUID,
     alive: Callable[[int], bool] = pid_alive,
     grace: timedelta = timedelta(seconds=60),
+    host: str | None = None,
 ) -> list[str]:
-    """Reschedule the deployment's orphaned runs; return their names."""
+    """Reschedule the deployment's orphaned runs; return their names.
+
+    ``host``: this host's identity (``SCRIBE_HOST_ID``; default the host name), the one
+    the runners of this host record in ``infrastructure_pid``.
+    """
+    here = this_host(host)
     runs: list[Any] = await client.read_flow_runs(
         flow_run_filter=FlowRunFilter(
             state=FlowRunFilterState(
@@ -91,7 +156,7 @@ async def recover_orphans(
         state = run.state
         if state is None:
             continue
-        if is_orphan(
+        reason = orphan_reason(
             state.type.value,
             run.infrastructure_pid,
             state.timestamp,
@@ -99,10 +164,12 @@ async def recover_orphans(
             alive,
             grace,
             run.run_count,
-        ):
+            host=here,
+        )
+        if reason is not None:
             await client.set_flow_run_state(
-                run.id, AwaitingRetry(message="scribe: the run's process is gone"), force=True
+                run.id, AwaitingRetry(message=f"scribe on {here}: {reason}"), force=True
             )
-            log.warning("rescheduled orphaned flow run %s (%s)", run.name, run.id)
+            log.warning("rescheduled orphaned flow run %s (%s): %s", run.name, run.id, reason)
             recovered.append(str(run.name))
     return recovered

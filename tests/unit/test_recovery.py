@@ -1,0 +1,171 @@
+"""Host-aware orphan recovery: a pid is judged only on its own host."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from prefect_bridge import warm_runner
+from prefect_bridge.recovery import (
+    MAX_CRASH_ATTEMPTS,
+    Owner,
+    is_orphan,
+    orphan_reason,
+    parse_owner,
+    recover_orphans,
+    this_host,
+)
+
+NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
+GRACE = timedelta(seconds=60)
+LONG_AGO = NOW - 2 * GRACE
+ALIVE = {111}.__contains__
+HERE = "node-a"
+
+
+def no_such_pid() -> int:
+    """A pid no process can have on this machine."""
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    except OSError:
+        return 2**22 + 1
+
+
+def orphan(state: str, owner: str | None, since: datetime | None = NOW, run_count: int = 0) -> bool:
+    return is_orphan(state, owner, since, NOW, ALIVE, GRACE, run_count, host=HERE)
+
+
+def test_owners_parse_with_and_without_a_host() -> None:
+    assert parse_owner("node-a:42") == Owner("node-a", 42)
+    assert parse_owner("fe80::1:42") == Owner("fe80::1", 42)
+    assert parse_owner("42") == Owner(None, 42)
+    assert parse_owner(":42") == Owner(None, 42)
+    assert parse_owner(None) is None
+    assert parse_owner("") is None
+    assert parse_owner("node-a:") is None
+    assert parse_owner("node-a:x1") is None
+
+
+def test_a_run_of_this_host_is_judged_by_its_pid() -> None:
+    assert orphan("RUNNING", f"{HERE}:222")  # its process is gone
+    assert not orphan("RUNNING", f"{HERE}:111")
+    assert orphan("PENDING", f"{HERE}:222")
+    assert not orphan("PENDING", f"{HERE}:111", LONG_AGO)  # claimed by a live process here
+
+
+def test_a_running_run_of_another_host_is_never_judged_by_pid() -> None:
+    assert not orphan("RUNNING", "node-b:222")
+    assert not orphan("RUNNING", "node-b:222", LONG_AGO)  # heartbeats decide, not us
+
+
+def test_a_bare_pid_has_no_known_host_and_is_not_judged_by_pid() -> None:
+    # Prefect 3.9's process worker records "<pid>" alone: it may be another container's.
+    assert not orphan("RUNNING", "222")
+    assert not orphan("RUNNING", "222", LONG_AGO)
+
+
+def test_a_run_claimed_elsewhere_that_never_started_is_orphaned_after_the_grace() -> None:
+    for owner in ("node-b:111", "node-b:222", "222", None):
+        assert not orphan("PENDING", owner, NOW - GRACE / 2), owner
+        assert orphan("PENDING", owner, LONG_AGO), owner
+    assert not orphan("PENDING", None, None)
+    reason = orphan_reason("PENDING", "node-b:7", LONG_AGO, NOW, ALIVE, GRACE, host=HERE)
+    assert reason == "claimed by node-b:7 and pending for 120s"
+
+
+def test_a_crash_is_rescheduled_before_the_last_attempt_wherever_it_ran() -> None:
+    for owner in (f"{HERE}:111", "node-b:111", "111", None):
+        assert orphan("CRASHED", owner, run_count=1)
+        assert not orphan("CRASHED", owner, run_count=MAX_CRASH_ATTEMPTS)
+
+
+def test_this_host_is_the_configured_identity_or_the_host_name() -> None:
+    assert this_host("node-7") == "node-7"
+    assert this_host(None) == this_host("") == socket.gethostname()
+    here = f"{socket.gethostname()}:{no_such_pid()}"
+    now = datetime.now(UTC)
+    assert is_orphan("RUNNING", here, now, now, ALIVE, GRACE)  # default: the host name
+
+
+class FakePrefect:
+    """read_flow_runs / set_flow_run_state of a PrefectClient."""
+
+    def __init__(self, runs: list[Any]) -> None:
+        self.runs = runs
+        self.rescheduled: list[tuple[Any, str, bool]] = []
+
+    async def read_flow_runs(self, **_: Any) -> list[Any]:
+        return self.runs
+
+    async def set_flow_run_state(self, run_id: Any, state: Any, force: bool = False) -> None:
+        self.rescheduled.append((run_id, state.name, force))
+
+
+def flow_run(name: str, owner: str | None, state: str = "RUNNING") -> SimpleNamespace:
+    return SimpleNamespace(
+        id=uuid.uuid4(),
+        name=name,
+        infrastructure_pid=owner,
+        run_count=1,
+        state=SimpleNamespace(type=SimpleNamespace(value=state), timestamp=datetime.now(UTC)),
+    )
+
+
+async def test_recovery_leaves_another_hosts_run_alone_and_reschedules_its_own() -> None:
+    dead = no_such_pid()  # exists on no host's behalf here: the real pid_alive says gone
+    theirs = flow_run("theirs", f"node-b:{dead}")
+    ours = flow_run("ours", f"node-a:{dead}")
+    bare = flow_run("bare", str(dead))
+    prefect = FakePrefect([theirs, ours, bare])
+    recovered = await recover_orphans(prefect, uuid.uuid4(), host="node-a")  # type: ignore[arg-type]
+    assert recovered == ["ours"]
+    assert prefect.rescheduled == [(ours.id, "AwaitingRetry", True)]
+
+
+async def test_recovery_by_default_judges_the_runs_of_this_host_name() -> None:
+    dead = no_such_pid()
+    ours = flow_run("ours", f"{socket.gethostname()}:{dead}")
+    live = flow_run("live", f"{socket.gethostname()}:{os.getpid()}")
+    theirs = flow_run("theirs", f"not-{socket.gethostname()}:{dead}")
+    prefect = FakePrefect([ours, live, theirs])
+    assert await recover_orphans(prefect, uuid.uuid4()) == ["ours"]  # type: ignore[arg-type]
+
+
+class ClaimingPrefect:
+    def __init__(self) -> None:
+        self.owners: list[tuple[Any, str]] = []
+
+    async def update_flow_run(self, run_id: Any, infrastructure_pid: str) -> None:
+        self.owners.append((run_id, infrastructure_pid))
+
+    async def read_flow_run(self, run_id: Any) -> Any:
+        return SimpleNamespace(id=run_id)
+
+
+@pytest.mark.parametrize("host", ["node-7", None])
+async def test_the_warm_runner_records_the_owner_the_watchdog_of_its_host_judges(
+    monkeypatch: pytest.MonkeyPatch, host: str | None
+) -> None:
+    async def pending(*_: Any, **__: Any) -> Any:
+        return SimpleNamespace(is_pending=lambda: True)
+
+    monkeypatch.setattr(warm_runner, "propose_state", pending)
+    prefect = ClaimingPrefect()
+    runner = warm_runner.WarmRunner(prefect, None, uuid.uuid4(), limit=1, host=host)  # type: ignore[arg-type]
+    run_id = uuid.uuid4()
+    await runner._claim(SimpleNamespace(id=run_id))
+    [(claimed, owner)] = prefect.owners
+    assert claimed == run_id
+    assert owner == f"{this_host(host)}:{os.getpid()}" == warm_runner.owner_id(host)
+    now = datetime.now(UTC)
+    # alive on its own host; never judged by pid from another one
+    assert not is_orphan("RUNNING", owner, now, now, lambda _: False, GRACE, host="elsewhere")
+    assert is_orphan("RUNNING", owner, now, now, lambda _: False, GRACE, host=this_host(host))
+    assert not is_orphan("RUNNING", owner, now, now, lambda p: p == os.getpid(), GRACE, host=host)
