@@ -44,9 +44,10 @@ log = logging.getLogger("scribe.warm_runner")
 STREAM_RETRY_SECONDS = 10.0
 
 
-def owner_id() -> str:
-    """``<host>:<pid>`` of this process, stored in the runs it executes."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+def owner_id(host: str | None = None) -> str:
+    """``<host>:<pid>`` of this process, stored in the runs it executes (``host``:
+    ``SCRIBE_HOST_ID``, by default the host name; the watchdog compares it)."""
+    return f"{host or socket.gethostname()}:{os.getpid()}"
 
 
 class WarmRunner:
@@ -60,8 +61,10 @@ class WarmRunner:
         limit: int,
         poll_seconds: float = 1.0,
         on_finished: Callable[[str], None] | None = None,
+        host: str | None = None,
     ) -> None:
         self._client = client
+        self._owner = owner_id(host)
         self._flow = flow
         self._deployment_id = deployment_id
         self._limit = limit
@@ -145,7 +148,7 @@ class WarmRunner:
             return None  # another runner won
         if not state.is_pending():
             return None
-        await self._client.update_flow_run(run.id, infrastructure_pid=owner_id())
+        await self._client.update_flow_run(run.id, infrastructure_pid=self._owner)
         return await self._client.read_flow_run(run.id)
 
     async def _execute(self, run: Any) -> None:
