@@ -13,8 +13,6 @@ import argparse
 import sys
 
 from prefect_bridge.chunking import TokenCounter, estimate_tokens
-from streams.settings import Settings
-from streams.wiring import build_embedder, chunking_policy
 from tests.chaos.history import generate_faults, generate_history
 from tests.chaos.oracle import expected_index
 from tests.chaos.run import simulate_log
@@ -40,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
             "only --dry-run is available from the command line; a run against a stack is "
             "tests.chaos.run.run(seed, ops, faults, driver, policy, count_tokens)"
         )
+    from streams.settings import Settings  # the stack's configuration, only when run
+    from streams.wiring import build_embedder, chunking_policy
+
     settings = Settings()
     count: TokenCounter = (
         estimate_tokens if args.estimate_tokens else build_embedder(settings).count_tokens
