@@ -98,8 +98,13 @@ class Supervisor:
         return restarted
 
 
-def produce_sample(settings: Settings, sample: Path, console: Console) -> None:
-    """Produce the sample unless the input topic holds its events already; say which."""
+def produce_sample(
+    settings: Settings, sample: Path, console: Console, *, topic_is_new: bool = False
+) -> None:
+    """Produce the sample unless the input topic holds its events already; say which.
+
+    A topic created by this start holds nothing: it is not read first.
+    """
     from streams.producing import produce_file
 
     done = asyncio.run(
@@ -110,7 +115,7 @@ def produce_sample(settings: Settings, sample: Path, console: Console) -> None:
             1,
             None,
             Progress(console=console),
-            skip_present=True,
+            skip_present=not topic_is_new,
         )
     )
     if done.sent == 0:
@@ -163,11 +168,11 @@ def run_dev(settings: Settings, sample: Path | None, console: Console) -> int:
         console.print("[bold]starting Kafka, Milvus Lite and Prefect on 127.0.0.1 ...")
         stack.start()
         console.print(f"Prefect's database: {stack.prefect_database}")
-        asyncio.run(ensure_topics(settings))
+        created = asyncio.run(ensure_topics(settings))
         for child in children:
             child.start()
         if sample is not None:
-            produce_sample(settings, sample, console)
+            produce_sample(settings, sample, console, topic_is_new=settings.topic_events in created)
         console.print(
             f"[green]ready.[/] Prefect UI: {settings.prefect_ui_url}/runs   "
             f"Kafka: {settings.bootstrap_servers}   Milvus: {settings.milvus_url}"

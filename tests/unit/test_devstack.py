@@ -163,3 +163,20 @@ def test_exit_reasons() -> None:
     assert exit_reason(70) == "exited with 70"
     assert exit_reason(-9) == "was killed by SIGKILL"
     assert exit_reason(None) == "is gone"
+
+
+def test_a_topic_created_by_this_start_is_not_read_first(tmp_path: Path, monkeypatch: Any) -> None:
+    import streams.producing
+
+    topic = FakeTopic()
+    real = streams.producing.produce_file
+
+    async def fake(*args: Any, **kwargs: Any) -> Any:
+        kwargs |= {"find_present": topic.present, "open_producer": topic.open_producer}
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(streams.producing, "produce_file", fake)
+    console = Console(record=True, width=200, file=io.StringIO())
+    produce_sample(Settings(data_dir=tmp_path), sample_path(), console, topic_is_new=True)
+    assert topic.asked == 0
+    assert "sent 10 sample events" in console.export_text()

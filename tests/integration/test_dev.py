@@ -1,0 +1,132 @@
+"""A real ``scribe dev --sample`` in a subprocess (its own services, free ports, temp dir).
+
+It runs Prefect on its private PostgreSQL, produces the sample once (a second start says
+the sample is there already), and brings back a service killed with -9, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.processes import free_port, port_open
+
+
+class Dev:
+    """One ``scribe dev --sample`` process and its output."""
+
+    def __init__(self, data: Path, env: dict[str, str], name: str) -> None:
+        self.out = data / f"{name}.out"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "dev", "--sample"],
+            env=env,
+            stdout=self.out.open("wb"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def text(self) -> str:
+        """Everything it printed so far."""
+        return self.out.read_text(errors="replace")
+
+    def wait_for(self, needle: str, timeout: float) -> None:
+        """Until ``needle`` is printed; fail with the output if it exits or times out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.text():
+                return
+            assert self.proc.poll() is None, f"scribe dev exited:\n{self.text()[-4000:]}"
+            time.sleep(0.5)
+        raise AssertionError(f"{needle!r} not printed in {timeout:.0f}s:\n{self.text()[-4000:]}")
+
+    def stop(self) -> None:
+        """Ctrl-C, as a user would; kill the group if it does not end."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(90)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+def _milvus_pid(data: Path) -> int:
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"milvus-lite") for a in argv) and str(data).encode() in b" ".join(argv):
+            return int(cmdline.parent.name)
+    raise AssertionError("no Milvus Lite process of this scribe dev")
+
+
+@pytest.fixture
+def dev_env() -> Iterator[tuple[Path, dict[str, str]]]:
+    """A private data dir and free ports; no SCRIBE_/PREFECT_ settings of the caller."""
+    data = Path(tempfile.mkdtemp(prefix="scribe-dev-"))
+    os.chmod(data, 0o755)  # PostgreSQL runs as its own user and must reach it
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCRIBE_", "PREFECT_"))}
+    env |= {
+        "SCRIBE_DATA_DIR": str(data / "scribe"),
+        "SCRIBE_KAFKA_PORT": str(free_port()),
+        "SCRIBE_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "SCRIBE_PREFECT_PORT": str(free_port()),
+        "SCRIBE_MILVUS_PORT": str(free_port()),
+        "SCRIBE_WORKER_WEB_PORT": str(free_port()),
+        "SCRIBE_WORKER_METRICS_PORT": str(free_port()),
+        "SCRIBE_RUNNER_METRICS_PORT": str(free_port()),
+        "COLUMNS": "400",  # rich wraps at 80 columns without a terminal
+    }
+    try:
+        yield data, env
+    finally:
+        if os.environ.get("SCRIBE_KEEP_TEST_DATA") != "1":
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def test_dev_supervises_its_services_and_produces_the_sample_once(
+    dev_env: tuple[Path, dict[str, str]],
+) -> None:
+    data, env = dev_env
+    milvus_port = int(env["SCRIBE_MILVUS_PORT"])
+    first = Dev(data, env, "first")
+    try:
+        first.wait_for("ready.", 300)
+        out = first.text()
+        assert "Prefect's database: PostgreSQL on 127.0.0.1:" in out, out
+        assert "sent 10 sample events" in out, out
+
+        pid = _milvus_pid(data)
+        os.kill(pid, signal.SIGKILL)
+        first.wait_for("milvus was killed by SIGKILL; restarting it (log: ", 30)
+        assert str(data / "scribe" / "logs" / "milvus.log") in first.text()
+        deadline = time.monotonic() + 60
+        while not port_open(milvus_port):
+            assert time.monotonic() < deadline, "Milvus Lite did not come back"
+            time.sleep(0.5)
+        assert _milvus_pid(data) != pid
+    finally:
+        first.stop()
+    assert first.proc.returncode == 0, first.text()[-3000:]
+
+    second = Dev(data, env, "second")
+    try:
+        second.wait_for("ready.", 300)
+        out = second.text()
+        assert "the sample is on novel-events already (10 events); not producing it again" in out
+        assert "sent 10" not in out
+    finally:
+        second.stop()
+    prefect_log = (data / "scribe" / "logs" / "prefect.log").read_text(errors="replace")
+    assert "database is locked" not in prefect_log
