@@ -1,0 +1,150 @@
+"""The processing flow run by Prefect's engine (a temporary local Prefect server, ~30 s).
+
+Two behaviours that only show in a real flow run: an edited chapter embeds only the
+chunks whose text changed, and a failure after the durable publish (the artifact) does
+not turn an indexed chapter into a failed one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from prefect_bridge.chunking import ChunkingPolicy, chunk_text
+from prefect_bridge.embedding import HashingEmbedder, Vector
+from prefect_bridge.runtime import FlowRuntime, configure
+from schemas import ChapterEmbedded, ChapterFailed, ChapterProcessingFailed, ResultEvent
+from schemas.dead_letters import Headers
+
+POLICY = ChunkingPolicy(target_tokens=60, max_tokens=80, overlap_tokens=10)
+PARAGRAPHS = [
+    f"第{i}段。" + "".join(f"悟空在第{i}段第{j}句说了一句不同的话。" for j in range(6))
+    for i in range(12)
+]
+
+
+class Publisher:
+    """Keeps what the flow publishes: results, dead letters, platform notifications."""
+
+    def __init__(self) -> None:
+        self.published: list[ResultEvent] = []
+        self.dead_letters: list[tuple[bytes | None, bytes, Headers]] = []
+        self.failures: list[ChapterProcessingFailed] = []
+
+    async def publish(self, result: ResultEvent) -> None:
+        self.published.append(result)
+
+    async def dead_letter(self, key: bytes | None, value: bytes, headers: Headers) -> None:
+        self.dead_letters.append((key, value, headers))
+
+    async def notify_failure(self, failure: ChapterProcessingFailed) -> None:
+        self.failures.append(failure)
+
+    async def close(self) -> None:
+        pass
+
+
+class CountingEmbedder(HashingEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedded: list[str] = []
+
+    def embed_passages(self, texts: list[str]) -> list[Vector]:
+        self.embedded.extend(texts)
+        return super().embed_passages(texts)
+
+
+class PublishedIndex:
+    """The index as the sink would leave it: the newest published chunks per chapter."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+
+    async def known_vectors(
+        self,
+        novel_id: str,
+        chapter_id: str,
+        model: str,
+        texts: Sequence[str],
+        target: str | None = None,
+    ) -> dict[str, Vector]:
+        rows: dict[str, Vector] = {}
+        for r in self.publisher.published:
+            if isinstance(r, ChapterEmbedded) and (r.novel_id, r.chapter_id, r.model) == (
+                novel_id,
+                chapter_id,
+                model,
+            ):
+                rows = {c.text: list(c.vector) for c in r.chunks}
+        return {t: rows[t] for t in texts if t in rows}
+
+
+@pytest.fixture(scope="module")
+def prefect_server() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def event(version: int, text: str) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "chapter.updated",
+        "schema_version": 1,
+        "novel_id": "xyj",
+        "chapter_id": "c1",
+        "version": version,
+        "occurred_at": "2024-05-01T12:00:00Z",
+        "title": "第一回",
+        "text": text,
+    }
+
+
+async def test_an_edit_embeds_only_the_chunks_whose_text_changed(prefect_server: None) -> None:
+    from prefect_bridge.flow import novel_processing
+
+    publisher, embedder = Publisher(), CountingEmbedder()
+    index = PublishedIndex(publisher)
+    configure(lambda: FlowRuntime(embedder, publisher, POLICY, 100_000, vectors=index))
+    first = "\n".join(PARAGRAPHS)
+    done = await novel_processing(event=event(1, first))
+    assert done["reused"] == 0 and done["embedded"] == len(chunk_text(first, POLICY, len))
+
+    edited = [*PARAGRAPHS[:6], "悟空又说了一句话。八戒笑了。", *PARAGRAPHS[6:]]
+    second = "\n".join(edited)
+    embedder.embedded.clear()
+    done = await novel_processing(event=event(2, second))
+    new_chunks = [c.text for c in chunk_text(second, POLICY, len)]
+    assert done["reused"] > len(new_chunks) // 2
+    assert done["reused"] + done["embedded"] == len(new_chunks) == done["chunks"]
+    assert len(embedder.embedded) == done["embedded"] <= 4
+    result = publisher.published[-1]
+    assert isinstance(result, ChapterEmbedded)
+    assert [c.text for c in result.chunks] == new_chunks
+    fresh = HashingEmbedder().embed_passages(new_chunks)
+    for c, v in zip(result.chunks, fresh, strict=True):  # reused or not: the model's vector
+        assert c.vector == pytest.approx(v, abs=1e-6)
+
+
+async def test_a_failing_artifact_does_not_fail_a_published_chapter(
+    prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import prefect_bridge.flow as flow_module
+
+    async def rejected(**kwargs: Any) -> None:
+        raise RuntimeError("422 Unprocessable Entity: artifact rejected")
+
+    monkeypatch.setattr(flow_module, "acreate_markdown_artifact", rejected)
+    publisher = Publisher()
+    configure(lambda: FlowRuntime(HashingEmbedder(), publisher, POLICY, 100_000))
+    state = await flow_module.novel_processing(
+        event=event(1, "\n".join(PARAGRAPHS[:2])), return_state=True
+    )
+    assert state.is_completed(), state
+    assert [type(r) for r in publisher.published] == [ChapterEmbedded]  # once: no retry
+    assert not any(isinstance(r, ChapterFailed) for r in publisher.published)
+    assert publisher.dead_letters == [] and publisher.failures == []
