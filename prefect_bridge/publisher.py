@@ -120,27 +120,3 @@ class KafkaResultPublisher:
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await producer.stop()
-
-
-class InMemoryPublisher:
-    """Fake publisher for unit tests: keeps what was published."""
-
-    def __init__(self) -> None:
-        self.published: list[ResultEvent] = []
-        self.dead_letters: list[tuple[bytes | None, bytes, Headers]] = []
-        self.failures: list[ChapterProcessingFailed] = []
-
-    async def publish(self, result: ResultEvent) -> None:
-        """Record the result."""
-        self.published.append(result)
-
-    async def dead_letter(self, key: bytes | None, value: bytes, headers: Headers) -> None:
-        """Record the dead letter."""
-        self.dead_letters.append((key, value, headers))
-
-    async def notify_failure(self, failure: ChapterProcessingFailed) -> None:
-        """Record the notification."""
-        self.failures.append(failure)
-
-    async def close(self) -> None:
-        """Nothing to release."""

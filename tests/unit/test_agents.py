@@ -16,8 +16,6 @@ from agents.decisions import ChapterState, SubmitFlowRun, plan_event
 from agents.ledger import InMemoryLedger, Ledger, SqliteLedger
 from agents.result_agent import ResultAgent, ResultMessage
 from agents.retry import Backoff
-from agents.vector_store import InMemoryVectorStore
-from prefect_bridge.publisher import InMemoryPublisher
 from schemas import (
     ChapterEmbedded,
     ChapterRemoved,
@@ -34,6 +32,7 @@ from schemas import (
     parse_event,
 )
 
+from tests.fakes import InMemoryLedger, InMemoryPublisher, InMemoryVectorStore
 FAST = Backoff(initial=0.001, cap=0.01)
 WHEN = datetime(2024, 5, 1, 12, tzinfo=UTC)
 SOURCE = SourceRef(topic="novel-events", partition=1, offset=7)

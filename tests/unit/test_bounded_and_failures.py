@@ -17,9 +17,9 @@ from agents.vector_store import InMemoryVectorStore
 from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.embedding import HashingEmbedder
 from prefect_bridge.flow import report_failure
-from prefect_bridge.publisher import InMemoryPublisher
 from prefect_bridge.runtime import FlowRuntime, configure
 from schemas import ChapterFailed, ScribeError, SourceRef
+from tests.fakes import InMemoryLedger, InMemoryPublisher, InMemoryVectorStore
 from schemas.dead_letters import DeadLetter
 
 SOURCE = SourceRef(topic="novel-events", partition=1, offset=7)

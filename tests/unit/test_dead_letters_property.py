@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from agents.chapter_agent import ChapterAgent
 from agents.ledger import InMemoryLedger
 from agents.retry import Backoff
-from prefect_bridge.publisher import InMemoryPublisher
 from schemas import InvalidEvent, ScribeError, SourceRef
 from schemas.dead_letters import error_headers
+from tests.fakes import InMemoryLedger, InMemoryPublisher
 from schemas.events import EVENT_TYPES
 
 MAX_TEXT_BYTES = 64

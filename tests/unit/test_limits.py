@@ -65,8 +65,8 @@ async def test_a_timed_out_embed_task_returns_at_its_timeout_not_when_the_model_
     from prefect_bridge.chunking import ChunkingPolicy
     from prefect_bridge.embedding import HashingEmbedder
     from prefect_bridge.flow import embed_chunks
-    from prefect_bridge.publisher import InMemoryPublisher
     from prefect_bridge.runtime import FlowRuntime, configure
+    from tests.fakes import InMemoryPublisher
 
     release = threading.Event()
 
