@@ -16,6 +16,7 @@ from agents.decisions import ChapterState, SubmitFlowRun, plan_event
 from agents.ledger import InMemoryLedger, Ledger, SqliteLedger
 from agents.result_agent import ResultAgent, ResultMessage
 from agents.retry import Backoff
+from agents.vector_store import InMemoryVectorStore
 from schemas import (
     ChapterEmbedded,
     ChapterRemoved,
@@ -31,8 +32,8 @@ from schemas import (
     VectorStoreError,
     parse_event,
 )
+from tests.fakes import InMemoryPublisher
 
-from tests.fakes import InMemoryLedger, InMemoryPublisher, InMemoryVectorStore
 FAST = Backoff(initial=0.001, cap=0.01)
 WHEN = datetime(2024, 5, 1, 12, tzinfo=UTC)
 SOURCE = SourceRef(topic="novel-events", partition=1, offset=7)

@@ -19,8 +19,8 @@ from prefect_bridge.embedding import HashingEmbedder
 from prefect_bridge.flow import report_failure
 from prefect_bridge.runtime import FlowRuntime, configure
 from schemas import ChapterFailed, ScribeError, SourceRef
-from tests.fakes import InMemoryLedger, InMemoryPublisher, InMemoryVectorStore
 from schemas.dead_letters import DeadLetter
+from tests.fakes import InMemoryPublisher
 
 SOURCE = SourceRef(topic="novel-events", partition=1, offset=7)
 

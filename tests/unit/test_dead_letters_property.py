@@ -23,8 +23,8 @@ from agents.ledger import InMemoryLedger
 from agents.retry import Backoff
 from schemas import InvalidEvent, ScribeError, SourceRef
 from schemas.dead_letters import error_headers
-from tests.fakes import InMemoryLedger, InMemoryPublisher
 from schemas.events import EVENT_TYPES
+from tests.fakes import InMemoryPublisher
 
 MAX_TEXT_BYTES = 64
 SOURCE = SourceRef(topic="novel-events", partition=0, offset=5)
