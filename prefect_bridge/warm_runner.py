@@ -13,6 +13,13 @@ the embedding model stays loaded and at most ``limit`` runs execute at once.
   (``prefect_bridge.recovery``) of any runner on this host reschedules it when this
   process is gone.
 * Cancellation: runs of ours that enter Cancelling are cancelled and marked Cancelled.
+* Deadline: a run still executing ``run_deadline`` seconds after it was claimed (its
+  flow timeout is over and its failure hooks should be long done) is cancelled, which
+  frees its slot; the engine records the cancellation as a crash, which the watchdog
+  reschedules. ``on_progress`` is called after each round of the loop that reached
+  Prefect, unless a run outlived its deadline and its cancellation: the process's
+  health beats there, so /health turns red when the runner cannot claim runs or its
+  slots are stuck.
 * Wake-up: the runner subscribes to the server's event stream for the deployment's
   ``prefect.flow-run.Scheduled`` events and claims a new run at once instead of at the
   next poll; polling stays as the fallback (the stream may be down or unavailable).
@@ -24,6 +31,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -43,6 +51,9 @@ log = logging.getLogger("scribe.warm_runner")
 #: Seconds between attempts to (re)open the event stream.
 STREAM_RETRY_SECONDS = 10.0
 
+#: Seconds a run cancelled at its deadline may take to end before the runner is unhealthy.
+CANCEL_GRACE_SECONDS = 60.0
+
 
 def owner_id(host: str | None = None) -> str:
     """``<host>:<pid>`` of this process, stored in the runs it executes (``host``:
@@ -61,6 +72,8 @@ class WarmRunner:
         limit: int,
         poll_seconds: float = 1.0,
         on_finished: Callable[[str], None] | None = None,
+        run_deadline: float | None = None,
+        on_progress: Callable[[], None] | None = None,
         host: str | None = None,
     ) -> None:
         self._client = client
@@ -70,7 +83,11 @@ class WarmRunner:
         self._limit = limit
         self._poll = poll_seconds
         self._running: dict[UUID, asyncio.Task[Any]] = {}
+        self._claimed_at: dict[UUID, float] = {}
+        self._expired: set[UUID] = set()
         self._on_finished = on_finished
+        self._deadline = run_deadline
+        self._on_progress = on_progress
         self._wake = asyncio.Event()
         self.completed = 0
         #: Wake-ups by the event stream (a run scheduled between two polls).
@@ -83,6 +100,8 @@ class WarmRunner:
             while True:
                 await self._fill()
                 await self._watch_cancellations()
+                if self.check_deadlines() and self._on_progress is not None:
+                    self._on_progress()
                 await self._idle()
         finally:
             listener.cancel()
@@ -136,10 +155,36 @@ class WarmRunner:
             if claimed is not None:
                 task = asyncio.create_task(self._execute(claimed), name=f"run {run.name}")
                 self._running[run.id] = task
+                self._claimed_at[run.id] = time.monotonic()
                 task.add_done_callback(partial(self._forget, run.id))
 
     def _forget(self, run_id: UUID, _task: asyncio.Task[Any]) -> None:
         self._running.pop(run_id, None)
+        self._claimed_at.pop(run_id, None)
+        self._expired.discard(run_id)
+
+    def check_deadlines(self, now: float | None = None) -> bool:
+        """Cancel runs past their deadline; False if one outlived its cancellation too."""
+        if self._deadline is None:
+            return True
+        now = time.monotonic() if now is None else now
+        healthy = True
+        for run_id, task in list(self._running.items()):
+            age = now - self._claimed_at.get(run_id, now)
+            if age <= self._deadline:
+                continue
+            if run_id not in self._expired:
+                self._expired.add(run_id)
+                log.error(
+                    "flow run %s still executing after %.0fs (deadline %.0fs): cancelling it",
+                    run_id,
+                    age,
+                    self._deadline,
+                )
+                task.cancel()
+            elif age > self._deadline + CANCEL_GRACE_SECONDS:
+                healthy = False  # cancelled and still not done: a slot is stuck
+        return healthy
 
     async def _claim(self, run: Any) -> Any | None:
         try:
@@ -158,7 +203,7 @@ class WarmRunner:
             state = await run_flow(self._flow, flow_run=run, return_type="state")  # type: ignore[misc]
             outcome = str(getattr(getattr(state, "type", None), "value", "UNKNOWN"))
         except asyncio.CancelledError:
-            outcome = "CANCELLED"
+            outcome = "TIMED_OUT" if run.id in self._expired else "CANCELLED"
             raise
         except Exception:  # the engine has recorded the failure in Prefect
             log.exception("flow run %s ended with an error", run.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from typing import Any
 from uuid import UUID
 
@@ -18,12 +19,13 @@ from prefect_bridge.automations import (
     zombie_automation,
 )
 from prefect_bridge.deployment import ensure_deployment
+from prefect_bridge.publisher import SEND_TIMEOUT_SECONDS
 from prefect_bridge.recovery import recover_orphans
 from streams import check_prefect_env
 from streams.metrics import RUNS_FINISHED, Heartbeat, serve
 from streams.processes import terminate_children
 from streams.settings import Settings
-from streams.wiring import apply_prefect_env
+from streams.wiring import apply_prefect_env, flow_timeouts
 
 log = logging.getLogger("scribe.runner")
 
@@ -72,13 +74,14 @@ async def serve_with_worker(settings: Settings) -> None:
     cancelled in Prefect instead of running on unattended.
     """
     await deploy(settings)
-    serve(settings.runner_metrics_port, HEARTBEAT.healthy)
+    heartbeat = Heartbeat(max_age=HEALTH_MAX_AGE_SECONDS)
+    serve(settings.runner_metrics_port, heartbeat.healthy)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
-    watchdog = asyncio.create_task(_watch_orphans(settings))
+    watchdog = asyncio.create_task(_watch_orphans(settings, heartbeat))
     delay = 1.0
     try:
         while True:  # the worker gives up when the API is gone for a while: start it again
@@ -99,17 +102,28 @@ async def serve_with_worker(settings: Settings) -> None:
         await asyncio.to_thread(terminate_children)
 
 
-HEARTBEAT = Heartbeat(max_age=120.0)
+#: Seconds without progress after which /health of a runner turns red.
+HEALTH_MAX_AGE_SECONDS = 120.0
+
+#: Seconds a run's failure hooks may need after its flow timeout: each publishes up to
+#: three messages, each bounded by the publisher's send timeout, plus the producer's start.
+HOOKS_GRACE_SECONDS = 4 * SEND_TIMEOUT_SECONDS
+
+#: A loop that ran this long before it failed starts again after the shortest delay.
+LOOP_STABLE_SECONDS = 60.0
 
 
 def _count_finished(state: str) -> None:
     RUNS_FINISHED.labels(state).inc()
 
 
-async def _watch_orphans(settings: Settings, every: float = 30.0) -> None:
+async def _watch_orphans(
+    settings: Settings, heartbeat: Heartbeat | None = None, every: float = 30.0
+) -> None:
     """At start and then periodically, reschedule runs whose process died."""
     while True:
-        HEARTBEAT.beat()
+        if heartbeat is not None:
+            heartbeat.beat()
         try:
             async with get_client() as client:
                 deployment = await client.read_deployment_by_name(settings.deployment)
@@ -117,6 +131,15 @@ async def _watch_orphans(settings: Settings, every: float = 30.0) -> None:
         except Exception as exc:  # Prefect briefly down: try again next round
             log.warning("orphan check failed: %s", exc)
         await asyncio.sleep(every)
+
+
+def run_deadline(settings: Settings) -> float:
+    """Seconds after its claim when a warm run is cancelled as stuck.
+
+    Both attempts of the flow (it retries once, 5 s apart) at their timeout, then the
+    failure hooks: a run that is still going past this is not doing honest work.
+    """
+    return 2 * (flow_timeouts(settings).flow + 5.0) + HOOKS_GRACE_SECONDS
 
 
 def serve_warm(settings: Settings) -> None:
@@ -127,17 +150,26 @@ def serve_warm(settings: Settings) -> None:
     crashes the runs in flight. The main thread waits for SIGTERM/SIGINT and stops the
     loop, which cancels the runs in flight (the watchdog of the next runner reschedules
     them).
+
+    When Prefect is unreachable for longer than its client retries, ``main()`` raises and
+    the loop is started again. Everything bound to a loop (the Prefect client, the flow
+    runtime with its Kafka producer) is built inside ``main()`` and closed when it ends;
+    only the loaded model outlives a loop. /health is beaten by the runner's rounds that
+    reached Prefect with no run stuck past its deadline, so it turns red while the runner
+    cannot claim runs or its slots are stuck.
     """
     import threading
 
-    from prefect_bridge.runtime import get_runtime
-    from streams.flow_entry import novel_processing  # configures the flow runtime once
+    from prefect_bridge.runtime import close_runtime
+    from streams.flow_entry import load_embedder, novel_processing
 
     asyncio.run(deploy(settings))
-    get_runtime()  # load the embedder now, not in the first run
-    serve(settings.runner_metrics_port, HEARTBEAT.healthy)
+    load_embedder()  # load the model now, not in the first run
+    heartbeat = Heartbeat(max_age=max(HEALTH_MAX_AGE_SECONDS, 3 * settings.runner_poll_seconds))
+    serve(settings.runner_metrics_port, heartbeat.healthy)
     stop = threading.Event()
     holder: dict[str, Any] = {}
+    deadline = run_deadline(settings)
 
     async def main() -> None:
         from prefect_bridge.warm_runner import WarmRunner
@@ -155,20 +187,27 @@ def serve_warm(settings: Settings) -> None:
                     settings.runner_limit,
                     settings.runner_poll_seconds,
                     on_finished=_count_finished,
+                    run_deadline=deadline,
+                    on_progress=heartbeat.beat,
                 )
                 log.info("warm runner: %d slots on %s", settings.runner_limit, settings.deployment)
                 await runner.run_forever()
         finally:
             watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+            await close_runtime()  # the Kafka producer of this loop's runs
 
     def loop_thread() -> None:
         delay = 1.0
         while not stop.is_set():
+            began = time.monotonic()
             try:
                 asyncio.run(main())
             except asyncio.CancelledError:
                 return
             except Exception as exc:  # Prefect unreachable for a while: start again
+                if time.monotonic() - began > LOOP_STABLE_SECONDS:
+                    delay = 1.0  # a new outage, not the same one going on
                 log.warning("warm runner stopped (%s); restarting in %.0fs", exc, delay)
                 stop.wait(delay)
                 delay = min(delay * 2, 30.0)

@@ -86,10 +86,14 @@ class MeteredEmbedder:
         return self._inner.count_tokens(text)
 
 
-def build_flow_runtime(settings: Settings) -> FlowRuntime:
-    """What the processing flow needs in a runner process."""
+def build_flow_runtime(settings: Settings, embedder: Embedder | None = None) -> FlowRuntime:
+    """What the processing flow needs in one event loop of a runner process.
+
+    ``embedder`` is the process's loaded model, shared by the runtimes of all its loops
+    (unset: a new one); the publisher is new and opens its producer in the loop using it.
+    """
     return FlowRuntime(
-        embedder=MeteredEmbedder(build_embedder(settings)),
+        embedder=embedder if embedder is not None else MeteredEmbedder(build_embedder(settings)),
         publisher=KafkaResultPublisher(
             settings.topic_embeddings,
             client_config(settings),
