@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -93,96 +92,6 @@ def applies_over(new: ChapterState, old: ChapterState) -> bool:
     if new.version != old.version:
         return new.version > old.version
     return new.deleted or not old.deleted
-
-
-class InMemoryLedger:
-    """Fake ledger for unit tests, with the same semantics as the SQL ledgers."""
-
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], ChapterState] = {}
-        self.novels: dict[str, int] = {}
-
-    async def chapter(self, novel_id: str, chapter_id: str) -> ChapterState | None:
-        """Row lookup."""
-        return self.rows.get((novel_id, chapter_id))
-
-    async def chapters_by_key(
-        self, keys: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], ChapterState]:
-        """Row lookups."""
-        return {k: self.rows[k] for k in keys if k in self.rows}
-
-    async def novel_deleted_offset(self, novel_id: str) -> int | None:
-        """Tombstone lookup."""
-        return self.novels.get(novel_id)
-
-    async def record_applied(self, state: ChapterState) -> None:
-        """Upsert like ``ledger_sql.RECORD_APPLIED`` (compare-and-set on the version)."""
-        old = self.rows.get((state.novel_id, state.chapter_id))
-        if old is not None and not applies_over(state, old):
-            return
-        keep_failure = old is not None and (old.failed_version or 0) > state.version
-        self.rows[(state.novel_id, state.chapter_id)] = replace(
-            state,
-            flow_run_id=state.flow_run_id or (old.flow_run_id if old else None),
-            latest_version=max(old.latest_version if old else state.version, state.version),
-            failed_version=old.failed_version if keep_failure and old else None,
-            error=old.error if keep_failure and old else None,
-            updated_at=state.updated_at or _now(),
-        )
-
-    async def record_applied_many(self, states: Sequence[ChapterState]) -> None:
-        """Each in order."""
-        for state in states:
-            await self.record_applied(state)
-
-    async def record_submitted(
-        self, novel_id: str, chapter_id: str, version: int, flow_run_id: str
-    ) -> None:
-        """Upsert like ``ledger_sql.RECORD_SUBMITTED``."""
-        old = self.rows.get((novel_id, chapter_id)) or ChapterState(novel_id, chapter_id, 0, False)
-        self.rows[(novel_id, chapter_id)] = replace(
-            old,
-            flow_run_id=flow_run_id if version >= old.latest_version else old.flow_run_id,
-            latest_version=max(old.latest_version, version),
-            updated_at=_now(),
-        )
-
-    async def record_failed(
-        self, novel_id: str, chapter_id: str, version: int, flow_run_id: str | None, error: str
-    ) -> None:
-        """Upsert like ``ledger_sql.RECORD_FAILED``."""
-        old = self.rows.get((novel_id, chapter_id)) or ChapterState(novel_id, chapter_id, 0, False)
-        self.rows[(novel_id, chapter_id)] = replace(
-            old,
-            failed_version=max(old.failed_version or 0, version),
-            error=error,
-            flow_run_id=flow_run_id,
-            latest_version=max(old.latest_version, version),
-            updated_at=_now(),
-        )
-
-    async def delete_novel(self, novel_id: str, offset: int) -> None:
-        """Drop rows, keep the highest tombstone."""
-        for key in [k for k in self.rows if k[0] == novel_id]:
-            del self.rows[key]
-        self.novels[novel_id] = max(offset, self.novels.get(novel_id, offset))
-
-    async def counts(self) -> dict[str, int]:
-        """Counts by status."""
-        counts = dict(q.EMPTY_COUNTS)
-        for state in self.rows.values():
-            counts[state.status] += 1
-        return counts
-
-    async def chapters(self, status: str, limit: int = 50) -> list[ChapterState]:
-        """Rows in ``status``, newest first."""
-        rows = [s for s in self.rows.values() if s.status == status]
-        rows.sort(key=lambda s: s.updated_at or _now(), reverse=True)
-        return rows[:limit]
-
-    async def close(self) -> None:
-        """Nothing to release."""
 
 
 class SqliteLedger:

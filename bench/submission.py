@@ -24,11 +24,11 @@ from typing import Any
 
 from agents.chapter_agent import ChapterAgent
 from agents.decisions import SubmitFlowRun, plan_event
-from agents.ledger import InMemoryLedger
 from bench.workload import BenchChapter, make_chapters, percentile
 from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.runtime import pipeline_version
 from schemas import ResultEvent, ScribeError, SourceRef, parse_event
+from tests.fakes import InMemoryLedger
 
 DEPLOYMENT = "novel-processing/bench-submit"
 POOL = "bench-pool"

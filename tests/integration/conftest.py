@@ -87,6 +87,7 @@ ORDER = [
     "test_edits",
     "test_ledger_postgres",
     "test_replay",
+    "test_operations",
     "test_guarantees",
     "test_failures",
     "test_warm_runner",

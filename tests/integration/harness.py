@@ -141,6 +141,7 @@ def restart_service(stack: Stack, name: str, down_seconds: float) -> None:
         "kafka": lambda: port_open(s.kafka_port),
         "milvus": lambda: port_open(s.milvus_port),
         "prefect": lambda: prefect_healthy(s.prefect_url),
+        "postgres": lambda: port_open(stack.stack.postgres_port or 0),
     }
     wait_for(ready[name], 180, f"{name} back up")
 

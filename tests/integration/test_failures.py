@@ -125,8 +125,8 @@ def ledger_failure(stack: Stack, novel: str) -> dict[str, Any]:
 def test_a_flow_that_fails_publishes_a_failure_event_and_marks_the_chapter(stack: Stack) -> None:
     """The runner is swapped for one whose result limit no real chapter fits in."""
     novel = f"fail-{uuid.uuid4().hex[:6]}"
-    with swapped_runner(stack, "failing-runner", {"SCRIBE_MAX_RESULT_BYTES": "3000"}):
-        text = "八戒吃了人参果。沙僧挑着担子。"  # one chunk: still a result over 3,000 bytes
+    with swapped_runner(stack, "failing-runner", {"SCRIBE_MAX_RESULT_BYTES": "1200"}):
+        text = "八戒吃了人参果。沙僧挑着担子。"  # one chunk: over 1,200 bytes
         asyncio.run(
             stack.produce(
                 [(novel.encode(), event("chapter.created", novel, "c1", 1, title="t", text=text))]

@@ -72,7 +72,9 @@ def test_killing_worker_and_runner_repeatedly_loses_and_duplicates_nothing(stack
     )
 
 
-@pytest.mark.parametrize("name,down", [("prefect", 35), ("milvus", 20), ("kafka", 15)])
+@pytest.mark.parametrize(
+    "name,down", [("prefect", 35), ("milvus", 20), ("kafka", 15), ("postgres", 15)]
+)
 def test_a_service_outage_mid_stream_loses_nothing(stack: Stack, name: str, down: int) -> None:
     novel = f"{name}-down-{uuid.uuid4().hex[:6]}"
     messages, expected = _scenario(novel, 12, range(0, 3), range(3, 5))

@@ -13,10 +13,10 @@ import pytest
 
 from agents.chapter_agent import ChapterAgent
 from agents.decisions import ChapterState, SubmitFlowRun, plan_event
-from agents.ledger import InMemoryLedger, Ledger, SqliteLedger
+from agents.index_catalog import SingleIndex
+from agents.ledger import Ledger, SqliteLedger
 from agents.result_agent import ResultAgent, ResultMessage
 from agents.retry import Backoff
-from agents.vector_store import InMemoryVectorStore
 from schemas import (
     ChapterEmbedded,
     ChapterRemoved,
@@ -32,7 +32,7 @@ from schemas import (
     VectorStoreError,
     parse_event,
 )
-from tests.fakes import InMemoryPublisher
+from tests.fakes import InMemoryLedger, InMemoryPublisher, InMemoryVectorStore
 
 FAST = Backoff(initial=0.001, cap=0.01)
 WHEN = datetime(2024, 5, 1, 12, tzinfo=UTC)
@@ -340,7 +340,11 @@ def rows_of(store: InMemoryVectorStore, chapter: str = "c1") -> list[tuple[int, 
 def sink(ledger: Ledger) -> tuple[ResultAgent, CountingStore, FakeDeadLetters]:
     store = CountingStore()
     dlq = FakeDeadLetters()
-    return ResultAgent(store=store, ledger=ledger, dead_letters=dlq, backoff=FAST), store, dlq
+    return (
+        ResultAgent(catalog=SingleIndex(store, ledger), dead_letters=dlq, backoff=FAST),
+        store,
+        dlq,
+    )
 
 
 Sink = tuple[ResultAgent, CountingStore, FakeDeadLetters]
@@ -496,7 +500,9 @@ async def test_invalid_result_is_dead_lettered_and_batch_goes_on(sink: Sink) -> 
 
 async def test_retriable_store_failure_is_retried(ledger: Ledger) -> None:
     store = CountingStore([VectorStoreError("busy")])
-    agent = ResultAgent(store=store, ledger=ledger, dead_letters=FakeDeadLetters(), backoff=FAST)
+    agent = ResultAgent(
+        catalog=SingleIndex(store, ledger), dead_letters=FakeDeadLetters(), backoff=FAST
+    )
     assert await agent.handle_batch([msg(embedded(1, 2))]) == 1
     assert store.writes == 2 and len(store.rows) == 2
 
@@ -507,7 +513,7 @@ async def test_ledger_is_not_updated_when_flush_fails(ledger: Ledger) -> None:
             raise ConfigurationError("collection dropped")
 
     agent = ResultAgent(
-        store=BrokenFlush(), ledger=ledger, dead_letters=FakeDeadLetters(), backoff=FAST
+        catalog=SingleIndex(BrokenFlush(), ledger), dead_letters=FakeDeadLetters(), backoff=FAST
     )
     with pytest.raises(ConfigurationError):
         await agent.handle_batch([msg(embedded(1, 2))])
@@ -523,7 +529,9 @@ async def test_result_version_beyond_int64_does_not_crash_the_sink(tmp_path: Pat
     """
     led = SqliteLedger(tmp_path / "ledger.db")
     dlq = FakeDeadLetters()
-    agent = ResultAgent(store=InMemoryVectorStore(), ledger=led, dead_letters=dlq, backoff=FAST)
+    agent = ResultAgent(
+        catalog=SingleIndex(InMemoryVectorStore(), led), dead_letters=dlq, backoff=FAST
+    )
     try:
         obj = json.loads(embedded(1, 1).model_dump_json())
         obj["version"] = 2**63  # built as JSON: the model may (and should) refuse it
@@ -535,7 +543,9 @@ async def test_result_version_beyond_int64_does_not_crash_the_sink(tmp_path: Pat
 
 async def test_a_batch_is_one_upsert_and_trims_only_what_may_be_stale(ledger: Ledger) -> None:
     store = InMemoryVectorStore()
-    agent = ResultAgent(store=store, ledger=ledger, dead_letters=FakeDeadLetters(), backoff=FAST)
+    agent = ResultAgent(
+        catalog=SingleIndex(store, ledger), dead_letters=FakeDeadLetters(), backoff=FAST
+    )
     for chapter in ("a", "b", "c"):  # submitted first, as the chapter agent records it
         await ledger.record_submitted("n1", chapter, 1, "run")
     first = [msg(embedded(1, 3, chapter=c)) for c in ("a", "b", "c")]
@@ -553,7 +563,9 @@ async def test_a_batch_is_one_upsert_and_trims_only_what_may_be_stale(ledger: Le
 
 async def test_in_batch_versions_keep_the_trim_of_an_older_shrink(ledger: Ledger) -> None:
     store = InMemoryVectorStore()
-    agent = ResultAgent(store=store, ledger=ledger, dead_letters=FakeDeadLetters(), backoff=FAST)
+    agent = ResultAgent(
+        catalog=SingleIndex(store, ledger), dead_letters=FakeDeadLetters(), backoff=FAST
+    )
     assert await agent.handle_batch([msg(embedded(1, 10))]) == 1
     # v2 (3 chunks) and v3 (5 chunks) in one batch: rows 5..9 of v1 must still go
     assert await agent.handle_batch([msg(embedded(2, 3)), msg(embedded(3, 5))]) == 2
@@ -564,7 +576,9 @@ async def test_in_batch_versions_keep_the_trim_of_an_older_shrink(ledger: Ledger
 
 async def test_a_delete_after_an_embedding_in_the_same_batch_wins(ledger: Ledger) -> None:
     store = InMemoryVectorStore()
-    agent = ResultAgent(store=store, ledger=ledger, dead_letters=FakeDeadLetters(), backoff=FAST)
+    agent = ResultAgent(
+        catalog=SingleIndex(store, ledger), dead_letters=FakeDeadLetters(), backoff=FAST
+    )
     assert await agent.handle_batch([msg(embedded(1, 4)), msg(removed(2))]) == 2
     assert not [r for r in store.rows.values() if r["chapter_id"] == "c1"]
 
@@ -593,7 +607,9 @@ async def test_a_batch_reads_the_ledger_once_and_records_it_once() -> None:
 
     ledger = Counting()
     agent = ResultAgent(
-        store=InMemoryVectorStore(), ledger=ledger, dead_letters=FakeDeadLetters(), backoff=FAST
+        catalog=SingleIndex(InMemoryVectorStore(), ledger),
+        dead_letters=FakeDeadLetters(),
+        backoff=FAST,
     )
     batch = [msg(embedded(1, 2, chapter=c)) for c in "abcde"] + [msg(removed(1, chapter="z"))]
     assert await agent.handle_batch(batch) == 6

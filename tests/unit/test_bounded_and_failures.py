@@ -10,17 +10,16 @@ from types import SimpleNamespace
 from typing import Any
 
 from agents.chapter_agent import ChapterAgent
-from agents.ledger import InMemoryLedger
+from agents.index_catalog import SingleIndex
 from agents.result_agent import ResultAgent, ResultMessage
 from agents.retry import Backoff
-from agents.vector_store import InMemoryVectorStore
 from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.embedding import HashingEmbedder
 from prefect_bridge.flow import report_failure
 from prefect_bridge.runtime import FlowRuntime, configure
 from schemas import ChapterFailed, ScribeError, SourceRef
 from schemas.dead_letters import DeadLetter
-from tests.fakes import InMemoryPublisher
+from tests.fakes import InMemoryLedger, InMemoryPublisher, InMemoryVectorStore
 
 SOURCE = SourceRef(topic="novel-events", partition=1, offset=7)
 
@@ -135,7 +134,7 @@ async def test_a_redriven_event_gets_a_new_idempotency_key() -> None:
 async def test_result_agent_records_a_failed_chapter_without_touching_the_index() -> None:
     ledger, store = InMemoryLedger(), InMemoryVectorStore()
     sink = ResultAgent(
-        store=store, ledger=ledger, dead_letters=Letters(), backoff=Backoff(initial=0.001)
+        catalog=SingleIndex(store, ledger), dead_letters=Letters(), backoff=Backoff(initial=0.001)
     )
     failed = ChapterFailed(
         event_id=uuid.uuid4(),
@@ -201,9 +200,11 @@ def test_orphan_rules() -> None:
     now = datetime.now(UTC)
     grace = timedelta(seconds=60)
     alive = {111}.__contains__
-    assert is_orphan("RUNNING", "222", now, now, alive, grace)  # its process is gone
+    # A bare pid names no host (Prefect's process worker): left to the heartbeat automation.
+    assert not is_orphan("RUNNING", "222", now, now, alive, grace)
     assert not is_orphan("RUNNING", "111", now, now, alive, grace)
-    assert is_orphan("RUNNING", "host:222", now, now, alive, grace)
+    assert is_orphan("RUNNING", "host:222", now, now, alive, grace, host="host")  # gone here
+    assert not is_orphan("RUNNING", "other:222", now, now, alive, grace, host="host")
     assert not is_orphan("RUNNING", None, now - 2 * grace, now, alive, grace)
     assert is_orphan("PENDING", None, now - 2 * grace, now, alive, grace)  # claimed, never ran
     assert not is_orphan("PENDING", None, now, now, alive, grace)

@@ -19,12 +19,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from agents.chapter_agent import ChapterAgent
-from agents.ledger import InMemoryLedger
 from agents.retry import Backoff
 from schemas import InvalidEvent, ScribeError, SourceRef
 from schemas.dead_letters import error_headers
 from schemas.events import EVENT_TYPES
-from tests.fakes import InMemoryPublisher
+from tests.fakes import InMemoryLedger, InMemoryPublisher
 
 MAX_TEXT_BYTES = 64
 SOURCE = SourceRef(topic="novel-events", partition=0, offset=5)

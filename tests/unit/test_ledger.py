@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.ledger import InMemoryLedger, Ledger, SqliteLedger
+from agents.ledger import Ledger, SqliteLedger
+from tests.fakes import InMemoryLedger
 from tests.ledger_contract import CONTRACT, applied
 
 
@@ -51,3 +52,4 @@ async def test_scopes_keep_separate_books(tmp_path: Path) -> None:
     finally:
         await live.close()
         await rebuild.close()
+

@@ -13,14 +13,14 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from agents.ledger import InMemoryLedger
+from agents.index_catalog import SingleIndex
 from agents.result_agent import ResultAgent, ResultMessage
-from agents.vector_store import InMemoryVectorStore
 from prefect_bridge.flow import artifact_key, chapter_summary
 from schemas import ChapterEmbedded, ChunkVector, SourceRef
 from streams import logs
 from streams.metrics import Heartbeat, PrometheusTelemetry, serve
 from streams.processes import free_port
+from tests.fakes import InMemoryLedger, InMemoryVectorStore
 
 
 class Recorder:
@@ -99,8 +99,7 @@ def test_metrics_and_health_endpoints_on_loopback() -> None:
 async def test_result_agent_reports_rows_and_end_to_end_latency() -> None:
     recorder = Recorder()
     sink = ResultAgent(
-        store=InMemoryVectorStore(),
-        ledger=InMemoryLedger(),
+        catalog=SingleIndex(InMemoryVectorStore(), InMemoryLedger()),
         dead_letters=Letters(),
         telemetry=recorder,
     )  # type: ignore[arg-type]

@@ -9,13 +9,12 @@ import pytest
 from pymilvus.exceptions import MilvusException, MilvusUnavailableException
 
 from agents.index_catalog import LiveLedger
-from agents.ledger import InMemoryLedger
 from agents.milvus_store import milvus_error
 from agents.ports import Index
 from agents.result_agent import ResultAgent
 from agents.retry import Backoff
-from agents.vector_store import InMemoryVectorStore
 from schemas import ChapterEmbedded, VectorStoreError, VectorStoreRejected
+from tests.fakes import InMemoryLedger, InMemoryVectorStore
 from tests.unit.test_agents import FakeDeadLetters, embedded, msg, removed, rows_of
 
 FAST = Backoff(initial=0.001, cap=0.001)
