@@ -126,6 +126,14 @@ class LiveLedger:
         """See :meth:`agents.ledger.Ledger.delete_novel`."""
         await (await self._ledger()).delete_novel(novel_id, offset)
 
+    async def removals_applied(self, event_ids: Sequence[str]) -> set[str]:
+        """See :meth:`agents.ledger.Ledger.removals_applied`."""
+        return await (await self._ledger()).removals_applied(event_ids)
+
+    async def record_removals(self, event_ids: Sequence[str]) -> None:
+        """See :meth:`agents.ledger.Ledger.record_removals`."""
+        await (await self._ledger()).record_removals(event_ids)
+
     async def counts(self) -> dict[str, int]:
         """See :meth:`agents.ledger.Ledger.counts`."""
         return await (await self._ledger()).counts()

@@ -69,6 +69,14 @@ class Ledger(Protocol):
         """Drop the novel's chapter rows and record its tombstone at ``offset``."""
         ...
 
+    async def removals_applied(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of these deletion events (by event id) were applied already."""
+        ...
+
+    async def record_removals(self, event_ids: Sequence[str]) -> None:
+        """Remember deletion events as applied: a re-sent copy must not apply again."""
+        ...
+
     async def counts(self) -> dict[str, int]:
         """Chapters by status: pending, indexed, deleted, failed."""
         ...
@@ -202,6 +210,33 @@ class SqliteLedger:
                 self._exec(q.UPSERT_TOMBSTONE, self._scope, novel_id, offset, _now().isoformat())
 
         await self._run(run)
+
+    async def removals_applied(self, event_ids: Sequence[str]) -> set[str]:
+        """See :meth:`Ledger.removals_applied`."""
+        unique = list(dict.fromkeys(event_ids))
+
+        def run() -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(unique), q.KEYS_PER_SELECT):
+                part = unique[start : start + q.KEYS_PER_SELECT]
+                rows = self._exec(q.select_removals(len(part)), self._scope, *part).fetchall()
+                found |= {str(r[0]) for r in rows}
+            return found
+
+        return set(await self._run(run)) if unique else set()
+
+    async def record_removals(self, event_ids: Sequence[str]) -> None:
+        """See :meth:`Ledger.record_removals`."""
+        now = _now().isoformat()
+        rows = [(self._scope, e, now) for e in event_ids]
+
+        def run() -> None:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany(q.for_sqlite(q.RECORD_REMOVAL), rows)
+
+        if rows:
+            await self._run(run)
 
     async def counts(self) -> dict[str, int]:
         """Counts by status."""

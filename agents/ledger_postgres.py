@@ -145,6 +145,24 @@ class PostgresLedger:
         except transient_errors() as exc:
             raise LedgerUnavailable(f"ledger: {exc}") from exc
 
+    async def removals_applied(self, event_ids: Sequence[str]) -> set[str]:
+        """See :meth:`agents.ledger.Ledger.removals_applied`."""
+        unique = list(dict.fromkeys(event_ids))
+        found: set[str] = set()
+        for start in range(0, len(unique), q.KEYS_PER_SELECT):
+            part = unique[start : start + q.KEYS_PER_SELECT]
+            rows = await self._call("fetch", q.select_removals(len(part)), self._scope, *part)
+            found |= {str(r[0]) for r in rows}
+        return found
+
+    async def record_removals(self, event_ids: Sequence[str]) -> None:
+        """See :meth:`agents.ledger.Ledger.record_removals`."""
+        now = _now()
+        if event_ids:
+            await self._call(
+                "executemany", q.RECORD_REMOVAL, [(self._scope, e, now) for e in event_ids]
+            )
+
     async def counts(self) -> dict[str, int]:
         """Counts by status."""
         rows = await self._call("fetch", q.COUNTS, self._scope)

@@ -30,6 +30,9 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS scribe_novels (
         scope TEXT NOT NULL, novel_id TEXT NOT NULL, deleted_offset BIGINT NOT NULL,
         updated_at {ts} NOT NULL, PRIMARY KEY (scope, novel_id))""",
+    """CREATE TABLE IF NOT EXISTS scribe_removals (
+        scope TEXT NOT NULL, event_id TEXT NOT NULL, applied_at {ts} NOT NULL,
+        PRIMARY KEY (scope, event_id))""",
 ]
 
 _INSERT = (
@@ -101,6 +104,20 @@ RECORD_FAILED = (
 )
 
 DELETE_NOVEL_CHAPTERS = "DELETE FROM scribe_chapters WHERE scope = $1 AND novel_id = $2"
+
+#: $1 scope $2 event id $3 now
+RECORD_REMOVAL = (
+    "INSERT INTO scribe_removals (scope, event_id, applied_at) VALUES ($1, $2, $3)"
+    " ON CONFLICT (scope, event_id) DO NOTHING"
+)
+
+
+def select_removals(ids: int) -> str:
+    """Which of ``ids`` event ids ($2...) were applied as removals in scope $1."""
+    args = ", ".join(f"${i + 2}" for i in range(ids))
+    return f"SELECT event_id FROM scribe_removals WHERE scope = $1 AND event_id IN ({args})"
+
+
 #: $1 scope $2 novel $3 offset $4 now
 UPSERT_TOMBSTONE = (
     "INSERT INTO scribe_novels (scope, novel_id, deleted_offset, updated_at)"

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
+from uuid import UUID
 
 from agents.decisions import ChapterState, IndexResult, Skip, decide_result
 from agents.ledger import Ledger
@@ -90,7 +91,8 @@ class ResultAgent:
         pending: list[tuple[IndexResult, ChapterState]] = []
         sources: dict[int, ResultMessage] = {id(result): msg for result, msg in items}
         keys = [(r.novel_id, r.chapter_id) for r, _ in items if not isinstance(r, NovelRemoved)]
-        await retrying(partial(batch.prefetch, keys), self.backoff, "ledger")
+        removals = [str(r.event_id) for r, _ in items if not isinstance(r, ChapterEmbedded)]
+        await retrying(partial(batch.prefetch, keys, removals), self.backoff, "ledger")
         for result, msg in items:
             try:
                 state = await retrying(
@@ -180,6 +182,10 @@ class ResultAgent:
         current = await batch.chapter(result.novel_id, chapter_id) if chapter_id else None
         tombstone = await batch.novel_deleted_offset(result.novel_id)
         decision = decide_result(result, current, tombstone)
+        if not isinstance(result, ChapterEmbedded) and batch.removal_applied(result.event_id):
+            # A deletion event re-sent later in the log: its first copy already applied, and
+            # applying the copy at its later position would delete what came in between.
+            decision = Skip("a copy of this deletion event was applied already")
         if isinstance(decision, Skip):
             self.telemetry.result_skipped(result.event_type)
             log.info(
@@ -223,6 +229,9 @@ class ResultAgent:
         self, ledger: Ledger, pending: list[tuple[IndexResult, ChapterState]]
     ) -> None:
         """Record the batch's effects in order: chapter rows in one call per run of them."""
+        removals = [str(r.event_id) for r, _ in pending if not isinstance(r, ChapterEmbedded)]
+        if removals:
+            await retrying(partial(ledger.record_removals, removals), self.backoff, "ledger")
         rows: list[ChapterState] = []
         for result, state in [*pending, (None, None)]:
             if rows and (result is None or isinstance(result, NovelRemoved)):
@@ -316,11 +325,18 @@ class _BatchView:
         self._novels: dict[str, int] = {}
         self._stored: dict[tuple[str, str], ChapterState | None] = {}
         self._tombstones: dict[str, int | None] = {}
+        self._removals: set[str] = set()
 
-    async def prefetch(self, keys: list[tuple[str, str]]) -> None:
-        """Read the ledger rows of ``keys`` (missing ones are known to be missing)."""
+    async def prefetch(self, keys: list[tuple[str, str]], removals: list[str]) -> None:
+        """Read the ledger rows of ``keys`` (missing ones are known to be missing) and which
+        of the deletion events ``removals`` were applied before."""
         found = await self._ledger.chapters_by_key(keys)
         self._stored = {key: found.get(key) for key in keys}
+        self._removals = await self._ledger.removals_applied(removals) if removals else set()
+
+    def removal_applied(self, event_id: UUID) -> bool:
+        """Whether this deletion event was applied, before or earlier in this batch."""
+        return str(event_id) in self._removals
 
     async def chapter(self, novel_id: str, chapter_id: str) -> ChapterState | None:
         key = (novel_id, chapter_id)
@@ -340,6 +356,8 @@ class _BatchView:
         return self._tombstones[novel_id]
 
     def remember(self, result: IndexResult, state: ChapterState) -> None:
+        if not isinstance(result, ChapterEmbedded):
+            self._removals.add(str(result.event_id))
         if isinstance(result, NovelRemoved):
             self._novels[result.novel_id] = result.source.offset if result.source else -1
             for key in [k for k in self._chapters if k[0] == result.novel_id]:

@@ -51,6 +51,7 @@ class InMemoryLedger:
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], ChapterState] = {}
         self.novels: dict[str, int] = {}
+        self.removals: set[str] = set()
 
     async def chapter(self, novel_id: str, chapter_id: str) -> ChapterState | None:
         """Row lookup."""
@@ -117,6 +118,14 @@ class InMemoryLedger:
         for key in [k for k in self.rows if k[0] == novel_id]:
             del self.rows[key]
         self.novels[novel_id] = max(offset, self.novels.get(novel_id, offset))
+
+    async def removals_applied(self, event_ids: Sequence[str]) -> set[str]:
+        """Set lookup."""
+        return self.removals & set(event_ids)
+
+    async def record_removals(self, event_ids: Sequence[str]) -> None:
+        """Set insert."""
+        self.removals |= set(event_ids)
 
     async def counts(self) -> dict[str, int]:
         """Counts by status."""

@@ -176,6 +176,19 @@ async def check_a_stray_writer_never_moves_a_chapter_back(ledger: Ledger) -> Non
     assert row is not None and row.chunk_count == 6
 
 
+async def check_applied_removals_are_remembered_by_event_id(ledger: Ledger) -> None:
+    assert await ledger.removals_applied([]) == set()
+    assert await ledger.removals_applied(["e1", "e2"]) == set()
+    await ledger.record_removals(["e1", "e3"])
+    await ledger.record_removals(["e1"])  # again: harmless
+    many = [f"x{i}" for i in range(250)]  # more than one statement takes
+    await ledger.record_removals(many)
+    assert await ledger.removals_applied(["e1", "e2", "e3", "e1"]) == {"e1", "e3"}
+    assert await ledger.removals_applied([*many, "nope"]) == set(many)
+    await ledger.delete_novel("n", 5)  # a novel deletion keeps the record
+    assert await ledger.removals_applied(["e3"]) == {"e3"}
+
+
 CONTRACT: list[Callable[[Ledger], Awaitable[None]]] = [
     check_starts_empty,
     check_applied_rows_round_trip_and_replace,
@@ -186,4 +199,5 @@ CONTRACT: list[Callable[[Ledger], Awaitable[None]]] = [
     check_many_applied_rows_land_in_order,
     check_rows_by_key_in_one_call,
     check_a_stray_writer_never_moves_a_chapter_back,
+    check_applied_removals_are_remembered_by_event_id,
 ]

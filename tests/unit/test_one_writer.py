@@ -15,7 +15,14 @@ from agents.result_agent import ResultAgent
 from agents.retry import Backoff
 from schemas import ChapterEmbedded, VectorStoreError, VectorStoreRejected
 from tests.fakes import InMemoryLedger, InMemoryVectorStore
-from tests.unit.test_agents import FakeDeadLetters, embedded, msg, removed, rows_of
+from tests.unit.test_agents import (
+    FakeDeadLetters,
+    embedded,
+    msg,
+    novel_removed,
+    removed,
+    rows_of,
+)
 
 FAST = Backoff(initial=0.001, cap=0.001)
 
@@ -130,3 +137,28 @@ def test_milvus_errors_are_classified_at_the_adapter() -> None:
 def test_every_rejection_code_is_permanent(code: int) -> None:
     error: Any = milvus_error("upsert", MilvusException(code, "bad"))
     assert isinstance(error, VectorStoreRejected)
+
+
+async def test_a_resent_novel_deletion_does_not_delete_what_came_after_the_first() -> None:
+    """Found by the chaos oracle: the copy sits later in the log than the chapters written
+    after the original deletion; applying it at its own offset would delete them."""
+    catalog = Catalog("live")
+    sink = ResultAgent(catalog=catalog, dead_letters=FakeDeadLetters(), backoff=FAST)
+    deletion = novel_removed(10)
+    await sink.handle_batch([msg(embedded(1, 2, offset=5)), msg(deletion)])
+    await sink.handle_batch([msg(embedded(1, 3, chapter="c2", offset=11))])
+    copy = deletion.model_copy(update={"source": deletion.source.model_copy(update={"offset": 12})})
+    assert await sink.handle_batch([msg(copy)]) == 0
+    assert len(rows_of(catalog.store("live"), "c2")) == 3
+
+
+async def test_a_resent_chapter_deletion_spares_the_chapter_created_again() -> None:
+    catalog = Catalog("live")
+    sink = ResultAgent(catalog=catalog, dead_letters=FakeDeadLetters(), backoff=FAST)
+    gone = removed(2, offset=3)
+    await sink.handle_batch([msg(embedded(1, 2, offset=1)), msg(gone), msg(novel_removed(4))])
+    await sink.handle_batch([msg(embedded(1, 2, offset=6))])  # the chapter, created again
+    copy = gone.model_copy(update={"source": gone.source.model_copy(update={"offset": 7})})
+    # the copy and the original in one batch too
+    assert await sink.handle_batch([msg(copy), msg(copy)]) == 0
+    assert len(rows_of(catalog.store("live"))) == 2
