@@ -58,7 +58,7 @@ class ChapterAgent:
     max_in_flight: int = 8
     target: str | None = None
     backoff: Backoff = field(default_factory=Backoff)
-    capacity_poll_seconds: float = 1.0
+    capacity_poll_seconds: float = 0.5
     telemetry: Telemetry = field(default_factory=NoTelemetry)
     _budget: int = field(default=0, init=False, repr=False)
     _gate: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -60,11 +61,19 @@ class Settings(BaseSettings):
     prefect_api_key: SecretStr | None = None
     prefect_api_auth_string: SecretStr | None = None
     prefect_database_url: SecretStr | None = Field(
-        None, description="Database of the embedded Prefect server; unset: SQLite in data_dir."
+        None,
+        description="Database of the embedded Prefect server; unset: a private PostgreSQL in "
+        "data_dir (SQLite where PostgreSQL is not installed).",
     )
     deployment: str = "novel-processing/novel-processor"
     work_pool: str = "default-pool"
     runner_limit: int = Field(2, ge=1, description="Flow runs executed at once per runner.")
+    host_id: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="This host's name in flow-run owners (host:pid); orphan recovery judges "
+        "only runs owned here.",
+    )
     runner_poll_seconds: float = Field(2.0, gt=0, description="How often the runner polls.")
     heartbeat_seconds: int = Field(
         30, ge=30, description="Flow-run heartbeat; runs silent for 3 beats are marked Crashed."
@@ -73,7 +82,10 @@ class Settings(BaseSettings):
         None, description="Webhook notified by a Prefect automation of failed/crashed runs."
     )
     max_in_flight: int | None = Field(
-        None, ge=1, description="Bound on scheduled+running flow runs; unset: 4 x runner_limit."
+        None,
+        ge=1,
+        description="Bound on scheduled+running flow runs; unset: runner_limit (set it to the "
+        "slots of all runners together when several run).",
     )
 
     # Ledger
@@ -138,7 +150,7 @@ class Settings(BaseSettings):
     @property
     def in_flight_bound(self) -> int:
         """The chapter agent's bound on unfinished flow runs."""
-        return self.max_in_flight or 4 * self.runner_limit
+        return self.max_in_flight or self.runner_limit
 
     @property
     def bootstrap_servers(self) -> str:
