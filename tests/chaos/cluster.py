@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,6 +202,32 @@ class ClusterStack:
         """The environment of a ``scribe`` command against this stack."""
         return _scrubbed(self.env)
 
+    def new_tenant(self, say: Callable[[str], None] = print) -> None:
+        """Give the next chaos run a clean slate: stop the workers and runners, switch to
+        new topics, group, alias and ledger database, start them again."""
+        suffix = uuid.uuid4().hex[:8]
+        say(f"new tenant {suffix}: restarting the workers and the runners")
+        for proc in reversed(self.scribe_processes):
+            proc.stop()
+        fresh = tenant_env(suffix, self.postgres_port)
+        self.env.update(fresh)
+        self.settings = _settings_of(self.env)
+        for proc in self.scribe_processes:
+            proc.env.update(fresh)
+        asyncio.run(create_database(self.postgres_port, f"scribe_{suffix}"))
+        _create_topics(self.settings)
+        self.start_scribe()
+
+    def start_scribe(self) -> None:
+        """Start the runners (the warm one deploys first), then the workers; wait for them."""
+        first, second = self.runners
+        first.start()
+        _wait_deployment(self, first)
+        second.start()
+        for worker in self.workers:
+            worker.start()
+        _wait_group(self)
+
     def stop(self) -> None:
         """Stop everything, scribe processes first, then the services, Kafka last."""
         for proc in reversed(self.scribe_processes):
@@ -233,9 +259,23 @@ def _process(
     return proc
 
 
-def start_cluster(data: Path | None = None, *, log: object = print) -> ClusterStack:
+def tenant_env(suffix: str, pg_port: int) -> dict[str, str]:
+    """What one chaos run owns alone: its topics, consumer group, index alias and ledger
+    database (the ledger scope follows the collection; a database of its own is clearer).
+    The Prefect server, the deployment and the Kafka cluster are shared."""
+    return {
+        "SCRIBE_TOPIC_EVENTS": f"novel-events-{suffix}",
+        "SCRIBE_TOPIC_EMBEDDINGS": f"novel-events-{suffix}.embeddings",
+        "SCRIBE_TOPIC_DLQ": f"novel-events-{suffix}.dlq",
+        "SCRIBE_TOPIC_FAILURES": f"novel-events-{suffix}.failures",
+        "SCRIBE_APP_ID": f"scribe-chaos-{suffix}",
+        "SCRIBE_MILVUS_COLLECTION": f"chunks_{suffix}",
+        "SCRIBE_LEDGER_URL": f"postgresql://postgres@127.0.0.1:{pg_port}/scribe_{suffix}",
+    }
+
+
+def start_cluster(data: Path | None = None, say: Callable[[str], None] = print) -> ClusterStack:
     """Start the whole scaled-out stack; raise (after stopping what started) on failure."""
-    say = log if callable(log) else print
     data = data or Path(tempfile.mkdtemp(prefix="scribe-chaos-"))
     os.chmod(data, 0o755)  # PostgreSQL runs as its own user and must reach it
     suffix = uuid.uuid4().hex[:8]
@@ -244,19 +284,14 @@ def start_cluster(data: Path | None = None, *, log: object = print) -> ClusterSt
         "SCRIBE_DATA_DIR": str(data),
         "SCRIBE_PREFECT_PORT": str(free_port()),
         "SCRIBE_MILVUS_PORT": str(free_port()),
-        "SCRIBE_TOPIC_EVENTS": f"novel-events-{suffix}",
-        "SCRIBE_TOPIC_EMBEDDINGS": f"novel-events-{suffix}.embeddings",
-        "SCRIBE_TOPIC_DLQ": f"novel-events-{suffix}.dlq",
-        "SCRIBE_TOPIC_FAILURES": f"novel-events-{suffix}.failures",
         "SCRIBE_TOPIC_REPLICATION": "3",
-        "SCRIBE_APP_ID": f"scribe-chaos-{suffix}",
-        "SCRIBE_LEDGER_URL": f"postgresql://postgres@127.0.0.1:{pg_port}/scribe",
         "SCRIBE_MAX_TEXT_BYTES": str(MAX_TEXT_BYTES),
         "SCRIBE_RUNNER_LIMIT": "2",
         "SCRIBE_RUNNER_POLL_SECONDS": "1",
         "SCRIBE_SINK_BATCH_SECONDS": "0.3",
         "SCRIBE_CONSUMER_SESSION_TIMEOUT": "10",
         "SCRIBE_EMBED_THREADS": "1",
+        **tenant_env(suffix, pg_port),
     }
     kafka_home = data / "kafka"
     bootstrap_settings = _settings_of(env)
@@ -280,7 +315,7 @@ def start_cluster(data: Path | None = None, *, log: object = print) -> ClusterSt
             wait_until(up, 180, broker.process.name)
         say("starting PostgreSQL, Prefect, Milvus Lite")
         services.start()
-        asyncio.run(create_database(pg_port, "scribe"))
+        asyncio.run(create_database(pg_port, f"scribe_{suffix}"))
         _create_topics(settings)
         logs = data / "logs"
         hosts = {"a": "chaos-a", "b": "chaos-b"}
@@ -319,13 +354,7 @@ def start_cluster(data: Path | None = None, *, log: object = print) -> ClusterSt
                 )
             )
         say("starting the runners (warm chaos-a, process chaos-b) and two workers")
-        first, second = stack.runners
-        first.start()
-        _wait_deployment(stack, first)
-        second.start()
-        for worker in stack.workers:
-            worker.start()
-        _wait_group(stack)
+        stack.start_scribe()
         say("chaos stack ready")
         return stack
     except BaseException:
