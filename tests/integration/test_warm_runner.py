@@ -70,12 +70,13 @@ def test_warm_runner_runs_flows_in_process_and_recovers_after_kill_9(stack: Stac
         wait_for(lambda: converged(stack, novel, expected), 300, "4 chapters (warm)", stack)
         assert warm.proc is not None
         owner = f"{socket.gethostname()}:{warm.proc.pid}"
-        runs = wait_for(
-            lambda: [r for r in _runs(stack, novel) if r["state_type"] == "COMPLETED"] or None,
-            60,
-            "runs",
-            stack,
-        )
+
+        def four_completed() -> list[dict[str, Any]] | None:
+            # a run is indexed once it published; it completes a moment later (its artifact)
+            done = [r for r in _runs(stack, novel) if r["state_type"] == "COMPLETED"]
+            return done if len(done) >= 4 else None
+
+        runs = wait_for(four_completed, 60, "4 completed runs", stack)
         assert len(runs) == 4
         assert {r["infrastructure_pid"] for r in runs} == {owner}  # executed in process
         tasks = stack.prefect(
