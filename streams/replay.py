@@ -86,7 +86,12 @@ class ReplaySummary:
 
 
 class TopicReader:
-    """Reads one topic from chosen start offsets under its own consumer group."""
+    """Reads one topic from chosen start offsets up to a snapshot of its end offsets.
+
+    The snapshot bounds a round: a resink publishes to the topic it reads, and a replay of
+    the input topic must end although the live stream goes on; :meth:`extend` moves the
+    snapshot to the end of now for one more round (after a rebuild's alias switch).
+    """
 
     def __init__(self, settings: Settings, topic: str, group: str) -> None:
         self._topic = topic
@@ -100,17 +105,17 @@ class TopicReader:
         )
         self.partitions: list[TopicPartition] = []
         self.read = 0
+        self._starts: dict[TopicPartition, int] = {}
+        self._ends: dict[TopicPartition, int] = {}
 
-    async def start(self, start: Start | Literal["end"]) -> int:
+    async def start(self, start: Start) -> int:
         """Assign every partition, seek to ``start``; return messages up to the end now."""
         await self._consumer.start()
         parts = await partitions_of(self._settings, self._topic)
         self.partitions = [TopicPartition(self._topic, p) for p in parts]
         self._consumer.assign(self.partitions)
         ends = await self._consumer.end_offsets(self.partitions)
-        if start == "end":
-            starts = ends
-        elif start == "earliest":
+        if start == "earliest":
             starts = await self._consumer.beginning_offsets(self.partitions)
         else:
             ms = int(start.timestamp() * 1000)
@@ -118,24 +123,38 @@ class TopicReader:
             starts = {tp: (found[tp].offset if found[tp] else ends[tp]) for tp in self.partitions}
         for tp in self.partitions:
             self._consumer.seek(tp, starts[tp])
-        self._starts = starts
-        return sum(ends[tp] - starts[tp] for tp in self.partitions)
+        self._starts, self._ends = starts, ends
+        return await self.total()
+
+    async def extend(self) -> None:
+        """One more round: read on to the end offsets of now."""
+        self._ends = await self._consumer.end_offsets(self.partitions)
 
     async def backlog(self) -> int:
-        """Messages between the current position and the end, now."""
-        ends = await self._consumer.end_offsets(self.partitions)
+        """Messages between the current position and the snapshot's end."""
         positions = [await self._consumer.position(tp) for tp in self.partitions]
-        return sum(ends[tp] - pos for tp, pos in zip(self.partitions, positions, strict=True))
+        return sum(
+            max(0, self._ends[tp] - pos) for tp, pos in zip(self.partitions, positions, strict=True)
+        )
 
     async def total(self) -> int:
-        """Messages from the start offsets to the end, now (grows with the live stream)."""
-        ends = await self._consumer.end_offsets(self.partitions)
-        return sum(ends[tp] - self._starts[tp] for tp in self.partitions)
+        """Messages from the start offsets to the snapshot's end."""
+        return sum(self._ends[tp] - self._starts[tp] for tp in self.partitions)
 
     async def batches(self, timeout_ms: int = 500) -> list[Any]:
-        """The next messages (possibly none)."""
-        got = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=200)
-        messages = [m for msgs in got.values() for m in msgs]
+        """The next messages before the snapshot's end (possibly none)."""
+        waiting = [
+            tp for tp in self.partitions if await self._consumer.position(tp) < self._ends[tp]
+        ]
+        if not waiting:
+            return []
+        got = await self._consumer.getmany(*waiting, timeout_ms=timeout_ms, max_records=200)
+        messages = []
+        for tp, msgs in got.items():
+            inside = [m for m in msgs if m.offset < self._ends[tp]]
+            messages += inside
+            if len(inside) < len(msgs):  # read past the snapshot: come back there next round
+                self._consumer.seek(tp, self._ends[tp])
         messages.sort(key=lambda m: (m.partition, m.offset))
         self.read += len(messages)
         return messages
@@ -373,3 +392,4 @@ async def _pump(
             return
         await plan.switch()
         switched = True  # one more round: events that raced the switch
+        await reader.extend()
