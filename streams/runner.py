@@ -127,7 +127,7 @@ async def _watch_orphans(
         try:
             async with get_client() as client:
                 deployment = await client.read_deployment_by_name(settings.deployment)
-                await recover_orphans(client, deployment.id)
+                await recover_orphans(client, deployment.id, host=settings.host_id)
         except Exception as exc:  # Prefect briefly down: try again next round
             log.warning("orphan check failed: %s", exc)
         await asyncio.sleep(every)
@@ -189,6 +189,7 @@ def serve_warm(settings: Settings) -> None:
                     on_finished=_count_finished,
                     run_deadline=deadline,
                     on_progress=heartbeat.beat,
+                    host=settings.host_id,
                 )
                 log.info("warm runner: %d slots on %s", settings.runner_limit, settings.deployment)
                 await runner.run_forever()
