@@ -22,12 +22,12 @@ import logging
 import threading
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from prefect_bridge.chunking import CHUNKER_VERSION, ChunkingPolicy
 from prefect_bridge.embedding import Embedder
 from prefect_bridge.publisher import ResultPublisher
 from prefect_bridge.timeouts import Timeouts
+from prefect_bridge.vector_reuse import VectorLookup
 from schemas import ConfigurationError
 
 log = logging.getLogger("scribe.runtime")
@@ -46,7 +46,7 @@ class FlowRuntime:
     max_text_bytes: int
     timeouts: Timeouts | None = None
     #: The vector index port of the flow (typed by the flow's own Protocol; unset: none).
-    vectors: Any | None = None
+    vectors: VectorLookup | None = None
 
     @property
     def pipeline_version(self) -> str:
@@ -131,6 +131,8 @@ async def close_runtime() -> None:
 async def _close(runtime: FlowRuntime) -> None:
     try:
         await asyncio.wait_for(runtime.publisher.close(), CLOSE_TIMEOUT_SECONDS)
+        if runtime.vectors is not None:
+            await asyncio.wait_for(asyncio.to_thread(runtime.vectors.close), CLOSE_TIMEOUT_SECONDS)
     except Exception as exc:  # closing is best effort: the loop is ending anyway
         log.warning("flow runtime not closed cleanly: %s", exc)
 

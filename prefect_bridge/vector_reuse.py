@@ -38,6 +38,10 @@ class VectorLookup(Protocol):
         """
         ...
 
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
 
 @dataclass(frozen=True)
 class ReusePlan:

@@ -102,6 +102,10 @@ class MeteredVectorLookup:
         REUSED_CHUNKS.inc(sum(1 for t in texts if t in known))
         return known
 
+    def close(self) -> None:
+        """Close the wrapped lookup."""
+        self._inner.close()
+
 
 class Heartbeat:
     """Health of a process: fresh while its event loop keeps beating."""

