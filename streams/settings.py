@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     deployment: str = "novel-processing/novel-processor"
     work_pool: str = "default-pool"
     runner_limit: int = Field(2, ge=1, description="Flow runs executed at once per runner.")
+    reuse_vectors: bool = Field(
+        True,
+        description="Reuse the vectors the index holds for unchanged chunk texts (same model); "
+        "false: embed every chunk of every version (the full path, for comparison).",
+    )
     host_id: str = Field(
         default_factory=socket.gethostname,
         min_length=1,

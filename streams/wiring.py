@@ -114,7 +114,9 @@ def build_flow_runtime(settings: Settings, embedder: Embedder | None = None) -> 
                 settings.milvus_collection,
                 settings.milvus_token.get_secret_value() if settings.milvus_token else None,
             )
-        ),
+        )
+        if settings.reuse_vectors
+        else None,
     )
 
 
