@@ -66,9 +66,14 @@ def plan_event(
     and the removal carry it so only that rebuild's sink applies them.
     """
     if isinstance(event, ChapterCreated | ChapterUpdated):
+        # The event's position and identity, not its text: the flow reads the event from
+        # Kafka, so Prefect's database and UI hold a few hundred bytes per run.
         parameters: dict[str, Any] = {
-            "event": event.model_dump(mode="json"),
             "source": source.model_dump(mode="json", exclude_none=True),
+            "event_id": str(event.event_id),
+            "novel_id": event.novel_id,
+            "chapter_id": event.chapter_id,
+            "version": event.version,
             "redrive": redrive,
         }
         tags = [f"novel:{event.novel_id}", f"chapter:{event.chapter_id}", event.event_type]

@@ -97,5 +97,3 @@ def chunk_rows(result: ChapterEmbedded) -> list[dict[str, Any]]:
         }
         for c in result.chunks
     ]
-
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -26,7 +25,8 @@ from schemas import (
     ChapterProcessingFailed,
     ChapterWritten,
     ChunkVector,
-    InvalidEvent,
+    ConfigurationError,
+    EventUnavailable,
     SchemaViolation,
     ScribeError,
     SourceRef,
@@ -39,6 +39,10 @@ FLOW_NAME = "novel-processing"
 #: Seconds the flow waits for the index to say which chunk texts it knows; then it
 #: embeds everything (reuse saves time, it must never cost a run).
 LOOKUP_TIMEOUT_SECONDS = 30.0
+#: The failure hooks' bound: a few Kafka writes and one read, each bounded on its own.
+HOOK_TIMEOUT_SECONDS = 240.0
+
+log = logging.getLogger("scribe.flow")
 
 
 def retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
@@ -109,56 +113,89 @@ async def report_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """Final failure or crash (after the flow's retries): record it and park the event.
 
     Publishes ``chapter.failed`` to the results topic (the ledger marks the chapter failed;
-    ``scribe status`` shows it) and the event to the dead-letter topic as retriable, so
-    ``scribe dlq redrive`` can run it again under a new idempotency key.
+    ``scribe status`` shows it) and the event, read again from Kafka, to the dead-letter
+    topic as retriable, so ``scribe dlq redrive`` can run it again under a new idempotency
+    key. Bounded by :data:`HOOK_TIMEOUT_SECONDS`: a hook never holds a runner slot forever.
     """
-    runtime = get_runtime()
-    params = dict(flow_run.parameters or {})
-    event = dict(params.get("event") or {})
-    source = SourceRef.model_validate(params["source"]) if params.get("source") else None
-    reason = f"{state.type.value}: {state.message or state.name}"[:2000]
     run_id = str(flow_run.id)
     try:
-        parsed = parse_event(json.dumps(event), max_text_bytes=runtime.max_text_bytes)
-    except InvalidEvent as exc:  # the event itself is bad: dead-letter it as such
-        await runtime.publisher.dead_letter(
-            str(event.get("novel_id", "")).encode() or None,
-            json.dumps(event, ensure_ascii=False).encode(),
-            dead_letter_headers(source, type(exc).__name__, exc.reason, False, run_id),
-        )
-        return
-    if isinstance(parsed, ChapterWritten):
+        async with asyncio.timeout(HOOK_TIMEOUT_SECONDS):
+            await _report_failure(dict(flow_run.parameters or {}), state, run_id)
+    except TimeoutError:
+        log.error("flow run %s: failure not reported within %.0fs", run_id, HOOK_TIMEOUT_SECONDS)
+        raise
+
+
+async def _report_failure(params: dict[str, Any], state: Any, run_id: str) -> None:
+    runtime = get_runtime()
+    source = SourceRef.model_validate(params["source"]) if params.get("source") else None
+    reason = f"{state.type.value}: {state.message or state.name}"[:2000]
+    target = params.get("target")
+    event_id, novel_id = params.get("event_id"), params.get("novel_id")
+    chapter_id, version = params.get("chapter_id"), params.get("version")
+    if event_id and novel_id and chapter_id and version:
         await runtime.publisher.publish(
             ChapterFailed(
-                event_id=parsed.event_id,
-                novel_id=parsed.novel_id,
-                chapter_id=parsed.chapter_id,
-                version=parsed.version,
-                target=params.get("target"),
+                event_id=event_id,
+                novel_id=novel_id,
+                chapter_id=chapter_id,
+                version=version,
+                target=target,
                 source=source,
                 flow_run_id=run_id,
                 reason=reason,
             )
         )
-        if not params.get("target"):  # a rebuild's failure is not news for the platform
+        if not target:  # a rebuild's failure is not news for the platform
             await runtime.publisher.notify_failure(
                 ChapterProcessingFailed(
-                    source_event_id=parsed.event_id,
-                    novel_id=parsed.novel_id,
-                    chapter_id=parsed.chapter_id,
-                    version=parsed.version,
+                    source_event_id=event_id,
+                    novel_id=novel_id,
+                    chapter_id=chapter_id,
+                    version=version,
                     flow_run_id=run_id,
                     reason=reason,
                     source=source,
                 )
             )
-    if params.get("target"):
+    if target:
         return  # a rebuild's failure: recorded in the rebuild's ledger, the live DLQ stays clean
+    if source is None or runtime.events is None:
+        log.error("flow run %s: no event position, nothing to park in the DLQ", run_id)
+        return
+    try:
+        key, value = await runtime.events.read(source)
+    except ScribeError as exc:  # gone from the log: there is nothing to redrive
+        log.error("flow run %s: the event at %s cannot be parked: %s", run_id, source, exc)
+        return
     headers = dead_letter_headers(source, "FlowRunFailed", reason, True, run_id)
     headers.append((H_REDRIVE, str(int(params.get("redrive") or 0)).encode()))
-    await runtime.publisher.dead_letter(
-        parsed.novel_id.encode(), json.dumps(event, ensure_ascii=False).encode(), headers
-    )
+    await runtime.publisher.dead_letter(key, value, headers)
+
+
+@task(
+    name="read event",
+    retries=3,
+    retry_delay_seconds=[1, 5, 15],
+    cache_policy=NO_CACHE,
+    retry_condition_fn=retry_unless_permanent,
+)
+async def read_event(source: SourceRef, event_id: str, max_text_bytes: int) -> ChapterWritten:
+    """The chapter write at ``source`` in the input topic (Kafka is the source of truth).
+
+    Fails for good when the log no longer holds it (retention) or holds another event
+    there (a position from another cluster).
+    """
+    runtime = get_runtime()
+    if runtime.events is None:
+        raise ConfigurationError("the flow runtime has no event source to read the event")
+    _, value = await runtime.events.read(source)
+    parsed = parse_event(value, max_text_bytes=max_text_bytes)
+    if str(parsed.event_id) != event_id:
+        raise EventUnavailable(f"{source} holds event {parsed.event_id}, not {event_id}")
+    if not isinstance(parsed, ChapterWritten):
+        raise SchemaViolation(f"novel-processing handles chapter writes, got {parsed.event_type}")
+    return parsed
 
 
 @flow(
@@ -170,18 +207,29 @@ async def report_failure(flow: Any, flow_run: Any, state: Any) -> None:
     on_crashed=[report_crash],
 )
 async def novel_processing(
-    event: dict[str, Any],
-    source: dict[str, Any] | None = None,
+    source: dict[str, Any],
+    event_id: str,
+    novel_id: str,
+    chapter_id: str,
+    version: int,
     redrive: int = 0,
     target: str | None = None,
 ) -> dict[str, Any]:
-    """Process one ``chapter.created``/``chapter.updated`` event from ``novel-events``."""
+    """Process one ``chapter.created``/``chapter.updated`` event of ``novel-events``.
+
+    The parameters say where the event is in Kafka and which it is; the flow reads it
+    there. ``novel_id``, ``chapter_id`` and ``version`` are for the Prefect UI and must
+    match the event read.
+    """
     logger = get_run_logger()
     runtime = get_runtime()
-    parsed = parse_event(json.dumps(event), max_text_bytes=runtime.max_text_bytes)
-    if not isinstance(parsed, ChapterWritten):
-        raise SchemaViolation(f"novel-processing handles chapter writes, got {parsed.event_type}")
-    chapter: ChapterWritten = parsed
+    position = SourceRef.model_validate(source)
+    chapter: ChapterWritten = await read_event(position, event_id, runtime.max_text_bytes)
+    if (chapter.novel_id, chapter.chapter_id, chapter.version) != (novel_id, chapter_id, version):
+        raise SchemaViolation(
+            f"{position} holds {chapter.novel_id}/{chapter.chapter_id}@v{chapter.version}, "
+            f"not {novel_id}/{chapter_id}@v{version}"
+        )
     timings: dict[str, float] = {}
     began = time.monotonic()
     limits = runtime.timeouts
@@ -208,7 +256,7 @@ async def novel_processing(
         dimension=runtime.embedder.dimension,
         pipeline_version=runtime.pipeline_version,
         flow_run_id=_flow_run_id(),
-        source=SourceRef.model_validate(source) if source else None,
+        source=position,
         target=target,
         chunks=tuple(
             ChunkVector(chunk_no=c.chunk_no, text=c.text, vector=tuple(v))

