@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
 
 import faust
 
+from agents.pacing import FlushPacer
 from agents.result_agent import ResultMessage
 from schemas import SourceRef
 from schemas.dead_letters import message_source
@@ -96,6 +98,7 @@ def create_app(settings: Settings) -> faust.App:
     async def result_agent(stream: Any) -> None:
         """Batches of results -> Milvus (upsert, trim, flush) -> the ledger."""
         ports = await resources.get()
+        pacer = FlushPacer(settings.sink_flush_seconds)
         async for batch in stream.take_events(
             settings.sink_batch_size, within=settings.sink_batch_seconds
         ):
@@ -106,6 +109,9 @@ def create_app(settings: Settings) -> faust.App:
                 await ports.result.handle_batch(messages)
             except Exception as exc:
                 _fail_stop(f"result batch ending {messages[-1].source}", exc)
+            pacer.flushed()
+            # Acked when the next batch is taken, so after its flush; meanwhile it grows.
+            await asyncio.sleep(pacer.pause())
 
     heartbeat = Heartbeat()
 

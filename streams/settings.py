@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     )
     sink_batch_size: int = Field(64, ge=1)
     sink_batch_seconds: float = Field(0.5, gt=0)
+    sink_flush_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="Under load, at most one Milvus flush per this many seconds (the next "
+        "batch waits and grows); 0: flush every batch.",
+    )
 
     log_level: str = "INFO"
     log_json: bool = Field(False, description="One JSON object per log line.")
