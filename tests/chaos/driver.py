@@ -55,6 +55,12 @@ FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 QUIET_SECONDS = 8.0
 #: Seconds before a killed process is started again.
 RESTART_DELAY = 1.0
+#: Attempts of a crashing run (``prefect_bridge.recovery.MAX_CRASH_ATTEMPTS``; not imported:
+#: that module imports Prefect).
+MAX_CRASH_ATTEMPTS = 3
+#: The worker's exit code when it stops without committing (``streams.app.EXIT_FAIL_STOP``;
+#: not imported: that module imports Faust and Prefect).
+EXIT_FAIL_STOP = 70
 #: Attempts of one operator command.
 COMMAND_ATTEMPTS = 3
 
@@ -101,6 +107,8 @@ class ClusterDriver:
         self.command_failures: list[str] = []
         #: Restarts of scribe processes that exited by themselves.
         self.unexpected_exits: list[str] = []
+        #: Fail-stops (exit 70: a non-retriable error, redelivered after the restart).
+        self.fail_stops: list[str] = []
         self.drain_timed_out = False
         self.status_report: dict[str, Any] = {}
         self._producer: AIOKafkaProducer | None = None
@@ -133,7 +141,10 @@ class ClusterDriver:
                 code = proc.proc.poll()
                 if code is not None:
                     what = f"{proc.name} exited by itself with {code}; restarting"
-                    self.unexpected_exits.append(what)
+                    if code != EXIT_FAIL_STOP:  # a fail-stop is the design; a crash is not
+                        self.unexpected_exits.append(what)
+                    else:
+                        self.fail_stops.append(what)
                     self.note(what + "\n" + proc.tail(15))
                     proc.proc = None
                     proc.start()
@@ -369,6 +380,19 @@ class ClusterDriver:
                 counted = await client.post("/flow_runs/count", json=body)
                 counted.raise_for_status()
                 out[state.lower()] = int(counted.json())
+            if "CRASHED" not in states:
+                # A run that crashed before its last attempt is not done: a runner's
+                # watchdog reschedules it (prefect_bridge.recovery, every 30 s).
+                body = {
+                    "deployments": {"id": {"any_": [deployment]}},
+                    "flow_runs": {"state": {"type": {"any_": ["CRASHED"]}}},
+                    "limit": 200,
+                }
+                crashed = await client.post("/flow_runs/filter", json=body)
+                crashed.raise_for_status()
+                out["crashed_to_retry"] = sum(
+                    1 for r in crashed.json() if int(r.get("run_count") or 0) < MAX_CRASH_ATTEMPTS
+                )
             return out
 
     async def redrive_retriable(self) -> bool:
@@ -497,6 +521,7 @@ class ClusterDriver:
         problems = []
         if self.drain_timed_out:
             problems.append("the drain timed out (see the journal)")
+        problems += [f"crash: {e.splitlines()[0]}" for e in self.unexpected_exits]
         unfinished = await self.runs_by_state(UNFINISHED)
         if any(unfinished.values()):
             problems.append(f"flow runs not in a final state: {unfinished}")
@@ -534,6 +559,7 @@ class ClusterDriver:
         ]
         lines += [f"command failure: {f}" for f in self.command_failures]
         lines += [f"unexpected exit: {e.splitlines()[0]}" for e in self.unexpected_exits]
+        lines += [f"fail-stop: {e.splitlines()[0]}" for e in self.fail_stops]
         return "\n".join(lines)
 
     def describe_journal(self) -> str:
@@ -577,9 +603,11 @@ def chaos_run(
     count_tokens: TokenCounter,
     say: Callable[[str], None] = print,
     fresh: bool = True,
+    pace_s: float = 1.5,
 ) -> ChaosOutcome:
     """One seeded run on ``stack`` (on a fresh tenant unless ``fresh`` is false: topics,
-    group, alias and ledger of its own), with the chunking policy of the stack's settings."""
+    group, alias and ledger of its own), with the chunking policy of the stack's settings.
+    Messages go ``pace_s`` apart, so the faults land while the stack is busy."""
     if fresh:
         stack.new_tenant(say)
     began = time.monotonic()
@@ -589,7 +617,7 @@ def chaos_run(
     async def go() -> tuple[RunReport, list[str], ClusterDriver]:
         driver = ClusterDriver(stack, say)
         try:
-            report = await run(seed, ops, faults, driver, policy, count_tokens)
+            report = await run(seed, ops, faults, driver, policy, count_tokens, pace_s)
             problems = await driver.final_problems()
             return report, problems, driver
         finally:
