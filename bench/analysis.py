@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-#: warm >= 0.8x direct; submission >= 0.9x raw; sink >= 0.8x raw; latency <= embed + 1 s.
-WARM_TARGET = 0.8
+#: warm >= 0.9x direct (issue 12: first-time ingest must not fall below today's 0.9x);
+#: submission >= 0.9x raw; sink >= 0.8x raw; latency <= embed + 1 s.
+WARM_TARGET = 0.9
 SUBMIT_TARGET = 0.9
 SINK_TARGET = 0.8
 LATENCY_SLACK_S = 1.0
@@ -58,6 +59,51 @@ def _median(values: list[float]) -> float | None:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
+def rep_summary(
+    rep: int, order: list[str], scen: dict[str, Any], sink: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The ratios and latencies of one repetition of direct/warm ingest and the sink."""
+    direct = _num(scen, "direct", "burst", "chunks_per_s")
+    embeds = (scen.get("direct") or {}).get("embed_s_isolated") or []
+    direct_embed = _median([float(x) for x in embeds])
+    goal = None if direct_embed is None else round(direct_embed + LATENCY_SLACK_S, 3)
+    warm_p50 = _num(scen, "warm", "isolated", "latency_p50_s")
+    return {
+        "rep": rep,
+        "order": order,
+        "warm_vs_direct": _ratio(_num(scen, "warm", "burst", "chunks_per_s"), direct),
+        "warm_vs_direct_cpu": _ratio(
+            chunks_per_cpu_s(scen, "warm"), chunks_per_cpu_s(scen, "direct")
+        ),
+        "sink_agent_vs_raw": _num(sink, "ratio_agent_raw"),
+        "warm_p50_s": warm_p50,
+        "latency_goal_s": goal,
+        "warm_p50_over_goal_s": None
+        if warm_p50 is None or goal is None
+        else round(warm_p50 - goal, 3),
+        "warm_overhead_s": _num(scen, "warm", "isolated_breakdown", "overhead_s"),
+        "direct_embed_s": direct_embed,
+        "warm_embed_task_s": _num(scen, "warm", "isolated_breakdown", "embed_task_s"),
+        "warm_to_running_s": _num(scen, "warm", "isolated_breakdown", "to_running_s"),
+        "warm_run_s": _num(scen, "warm", "isolated_breakdown", "run_s"),
+        "warm_to_searchable_s": _num(scen, "warm", "isolated_breakdown", "to_searchable_s"),
+    }
+
+
+def rep_stats(results: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """Median and spread of ``key`` over the repetitions (None when not measured)."""
+    values = [float(r[key]) for r in results.get("repeats") or [] if r.get(key) is not None]
+    if not values:
+        return None
+    return {
+        "n": len(values),
+        "median": round(_median(values) or 0.0, 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "values": [round(v, 3) for v in values],
+    }
+
+
 def latency_target(results: dict[str, Any]) -> float | None:
     """Median embed time of the one-at-a-time chapters (direct baseline) + 1 s."""
     embeds = results.get("scenarios", {}).get("direct", {}).get("embed_s_isolated") or []
@@ -66,30 +112,52 @@ def latency_target(results: dict[str, Any]) -> float | None:
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target with its measured value and whether it is met (None: not measured)."""
-    r = results.get("ratios", {})
-    goal = latency_target(results)
-    warm_p50 = _num(results, "scenarios", "warm", "isolated", "latency_p50_s")
-    overhead = _num(results, "scenarios", "warm", "isolated_breakdown", "overhead_s")
+    """Each target with its measured value and whether it is met (None: not measured).
 
-    def row(name: str, want: str, value: float | None, met: bool | None) -> dict[str, Any]:
-        return {"target": name, "wanted": want, "measured": value, "met": met}
+    With repetitions, ``measured`` is the median over them and ``spread`` their range.
+    """
+    from bench.edit_report import edit_targets
+
+    r = results.get("ratios", {})
+
+    def row(
+        name: str, want: str, value: float | None, met: bool | None, key: str | None = None
+    ) -> dict[str, Any]:
+        spread = rep_stats(results, key) if key else None
+        return {"target": name, "wanted": want, "measured": value, "met": met, "spread": spread}
+
+    def pick(key: str, fallback: float | None) -> float | None:
+        st = rep_stats(results, key)
+        return fallback if st is None else float(st["median"])
 
     def at_least(value: float | None, floor: float) -> bool | None:
         return None if value is None else value >= floor
 
+    def at_most(value: float | None, ceiling: float) -> bool | None:
+        return None if value is None else value <= ceiling
+
+    warm = pick("warm_vs_direct", r.get("warm_vs_direct"))
+    warm_cpu = pick("warm_vs_direct_cpu", r.get("warm_vs_direct_cpu"))
+    sink = pick("sink_agent_vs_raw", r.get("sink_agent_vs_raw"))
+    goal = latency_target(results)
+    over = pick("warm_p50_over_goal_s", None)
+    overhead = pick(
+        "warm_overhead_s", _num(results, "scenarios", "warm", "isolated_breakdown", "overhead_s")
+    )
     return [
         row(
-            "warm throughput / direct",
+            "warm throughput / direct (first-time ingest)",
             f">= {WARM_TARGET}",
-            r.get("warm_vs_direct"),
-            at_least(r.get("warm_vs_direct"), WARM_TARGET),
+            warm,
+            at_least(warm, WARM_TARGET),
+            "warm_vs_direct",
         ),
         row(
             "warm throughput / direct, per CPU-second",
             f">= {WARM_TARGET}",
-            r.get("warm_vs_direct_cpu"),
-            at_least(r.get("warm_vs_direct_cpu"), WARM_TARGET),
+            warm_cpu,
+            at_least(warm_cpu, WARM_TARGET),
+            "warm_vs_direct_cpu",
         ),
         row(
             "submission agent / raw",
@@ -100,21 +168,25 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         row(
             "sink agent / raw",
             f">= {SINK_TARGET}",
-            r.get("sink_agent_vs_raw"),
-            at_least(r.get("sink_agent_vs_raw"), SINK_TARGET),
+            sink,
+            at_least(sink, SINK_TARGET),
+            "sink_agent_vs_raw",
         ),
         row(
-            "warm p50 produce->searchable (s)",
-            f"<= {goal} (direct's embed + 1 s)",
-            warm_p50,
-            None if warm_p50 is None or goal is None else warm_p50 <= goal,
+            "warm p50 produce->searchable minus (direct's embed + 1 s) (s)",
+            f"<= 0 (this run's allowance: {goal} s)",
+            over,
+            at_most(over, 0.0),
+            "warm_p50_over_goal_s",
         ),
         row(
             "warm p50 produce->searchable minus its own embed task (s)",
             f"<= {LATENCY_SLACK_S}",
             overhead,
-            None if overhead is None else overhead <= LATENCY_SLACK_S,
+            at_most(overhead, LATENCY_SLACK_S),
+            "warm_overhead_s",
         ),
+        *edit_targets(results),
     ]
 
 
@@ -128,7 +200,16 @@ def remains(results: dict[str, Any]) -> list[str]:
     out: list[str] = []
     for t in results.get("targets", []):
         state = {True: "met", False: "**not met**", None: "not measured"}[t["met"]]
-        out.append(f"- **{t['target']}**: {_fmt(t['measured'])} (wanted {t['wanted']}): {state}.")
+        spread = t.get("spread") or {}
+        extra = (
+            f", spread {_fmt(spread.get('min'))}-{_fmt(spread.get('max'))} over "
+            f"{spread.get('n')} repetitions"
+            if spread.get("n")
+            else ""
+        )
+        out.append(
+            f"- **{t['target']}**: {_fmt(t['measured'])}{extra} (wanted {t['wanted']}): {state}."
+        )
     for mode in ("warm", "process"):
         b = scen.get(mode, {}).get("isolated_breakdown")
         if b:

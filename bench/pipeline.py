@@ -127,10 +127,14 @@ async def run_pipeline(
     burst: Sequence[BenchChapter],
     isolated: Sequence[BenchChapter],
     timeout_per_chapter: float,
+    tag: str | None = None,
 ) -> dict[str, Any]:
-    """One scenario (``mode`` is ``warm`` or ``process``); every child stopped at the end."""
+    """One scenario (``mode`` is ``warm`` or ``process``); every child stopped at the end.
+
+    ``tag`` (default ``mode``) names its topics, alias and deployment: a repetition's own.
+    """
     clock = Clock()
-    async with serving(benv, mode, sampler, warm=mode == "warm") as sv:
+    async with serving(benv, mode, sampler, warm=mode == "warm", tag=tag) as sv:
         settings, topic = sv.settings, sv.settings.topic_events
         await produce(sv.producer, topic, [warmup], clock)
         await sv.watcher.wait([warmup], clock, 600, sv.alive)

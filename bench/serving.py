@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
-from bench.env import BenchEnv
+from bench.env import BenchEnv, settings_for
 from bench.memory import RssSampler
 from bench.watch import IndexWatcher
 from streams.kafka import ensure_topics, start_producer
@@ -42,18 +42,29 @@ class Serving:
 
 @asynccontextmanager
 async def serving(
-    benv: BenchEnv, name: str, sampler: RssSampler, *, warm: bool
+    benv: BenchEnv,
+    name: str,
+    sampler: RssSampler,
+    *,
+    warm: bool,
+    tag: str | None = None,
+    env_overrides: dict[str, str] | None = None,
 ) -> AsyncIterator[Serving]:
     """``flows serve [--warm]`` and ``worker`` on scenario ``name``'s topics, stopped on exit.
 
     Their trees are tracked by ``sampler`` as ``<name>.runner`` and ``<name>.worker``; when
-    the body fails, the tails of both logs are logged.
+    the body fails, the tails of both logs are logged. ``tag`` (default ``name``) names
+    the topics, alias, deployment and pool, so a repetition gets fresh ones;
+    ``env_overrides`` are extra ``SCRIBE_*`` settings of both children.
     """
-    env, settings = benv.scenario(name)
+    env, settings = benv.scenario(tag or name)
+    if env_overrides:
+        env = {**env, **env_overrides}
+        settings = settings_for(env)
     await ensure_topics(settings)
     serve = ["flows", "serve", "--warm"] if warm else ["flows", "serve"]
-    runner = benv.child(f"{name}-runner", serve, env)
-    worker = benv.child(f"{name}-worker", ["worker"], env)
+    runner = benv.child(f"{tag or name}-runner", serve, env)
+    worker = benv.child(f"{tag or name}-worker", ["worker"], env)
     watcher = IndexWatcher(settings.milvus_url, settings.milvus_collection)
     producer = None
     try:

@@ -30,6 +30,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from agents.index_catalog import SingleIndex
 from agents.ledger import SqliteLedger
 from agents.milvus_store import MilvusVectorStore
 from agents.result_agent import ResultAgent, ResultMessage
@@ -186,8 +187,10 @@ async def run_sink(
         await _ensure(store)
         await _ensure(raw_store)
         agent = ResultAgent(
-            store=cast(Any, _Timed(store, parts, "store")),
-            ledger=cast(Any, _Timed(ledger, parts, "ledger")),
+            catalog=SingleIndex(
+                cast(Any, _Timed(store, parts, "store")),
+                cast(Any, _Timed(ledger, parts, "ledger")),
+            ),
             dead_letters=_NoDeadLetters(),
         )
         for r in agent_results:  # as the chapter agent records each submission

@@ -7,12 +7,27 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from bench.workload import BenchChapter, Clock
 
 #: Milvus' largest ``offset + limit`` of a query.
 QUERY_LIMIT = 16384
+
+
+class VersionTarget(Protocol):
+    """A chapter version the index should come to hold (an edit)."""
+
+    @property
+    def ref(self) -> str: ...
+    @property
+    def novel_id(self) -> str: ...
+    @property
+    def chapter_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def expected_chunks(self) -> int: ...
 
 
 class BenchTimeout(RuntimeError):
@@ -98,6 +113,59 @@ class IndexWatcher:
             if time.monotonic() > deadline:
                 raise BenchTimeout(
                     f"{len(pending)} chapters not searchable after {timeout_s:.0f}s: "
+                    f"{sorted(pending)[:5]}"
+                )
+            await asyncio.sleep(interval)
+
+    def versions(self, novel_id: str) -> dict[str, Counter[int]]:
+        """Per chapter id of ``novel_id``: rows per ``chapter_version`` (empty as above)."""
+        try:
+            client = self._connect()
+            if not self._exists:
+                self._exists = self._alias in set(client.list_aliases().get("aliases", []))
+                if not self._exists:
+                    return {}
+            rows = client.query(
+                self._alias,
+                filter=f'novel_id == "{novel_id}"',
+                output_fields=["chapter_id", "chapter_version"],
+                limit=QUERY_LIMIT,
+            )
+        except Exception:
+            self.close()
+            return {}
+        out: dict[str, Counter[int]] = {}
+        for r in rows:
+            out.setdefault(str(r["chapter_id"]), Counter())[int(r["chapter_version"])] += 1
+        return out
+
+    async def wait_versions(
+        self,
+        targets: Sequence[VersionTarget],
+        clock: Clock,
+        timeout_s: float,
+        alive: Callable[[], None],
+        interval: float = 0.1,
+    ) -> None:
+        """Poll until each target's chapter holds exactly its version's rows and no other
+        (an edit is searchable when the index shows that version, trimmed); mark each."""
+        pending = {t.ref: t for t in targets if t.ref not in clock.done}
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            alive()
+            for novel in sorted({t.novel_id for t in pending.values()}):
+                seen = await asyncio.to_thread(self.versions, novel)
+                for ref, t in list(pending.items()):
+                    if t.novel_id == novel and seen.get(t.chapter_id) == Counter(
+                        {t.version: t.expected_chunks}
+                    ):
+                        clock.mark_done(ref)
+                        del pending[ref]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise BenchTimeout(
+                    f"{len(pending)} edits not searchable after {timeout_s:.0f}s: "
                     f"{sorted(pending)[:5]}"
                 )
             await asyncio.sleep(interval)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
@@ -99,8 +99,19 @@ class Clock:
         self.done_wall[ref] = time.time()
 
 
+class Producible(Protocol):
+    """Anything :func:`produce` can send: a keyed event value with a unique ref."""
+
+    @property
+    def ref(self) -> str: ...
+    @property
+    def key(self) -> bytes: ...
+    @property
+    def value(self) -> bytes: ...
+
+
 async def produce(
-    producer: AIOKafkaProducer, topic: str, chapters: Sequence[BenchChapter], clock: Clock
+    producer: AIOKafkaProducer, topic: str, chapters: Sequence[Producible], clock: Clock
 ) -> None:
     """Send the chapters one after the other (acks=all), recording each send time."""
     for ch in chapters:
