@@ -85,7 +85,7 @@ def test_resink_twice_rebuilds_the_same_index_and_switches_the_alias(stack: Stac
 
     first = _replay(stack, "--resink")
     assert first["collection"] and first["previous_collection"]
-    assert first["results_applied"] > 0
+    assert first["results_sent"] > 0  # fed to the worker, the one writer
     collections = _collections(stack)
     assert alias in collections[first["collection"]]["aliases"]
     assert _count(stack) == before
