@@ -60,6 +60,8 @@ def save_growth_baseline(results: dict[str, Any], path: Path = GROWTH_BASELINE) 
         "database_per_100_by_rep": db.get("database_per_100_by_rep"),
         "flow_run_table_per_100": db.get("flow_run_table_per_100"),
         "params_text_per_100": db.get("params_text_per_100"),
+        "params_stored_per_100": db.get("params_stored_per_100"),
+        "tables_per_100": db.get("tables_per_100"),
         "ingest_per_100": db.get("ingest_per_100"),
         "params_bytes_per_run": inc.get("params_bytes"),
         "loadavg": [
@@ -254,7 +256,10 @@ def edits_section(results: dict[str, Any], baseline: dict[str, Any] | None = Non
         f"of which the `flow_run` table {_kib(db.get('flow_run_table_per_100'))} and the "
         f"parameters' stored bytes {_kib(db.get('params_stored_per_100'))} "
         f"(as JSON text {_kib(db.get('params_text_per_100'))}); first-time ingest "
-        f"{_kib(db.get('ingest_per_100'))}.",
+        f"{_kib(db.get('ingest_per_100'))}. The tables that grew most (with indexes and "
+        "TOAST), per 100 versions: "
+        + ", ".join(f"`{t}` {_kib(v)}" for t, v in (db.get("tables_per_100") or {}).items())
+        + ".",
     ]
     if baseline:
         lines += [
@@ -264,8 +269,11 @@ def edits_section(results: dict[str, Any], baseline: dict[str, Any] | None = Non
             f"{_kib(baseline.get('database_per_100'))}, `flow_run` "
             f"{_kib(baseline.get('flow_run_table_per_100'))}, parameters as JSON text "
             f"{_kib(baseline.get('params_text_per_100'))}; parameters per run "
-            f"{_st(baseline.get('params_bytes_per_run'), 0)} bytes. Method: "
-            f"{baseline.get('method')}",
+            f"{_st(baseline.get('params_bytes_per_run'), 0)} bytes; tables: "
+            + ", ".join(
+                f"`{t}` {_kib(v)}" for t, v in (baseline.get("tables_per_100") or {}).items()
+            )
+            + f". Method: {baseline.get('method')}",
         ]
     lines += [
         "",

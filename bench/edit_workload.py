@@ -453,7 +453,9 @@ def _edit_rows(
                     else round(done - produced, 3),
                     "run_s": _span(run.get("start_time"), run.get("end_time")),
                     "embed_task_s": tasks.get((str(run.get("id")), "embed")),
-                    "params_bytes": len(json.dumps(run.get("parameters") or {}).encode())
+                    "params_bytes": len(
+                        json.dumps(run.get("parameters") or {}, ensure_ascii=False).encode()
+                    )
                     if run
                     else None,
                     "state": run.get("state_type"),
@@ -550,6 +552,7 @@ def summarize_edits(
             "params_text_per_100": stats(
                 [s["db"]["params_text_per_100"] for s in edit_segments], 0
             ),
+            "tables_per_100": _tables_per_100(edit_segments),
             "ingest_per_100": stats(
                 [s["db"]["database_per_100"] for s in segments if s["phase"] == "ingest"], 0
             ),
@@ -558,6 +561,19 @@ def summarize_edits(
         "rows": rows,
         "segments": segments,
     }
+
+
+def _tables_per_100(segments: list[dict[str, Any]], top: int = 8) -> dict[str, int]:
+    """The tables that grew the most over the edit segments, bytes per 100 versions."""
+    versions = sum(s["versions"] for s in segments)
+    grown: dict[str, int] = {}
+    for s in segments:
+        for table, size in s["db"]["tables_grown"].items():
+            grown[table] = grown.get(table, 0) + size
+    if not versions:
+        return {}
+    ordered = sorted(grown.items(), key=lambda kv: -kv[1])[:top]
+    return {k: round(v * 100 / versions) for k, v in ordered}
 
 
 def _sum_counters(segments: list[dict[str, Any]]) -> dict[str, float] | None:
