@@ -87,7 +87,28 @@ def rep_summary(
         "warm_to_running_s": _num(scen, "warm", "isolated_breakdown", "to_running_s"),
         "warm_run_s": _num(scen, "warm", "isolated_breakdown", "run_s"),
         "warm_to_searchable_s": _num(scen, "warm", "isolated_breakdown", "to_searchable_s"),
+        # CPU-s per chapter spent outside the embedding process while chapters went one at
+        # a time: on 2 cores it is taken from the embedder (Prefect, PostgreSQL, Milvus and
+        # the bench's poller for warm; Kafka and Milvus for direct)
+        "warm_other_cpu_per_chapter": _other_cpu(scen, "warm", "warm.runner"),
+        "direct_other_cpu_per_chapter": _other_cpu(scen, "direct", "bench.process"),
     }
+
+
+def _other_cpu(scen: dict[str, Any], name: str, embedder: str) -> float | None:
+    cpu = _get_dict(scen, name, "cpu_s", "isolated")
+    chapters = _num(scen, name, "isolated", "chapters")
+    if not cpu or not chapters or cpu.get("ours") is None:
+        return None
+    return round((float(cpu["ours"]) - float(cpu.get(embedder) or 0.0)) / chapters, 3)
+
+
+def _get_dict(d: Any, *keys: str) -> dict[str, Any] | None:
+    for key in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)
+    return d if isinstance(d, dict) else None
 
 
 def rep_stats(results: dict[str, Any], key: str) -> dict[str, Any] | None:

@@ -177,8 +177,9 @@ def repeats_section(results: dict[str, Any]) -> list[str]:
         "the median over these rows; the spread is their range.",
         "",
         "| rep | order | warm / direct | per CPU-s | sink agent / raw | warm p50 s "
-        "| allowance s | warm embed task s | direct embed s | warm minus its embed s |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| allowance s | warm embed task s | direct embed s | warm minus its embed s "
+        "| other CPU-s per chapter, warm / direct |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in reps:
         lines.append(
@@ -186,7 +187,9 @@ def repeats_section(results: dict[str, Any]) -> list[str]:
             f"| {_f(r.get('warm_vs_direct_cpu'))} | {_f(r.get('sink_agent_vs_raw'))} "
             f"| {_f(r.get('warm_p50_s'))} | {_f(r.get('latency_goal_s'))} "
             f"| {_f(r.get('warm_embed_task_s'))} | {_f(r.get('direct_embed_s'))} "
-            f"| {_f(r.get('warm_overhead_s'))} |"
+            f"| {_f(r.get('warm_overhead_s'))} "
+            f"| {_f(r.get('warm_other_cpu_per_chapter'))} / "
+            f"{_f(r.get('direct_other_cpu_per_chapter'))} |"
         )
     return [*lines, ""]
 
