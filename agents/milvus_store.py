@@ -317,6 +317,24 @@ class MilvusVectorStore:
         )
         return int(rows[0]["count(*)"])
 
+    async def shape(self) -> tuple[str, str | None, int]:
+        """The collection behind the alias, the model of its rows (``None`` while it is
+        empty) and its vector dimension: what a resink rebuilds, with no model loaded."""
+
+        def run() -> tuple[str, str | None, int]:
+            client = self._connect()
+            if self._alias not in set(client.list_aliases().get("aliases", [])):
+                raise ConfigurationError(f"there is no index {self._alias} to rebuild yet")
+            physical = str(client.describe_alias(self._alias)["collection_name"])
+            fields = client.describe_collection(physical)["fields"]
+            dim = next(int(f["params"]["dim"]) for f in fields if f["name"] == "embedding")
+            client.load_collection(physical)
+            sample = client.query(physical, filter="", output_fields=["model"], limit=1)
+            return physical, (str(sample[0]["model"]) if sample else None), dim
+
+        found: tuple[str, str | None, int] = await self._call_fn("describe index", run)
+        return found
+
     async def describe(self) -> dict[str, Any]:
         """The physical collection behind the alias, its model(s) and row count."""
 

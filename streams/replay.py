@@ -180,10 +180,16 @@ async def replay(
     began = time.monotonic()
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     full = start == "earliest" and novel is None
-    model, dimension = await asyncio.to_thread(embedder_identity, settings)
     admin = vector_store(settings)
-    live = await admin.ensure_collection(model, dimension)
-    target = f"{collection_for_model(settings.milvus_collection, model)}__{stamp}" if full else None
+    model: str | None
+    if mode == "resink":  # rebuilds what the live index holds: no model is loaded
+        live, model, dimension = await admin.shape()
+    else:
+        embedder_model, dimension = await asyncio.to_thread(embedder_identity, settings)
+        live = await admin.ensure_collection(embedder_model, dimension)
+        model = embedder_model
+    base = collection_for_model(settings.milvus_collection, model or "resink")
+    target = f"{base}__{stamp}" if full else None
     summary = ReplaySummary(mode=mode, scope="full rebuild" if full else "in place")
     if target:
         await admin.create_collection(target, dimension)
@@ -192,9 +198,10 @@ async def replay(
     group = f"{settings.app_id}-replay-{stamp}"
     try:
         if mode == "reembed":
+            assert model is not None
             await _reembed(plan, group, model)
         else:
-            await _resink(plan, group, model)
+            await _resink(plan, group, model, dimension)
     finally:
         summary.seconds = round(time.monotonic() - began, 1)
         await admin.close()
@@ -318,7 +325,7 @@ class _Feeder:
             waited += wait_seconds
 
 
-async def _resink(plan: _Plan, group: str, model: str) -> None:
+async def _resink(plan: _Plan, group: str, model: str | None, dimension: int) -> None:
     """Feed the results topic to the worker again, for the live index or a rebuild."""
     settings, summary = plan.settings, plan.summary
     results = TopicReader(settings, settings.topic_embeddings, group)
@@ -328,7 +335,8 @@ async def _resink(plan: _Plan, group: str, model: str) -> None:
 
     async def feed(messages: list[Any]) -> None:
         for m in messages:
-            if plan.wanted(m.key) and (value := _resent(m.value, plan, model)) is not None:
+            value = _resent(m.value, plan, model, dimension) if plan.wanted(m.key) else None
+            if value is not None:
                 await feeder.send(m.key, value)
                 summary.results_sent += 1
 
@@ -344,7 +352,7 @@ async def _resink(plan: _Plan, group: str, model: str) -> None:
         await producer.stop()
 
 
-def _resent(value: bytes, plan: _Plan, model: str) -> bytes | None:
+def _resent(value: bytes, plan: _Plan, model: str | None, dimension: int) -> bytes | None:
     """The message to re-publish for one result, or ``None`` to leave it out.
 
     Kept: results of the live index (no target, or the collection that is live now), of
@@ -359,7 +367,9 @@ def _resent(value: bytes, plan: _Plan, model: str) -> bytes | None:
         return None
     if result.target not in (None, plan.live):
         return None
-    if isinstance(result, ChapterEmbedded) and result.model != model:
+    if isinstance(result, ChapterEmbedded) and (
+        result.model != model if model is not None else result.dimension != dimension
+    ):
         return None
     if result.target == plan.target:
         return value
