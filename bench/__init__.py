@@ -15,7 +15,14 @@ same input, side by side:
    while the RSS of the runner, the worker and every service is sampled with the number
    of chapters searchable; per process the RSS at 10/50/100 % of the chapters, the growth
    over the second half and a flat/grows verdict (:mod:`bench.soak`,
-   :mod:`bench.soak_report`). ``--soak 500`` takes about 15 minutes on 2 cores.
+   :mod:`bench.soak_report`). ``--soak 500`` takes about 15 minutes on 2 cores;
+7. ``edits`` (only with ``--edits``): a few chapters indexed, then one-paragraph edits one
+   at a time and in a burst through an incremental and a full warm pipeline side by side
+   (:mod:`bench.edit_workload`, :mod:`bench.edits`, :mod:`bench.edit_report`).
+
+``--repeat N`` (default 3) runs direct and warm (alternating their order), the sink and
+the edit rounds N times; each ratio is reported as the median and the spread.
+``--only a,b`` runs a subset of the scenarios.
 
 Results go to ``--out`` (``results.json``, ``bench.png``, ``soak.png``), the charts to
 ``bench/latest.png`` and ``bench/latest-soak.png`` and the tables to BENCHMARKS.md

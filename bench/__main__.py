@@ -1,4 +1,4 @@
-"""``python -m bench [--chapters N] [--out DIR] [--skip-serve]``."""
+"""``python -m bench [--chapters N] [--repeat N] [--edits] [--only LIST] [--out DIR]``."""
 
 from __future__ import annotations
 
