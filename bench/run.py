@@ -212,7 +212,8 @@ async def _measure(
             results["sink"] = sink_value
         elif sink_value is not None:
             results["repeat_scenarios"].setdefault("sink", []).append(sink_value)
-        results["repeats"].append(rep_summary(rep + 1, list(order), got, sink_value))
+        if got or sink_value is not None:
+            results["repeats"].append(rep_summary(rep + 1, list(order), got, sink_value))
     if "process" in sel and (value := await one("process", 0)) is not None:
         scen["process"] = value
     if "submission" in sel:
