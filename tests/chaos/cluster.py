@@ -207,8 +207,7 @@ class ClusterStack:
         new topics, group, alias and ledger database, start them again."""
         suffix = uuid.uuid4().hex[:8]
         say(f"new tenant {suffix}: restarting the workers and the runners")
-        for proc in reversed(self.scribe_processes):
-            proc.stop()
+        self.kill_scribe()
         fresh = tenant_env(suffix, self.postgres_port)
         self.env.update(fresh)
         self.settings = _settings_of(self.env)
@@ -217,6 +216,14 @@ class ClusterStack:
         asyncio.run(create_database(self.postgres_port, f"scribe_{suffix}"))
         _create_topics(self.settings)
         self.start_scribe()
+
+    def kill_scribe(self) -> None:
+        """SIGKILL the workers and runners with their flow-run processes (only ever after
+        a drain, when nothing is in flight; a graceful stop of the process worker takes
+        two SIGTERMs and half a minute)."""
+        for proc in reversed(self.scribe_processes):
+            signal_tree(proc, signal.SIGKILL)
+            proc.kill()
 
     def start_scribe(self) -> None:
         """Start the runners (the warm one deploys first), then the workers; wait for them."""
@@ -232,9 +239,7 @@ class ClusterStack:
 
     def stop(self) -> None:
         """Stop everything, scribe processes first, then the services, Kafka last."""
-        for proc in reversed(self.scribe_processes):
-            signal_tree(proc, signal.SIGCONT)
-            proc.stop()
+        self.kill_scribe()
         for proc in self.services.processes:
             signal_tree(proc, signal.SIGCONT)
         self.services.stop()

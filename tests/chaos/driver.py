@@ -7,8 +7,8 @@
 * ``fault``: ``kill -9`` of a worker or a runner with all its descendants (a host crash:
   the process worker's flow-run processes die too), started again a second later as its
   supervisor would; ``SIGSTOP`` of Prefect, Milvus, PostgreSQL or one Kafka node (every
-  process of it) and ``SIGCONT`` after the pause. Kills alternate between the two
-  instances (a, b), Kafka pauses go round the three nodes;
+  process of it) and ``SIGCONT`` after the pause. A kill hits instance a or b by the
+  parity of its step, Kafka pauses go round the three nodes;
 * a supervisor restarts a worker or runner that exits by itself (a fail-stop, exit 70)
   and writes it in the journal;
 * ``drain``: faults healed, commands done, no lag of the workers' group on the input and
@@ -256,7 +256,7 @@ class ClusterDriver:
         self._ensure_supervisor()
         if fault.kind == "kill9":
             names = [p.name for p in self.stack.scribe_processes if p.name.startswith(fault.target)]
-            name = self._pick(fault.target, names)
+            name = names[fault.at_op % len(names)]  # from the schedule: replays the same
             self.injected[f"kill9 {name}"] += 1
             self._heals.append(asyncio.create_task(self._kill_and_restart(name)))
             await asyncio.sleep(0)
@@ -522,6 +522,7 @@ class ClusterDriver:
         if self.drain_timed_out:
             problems.append("the drain timed out (see the journal)")
         problems += [f"crash: {e.splitlines()[0]}" for e in self.unexpected_exits]
+        problems += self.foreign_recoveries()
         unfinished = await self.runs_by_state(UNFINISHED)
         if any(unfinished.values()):
             problems.append(f"flow runs not in a final state: {unfinished}")
@@ -548,6 +549,20 @@ class ClusterDriver:
                 continue
             problems.append(f"scribe status: {issue}")
         return problems
+
+    def foreign_recoveries(self) -> list[str]:
+        """Runs a runner's watchdog rescheduled for a dead process of *another* host (host
+        ids chaos-a, chaos-b): that process may be alive there, so this must not happen."""
+        out = []
+        for runner in self.stack.runners:
+            here = runner.env.get("SCRIBE_HOST_ID", "")
+            for line in runner.tail(100_000).splitlines():
+                if "rescheduled orphaned flow run" not in line or "its process" not in line:
+                    continue
+                owner = line.split("its process ", 1)[1].split(" ", 1)[0]
+                if ":" in owner and owner.rsplit(":", 1)[0] != here:
+                    out.append(f"{runner.name} ({here}) rescheduled a run of {owner}: {line}")
+        return out
 
     def summary(self) -> str:
         """Faults, commands and surprises of the run, for RELIABILITY.md and failures."""

@@ -22,8 +22,10 @@ from tests.chaos.driver import chaos_run
 
 pytestmark = pytest.mark.integration
 
-#: Seeds of CI (fixed: a failure replays exactly) and the size of their histories.
-SEEDS = (11, 12)
+#: Seeds of CI (fixed: a failure replays exactly) and the size of their histories. Together
+#: they kill a worker and a runner, pause Kafka, Prefect, Milvus and PostgreSQL, and run
+#: every operator action (redrive, resink, re-embed of a novel, a full re-embed).
+SEEDS = (34, 36)
 OPS = 40
 FAULTS = 3
 
