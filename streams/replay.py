@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
 from agents.chapter_agent import ChapterAgent
 from agents.milvus_store import MilvusVectorStore
 from agents.vector_store import collection_for_model
@@ -37,14 +35,14 @@ from prefect_bridge.runtime import pipeline_version
 from prefect_bridge.submitter import PrefectFlowSubmitter
 from schemas import ChapterEmbedded, InvalidEvent, ScribeError, SourceRef, parse_result
 from schemas.dead_letters import message_source
-from streams.kafka import admin_client, client_config, partitions_of, start_producer
+from streams.kafka import client_config, start_producer
 from streams.settings import Settings
+from streams.topic_reader import ResultFeeder, Start, TopicReader
 from streams.wiring import chunking_policy, embedder_identity, open_ledger, vector_store
 
 log = logging.getLogger("scribe.replay")
 
 Mode = Literal["reembed", "resink"]
-Start = Literal["earliest"] | datetime
 Tick = Callable[[int, int], None]  # (done, total)
 
 
@@ -83,89 +81,6 @@ class ReplaySummary:
     pipeline_version: str | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-
-
-class TopicReader:
-    """Reads one topic from chosen start offsets up to a snapshot of its end offsets.
-
-    The snapshot bounds a round: a resink publishes to the topic it reads, and a replay of
-    the input topic must end although the live stream goes on; :meth:`extend` moves the
-    snapshot to the end of now for one more round (after a rebuild's alias switch).
-    """
-
-    def __init__(self, settings: Settings, topic: str, group: str) -> None:
-        self._topic = topic
-        self._settings = settings
-        self._consumer = AIOKafkaConsumer(
-            **client_config(settings),
-            group_id=group,
-            enable_auto_commit=False,
-            max_partition_fetch_bytes=settings.max_result_bytes,
-            fetch_max_bytes=settings.max_result_bytes,
-        )
-        self.partitions: list[TopicPartition] = []
-        self.read = 0
-        self._starts: dict[TopicPartition, int] = {}
-        self._ends: dict[TopicPartition, int] = {}
-
-    async def start(self, start: Start) -> int:
-        """Assign every partition, seek to ``start``; return messages up to the end now."""
-        await self._consumer.start()
-        parts = await partitions_of(self._settings, self._topic)
-        self.partitions = [TopicPartition(self._topic, p) for p in parts]
-        self._consumer.assign(self.partitions)
-        ends = await self._consumer.end_offsets(self.partitions)
-        if start == "earliest":
-            starts = await self._consumer.beginning_offsets(self.partitions)
-        else:
-            ms = int(start.timestamp() * 1000)
-            found = await self._consumer.offsets_for_times({tp: ms for tp in self.partitions})
-            starts = {tp: (found[tp].offset if found[tp] else ends[tp]) for tp in self.partitions}
-        for tp in self.partitions:
-            self._consumer.seek(tp, starts[tp])
-        self._starts, self._ends = starts, ends
-        return await self.total()
-
-    async def extend(self) -> None:
-        """One more round: read on to the end offsets of now."""
-        self._ends = await self._consumer.end_offsets(self.partitions)
-
-    async def backlog(self) -> int:
-        """Messages between the current position and the snapshot's end."""
-        positions = [await self._consumer.position(tp) for tp in self.partitions]
-        return sum(
-            max(0, self._ends[tp] - pos) for tp, pos in zip(self.partitions, positions, strict=True)
-        )
-
-    async def total(self) -> int:
-        """Messages from the start offsets to the snapshot's end."""
-        return sum(self._ends[tp] - self._starts[tp] for tp in self.partitions)
-
-    async def batches(self, timeout_ms: int = 500) -> list[Any]:
-        """The next messages before the snapshot's end (possibly none)."""
-        waiting = [
-            tp for tp in self.partitions if await self._consumer.position(tp) < self._ends[tp]
-        ]
-        if not waiting:
-            return []
-        got = await self._consumer.getmany(*waiting, timeout_ms=timeout_ms, max_records=200)
-        messages = []
-        for tp, msgs in got.items():
-            inside = [m for m in msgs if m.offset < self._ends[tp]]
-            messages += inside
-            if len(inside) < len(msgs):  # read past the snapshot: come back there next round
-                self._consumer.seek(tp, self._ends[tp])
-        messages.sort(key=lambda m: (m.partition, m.offset))
-        self.read += len(messages)
-        return messages
-
-    async def commit(self) -> None:
-        """Record progress under the replay's group (visible to kafka-consumer-groups)."""
-        await self._consumer.commit()
-
-    async def stop(self) -> None:
-        """Leave."""
-        await self._consumer.stop()
 
 
 async def replay(
@@ -284,54 +199,13 @@ async def _reembed(plan: _Plan, group: str, model: str) -> None:
         await ledger.close()
 
 
-class _Feeder:
-    """Re-publishes results to the results topic and waits until the worker applied them."""
-
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
-        self._settings = settings
-        self._producer = producer
-        self._last: dict[int, int] = {}  # partition -> offset of the last message sent
-
-    async def send(self, key: bytes | None, value: bytes) -> None:
-        """Publish one result (acks=all) and remember its position."""
-        sent = await self._producer.send_and_wait(
-            self._settings.topic_embeddings, value=value, key=key
-        )
-        self._last[sent.partition] = max(sent.offset, self._last.get(sent.partition, -1))
-
-    async def behind(self) -> int:
-        """How many of the sent results the worker's group has not committed yet."""
-        async with admin_client(self._settings) as admin:
-            committed = await admin.list_consumer_group_offsets(self._settings.app_id)
-        behind = 0
-        for partition, last in self._last.items():
-            meta = committed.get(TopicPartition(self._settings.topic_embeddings, partition))
-            done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            behind += max(0, last + 1 - done)
-        return behind
-
-    async def drained(self, wait_seconds: float, report_every: float = 30.0) -> None:
-        """Wait until the worker has applied everything sent (it is the one writer)."""
-        waited = 0.0
-        while (left := await self.behind()) > 0:
-            if waited >= report_every:
-                log.warning(
-                    "waiting for the worker (group %s) to apply %d results; is it running?",
-                    self._settings.app_id,
-                    left,
-                )
-                waited = 0.0
-            await asyncio.sleep(wait_seconds)
-            waited += wait_seconds
-
-
 async def _resink(plan: _Plan, group: str, model: str | None, dimension: int) -> None:
     """Feed the results topic to the worker again, for the live index or a rebuild."""
     settings, summary = plan.settings, plan.summary
     results = TopicReader(settings, settings.topic_embeddings, group)
     await results.start(plan.start)
     producer = await start_producer(settings)
-    feeder = _Feeder(settings, producer)
+    feeder = ResultFeeder(settings, producer)
 
     async def feed(messages: list[Any]) -> None:
         for m in messages:

@@ -1,0 +1,126 @@
+"""One batch of the result agent: its view of the ledger and its queued index writes."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from agents.decisions import ChapterState, IndexResult
+from agents.ledger import Ledger
+from agents.vector_store import VectorStore
+from schemas import ChapterEmbedded, NovelRemoved, ScribeError
+
+
+def needs_trim(current: ChapterState | None, count: int) -> bool:
+    """Whether chunks numbered ``count`` and above may exist for the chapter.
+
+    The ledger describes its index: a chapter it has never indexed (only submitted, or
+    deleted) has no rows, one indexed with ``count`` chunks or fewer has none past them.
+    Without a row (e.g. a rebuild's fresh scope) nothing is known, so trim.
+    """
+    if current is None:
+        return True
+    if current.indexed_version is None:
+        return False
+    return current.chunk_count > count
+
+
+class BatchWrites:
+    """Upserts of a batch, sent as one call; trims after them."""
+
+    def __init__(self, store: VectorStore) -> None:
+        self._store = store
+        self._chapters: dict[tuple[str, str], tuple[ChapterEmbedded, bool]] = {}
+        #: Results Milvus rejected as invalid, with the error: to be dead-lettered.
+        self.rejected: list[tuple[ChapterEmbedded, ScribeError]] = []
+
+    def add(self, result: ChapterEmbedded, trim: bool) -> None:
+        """Queue the chapter's rows; a newer version in the batch replaces an older one."""
+        key = (result.novel_id, result.chapter_id)
+        earlier = self._chapters.get(key)
+        self._chapters[key] = (result, trim or (earlier is not None and earlier[1]))
+
+    async def apply(self) -> None:
+        """Upsert everything queued in one call, then trim; idempotent, so safe to retry.
+
+        When Milvus rejects the batch as invalid, each chapter is written alone so the
+        bad ones are found; those go to :attr:`rejected` (with the error), the rest lands.
+        """
+        if not self._chapters:
+            return
+        queued = list(self._chapters.values())
+        try:
+            await self._write(queued)
+        except ScribeError as exc:
+            if exc.retriable:
+                raise
+            rejected = []
+            for item in queued:
+                try:
+                    await self._write([item])
+                except ScribeError as one:
+                    if one.retriable:
+                        raise
+                    rejected.append((item[0], one))
+            self.rejected += rejected
+        self._chapters.clear()
+
+    async def _write(self, queued: list[tuple[ChapterEmbedded, bool]]) -> None:
+        await self._store.upsert_chapters([result for result, _ in queued])
+        trims = [(r.novel_id, r.chapter_id, len(r.chunks)) for r, trim in queued if trim]
+        if trims:
+            await self._store.trim_chapters(trims)
+
+
+class BatchView:
+    """The ledger as seen from inside a batch: effects applied but not yet recorded win.
+
+    The batch's chapter rows are read in one query up front (:meth:`prefetch`), and each
+    novel's tombstone once.
+    """
+
+    def __init__(self, ledger: Ledger, store: VectorStore) -> None:
+        self._ledger = ledger
+        self.writes = BatchWrites(store)
+        self._chapters: dict[tuple[str, str], ChapterState | None] = {}
+        self._novels: dict[str, int] = {}
+        self._stored: dict[tuple[str, str], ChapterState | None] = {}
+        self._tombstones: dict[str, int | None] = {}
+        self._removals: set[str] = set()
+
+    async def prefetch(self, keys: list[tuple[str, str]], removals: list[str]) -> None:
+        """Read the ledger rows of ``keys`` (missing ones are known to be missing) and which
+        of the deletion events ``removals`` were applied before."""
+        found = await self._ledger.chapters_by_key(keys)
+        self._stored = {key: found.get(key) for key in keys}
+        self._removals = await self._ledger.removals_applied(removals) if removals else set()
+
+    def removal_applied(self, event_id: UUID) -> bool:
+        """Whether this deletion event was applied, before or earlier in this batch."""
+        return str(event_id) in self._removals
+
+    async def chapter(self, novel_id: str, chapter_id: str) -> ChapterState | None:
+        key = (novel_id, chapter_id)
+        if key in self._chapters:
+            return self._chapters[key]
+        if novel_id in self._novels:  # deleted earlier in this batch: no rows left
+            return None
+        if key in self._stored:
+            return self._stored[key]
+        return await self._ledger.chapter(novel_id, chapter_id)
+
+    async def novel_deleted_offset(self, novel_id: str) -> int | None:
+        if novel_id in self._novels:
+            return self._novels[novel_id]
+        if novel_id not in self._tombstones:
+            self._tombstones[novel_id] = await self._ledger.novel_deleted_offset(novel_id)
+        return self._tombstones[novel_id]
+
+    def remember(self, result: IndexResult, state: ChapterState) -> None:
+        if not isinstance(result, ChapterEmbedded):
+            self._removals.add(str(result.event_id))
+        if isinstance(result, NovelRemoved):
+            self._novels[result.novel_id] = result.source.offset if result.source else -1
+            for key in [k for k in self._chapters if k[0] == result.novel_id]:
+                self._chapters[key] = None
+        else:
+            self._chapters[(state.novel_id, state.chapter_id)] = state
