@@ -11,7 +11,10 @@ from schemas import ResultEvent, ScribeError, SourceRef
 
 
 class FlowSubmitter(Protocol):
-    """Submits one flow run of the processing deployment (real: prefect_bridge.submitter)."""
+    """Submits one flow run of the processing deployment.
+
+    Real: ``prefect_bridge.adapters.prefect_submitter``.
+    """
 
     async def submit(
         self,

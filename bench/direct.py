@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from agents.milvus_store import MilvusVectorStore
+from agents.adapters.milvus_store import MilvusVectorStore
 from agents.vector_store import MAX_TEXT_CHARS, row_id
 from bench.memory import RssSampler, cpu_delta, self_hwm_mib
 from bench.watch import BenchTimeout, milvus_client

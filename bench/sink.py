@@ -30,9 +30,9 @@ from typing import Any, cast
 
 import numpy as np
 
+from agents.adapters.ledger_sqlite import SqliteLedger
+from agents.adapters.milvus_store import MilvusVectorStore
 from agents.index_catalog import SingleIndex
-from agents.ledger import SqliteLedger
-from agents.milvus_store import MilvusVectorStore
 from agents.result_agent import ResultAgent, ResultMessage
 from agents.vector_store import chunk_rows
 from bench.watch import milvus_client

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from agents.adapters.milvus_store import MilvusVectorStore
 from agents.chapter_agent import ChapterAgent
-from agents.milvus_store import MilvusVectorStore
 from agents.vector_store import collection_for_model
-from prefect_bridge.publisher import KafkaResultPublisher
+from prefect_bridge.adapters.kafka_publisher import KafkaResultPublisher
+from prefect_bridge.adapters.prefect_submitter import PrefectFlowSubmitter
 from prefect_bridge.runtime import pipeline_version
-from prefect_bridge.submitter import PrefectFlowSubmitter
 from schemas import ChapterEmbedded, InvalidEvent, ScribeError, SourceRef, parse_result
 from schemas.dead_letters import message_source
 from streams.kafka import client_config, start_producer

@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from agents import ledger_sql as q
+from agents.adapters import ledger_sql as q
 from agents.decisions import ChapterState
 from agents.ledger import applies_over
 from agents.vector_store import Hit, Trim, chunk_rows

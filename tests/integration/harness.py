@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agents.milvus_store import MilvusVectorStore
+from agents.adapters.milvus_store import MilvusVectorStore
 from streams.kafka import start_producer
 from streams.processes import ManagedProcess
 from streams.settings import Settings

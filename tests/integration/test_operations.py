@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from agents.milvus_store import MilvusVectorStore
+from agents.adapters.milvus_store import MilvusVectorStore
 from schemas import ChapterEmbedded, ChunkVector, SourceRef
 from streams.kafka import start_producer
 from streams.status import kafka_report

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agents.milvus_store import MilvusVectorStore
+from agents.adapters.milvus_store import MilvusVectorStore
 from tests.integration.harness import Stack, converged, event, wait_for
 
 pytestmark = pytest.mark.integration

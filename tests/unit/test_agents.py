@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from agents.adapters.ledger_sqlite import SqliteLedger
 from agents.chapter_agent import ChapterAgent
 from agents.decisions import ChapterState, SubmitFlowRun, plan_event
 from agents.index_catalog import SingleIndex
-from agents.ledger import Ledger, SqliteLedger
+from agents.ledger import Ledger
 from agents.result_agent import ResultAgent, ResultMessage
 from agents.retry import Backoff
 from schemas import (

@@ -10,9 +10,9 @@ from uuid import UUID
 
 import pytest
 
+from prefect_bridge.adapters.kafka_publisher import KafkaResultPublisher
 from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.embedding import HashingEmbedder
-from prefect_bridge.publisher import KafkaResultPublisher
 from prefect_bridge.runtime import (
     FlowRuntime,
     close_runtime,

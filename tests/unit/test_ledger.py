@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.ledger import Ledger, SqliteLedger
+from agents.adapters.ledger_sqlite import SqliteLedger
+from agents.ledger import Ledger
 from tests.fakes import InMemoryLedger
 from tests.ledger_contract import CONTRACT, applied
 
@@ -52,4 +53,3 @@ async def test_scopes_keep_separate_books(tmp_path: Path) -> None:
     finally:
         await live.close()
         await rebuild.close()
-

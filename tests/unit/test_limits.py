@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from prefect_bridge.publisher import KafkaResultPublisher
+from prefect_bridge.adapters.kafka_publisher import KafkaResultPublisher
 from schemas import ChapterEmbedded, ChunkVector, ResultTooLarge
 
 

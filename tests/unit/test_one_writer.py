@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pymilvus.exceptions import MilvusException, MilvusUnavailableException
 
+from agents.adapters.milvus_store import milvus_error
 from agents.index_catalog import LiveLedger
-from agents.milvus_store import milvus_error
 from agents.ports import Index
 from agents.result_agent import ResultAgent
 from agents.retry import Backoff

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from asyncpg import exceptions as pg
 
+from agents.adapters.ledger_postgres import PostgresLedger, transient_errors
 from agents.ledger import LedgerUnavailable
-from agents.ledger_postgres import PostgresLedger, transient_errors
 from agents.retry import Backoff
 from schemas import ServiceUnavailable
 from streams import wiring

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agents import ledger_sql as q
+from agents.adapters import ledger_sql as q
 from agents.decisions import ChapterState
 from agents.ledger import LedgerUnavailable
 
