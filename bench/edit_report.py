@@ -286,7 +286,11 @@ def edits_section(results: dict[str, Any], baseline: dict[str, Any] | None = Non
         f"float32, as published) {_f(rb.get('v2_bytes_per_chunk'), 0)}; v1 / v2 "
         f"{_st(rb.get('ratio_v1_v2'))} over the repetitions. Of a chunk's bytes its text "
         f"takes {_f(rb.get('text_bytes_per_chunk'), 0)} in both; the vectors alone shrink "
-        f"{_st(rb.get('vector_ratio_v1_v2'))}x. Decoding (`parse_result`, best "
+        f"{_st(rb.get('vector_ratio_v1_v2'))}x. Gzipped as the publisher sends them "
+        f'(`compression_type="gzip"`, what the broker stores): v1 '
+        f"{_f(_get(rb, 'gzip_bytes_per_chunk', 'v1'), 0)}, v2 "
+        f"{_f(_get(rb, 'gzip_bytes_per_chunk', 'v2'), 0)} bytes per chunk, v1 / v2 "
+        f"{_st(rb.get('gzip_ratio_v1_v2'))}. Decoding (`parse_result`, best "
         f"of 3): v1 {_f(dec.get('v1'), 3)} ms per chunk, v2 {_f(dec.get('v2'), 3)} ms. v1 "
         f"round trips off by more than 1e-6: {rb.get('v1_roundtrip_mismatches')}.",
         "",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import logging
 import time
@@ -260,6 +261,9 @@ def result_bytes(values: Sequence[bytes], rep_of: dict[tuple[str, int], int]) ->
         )
         for part, size in chunk_bytes(result).items():
             acc[part] += size
+        # what the broker stores: the publisher gzips its batches (one result per batch)
+        acc["v1_gzip"] = acc.get("v1_gzip", 0) + len(gzip.compress(old, 6))
+        acc["v2_gzip"] = acc.get("v2_gzip", 0) + len(gzip.compress(raw, 6))
         acc["messages"] += 1
         acc["chunks"] += len(result.chunks)
         acc["v1"] += len(old)
@@ -277,6 +281,15 @@ def result_bytes(values: Sequence[bytes], rep_of: dict[tuple[str, int], int]) ->
         "v2_bytes_per_chunk": round(v2_total / chunks, 1) if chunks else None,
         "per_rep": {str(r): a for r, a in sorted(per_rep.items())},
         "ratio_v1_v2": ratio_stats([(per_rep[r]["v1"], per_rep[r]["v2"]) for r in edit_reps]),
+        "gzip_bytes_per_chunk": {
+            form: round(sum(a[f"{form}_gzip"] for a in per_rep.values()) / chunks, 1)
+            if chunks
+            else None
+            for form in ("v1", "v2")
+        },
+        "gzip_ratio_v1_v2": ratio_stats(
+            [(per_rep[r]["v1_gzip"], per_rep[r]["v2_gzip"]) for r in edit_reps]
+        ),
         "vector_ratio_v1_v2": ratio_stats(
             [(per_rep[r]["v1_vector"], per_rep[r]["v2_vector"]) for r in edit_reps]
         ),

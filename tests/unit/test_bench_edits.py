@@ -31,7 +31,7 @@ from bench.edits import (
     v2_bytes,
 )
 from bench.workload import sample_chapters
-from schemas import ChapterEmbedded, ChunkVector, SourceRef, parse_result
+from schemas import ChapterEmbedded, ChunkVector, InvalidEvent, SourceRef, parse_result
 
 PARAS = ["标题", "短。", *[f"第{i}段" + "孙悟空大闹天宫。" * 4 for i in range(10)], "尾。"]
 TEXT = "\n".join(PARAS)
@@ -276,3 +276,20 @@ def test_rep_summary_and_stats() -> None:
     assert st is not None and st["n"] == 2 and st["min"] == 0.85 and st["max"] == 0.95
     assert rep_stats({}, "warm_vs_direct") is None
     assert "| 1 | direct then warm | 0.95" in "\n".join(repeats_section(results))
+
+
+def test_result_bytes_accounts_per_repetition_and_gzipped() -> None:
+    from bench.edit_workload import result_bytes
+
+    first, edited = _result(chunks=2), _result(chunks=3)
+    values = [v2_bytes(first), v2_bytes(edited), b'{"event_type":"novel.removed"}']
+    with pytest.raises(InvalidEvent):  # not a valid result: the bench must not hide it
+        result_bytes(values, {})
+    out = result_bytes(values[:2], {("n/ch0001", 2): 0})
+    assert out["messages"] == 2 and out["chunks"] == 5
+    assert out["per_rep"]["0"]["messages"] == 2  # both are version 2 of ch0001
+    assert out["ratio_v1_v2"]["n"] == 1 and out["ratio_v1_v2"]["median"] > 1
+    assert out["v1_roundtrip_mismatches"] == 0
+    gz = out["gzip_bytes_per_chunk"]
+    assert gz["v1"] < out["v1_bytes_per_chunk"] and gz["v2"] < out["v2_bytes_per_chunk"]
+    assert out["decode_ms_per_chunk"]["v1"] > 0
