@@ -34,14 +34,16 @@ def _for_deployment(deployment_id: UUID) -> dict[str, Any]:
 def zombie_automation(
     deployment: str, deployment_id: UUID, heartbeat_seconds: int
 ) -> AutomationCore:
-    """Mark runs Crashed when their heartbeats stop (window: three beats)."""
+    """Mark runs Crashed when they start or beat, then go silent (window: three beats)."""
     return AutomationCore(
         name=f"scribe: crash zombie runs of {deployment}",
         description="A run whose heartbeats stopped without a final state is marked Crashed.",
         trigger=EventTrigger(
             match={"prefect.resource.id": "prefect.flow-run.*"},
             match_related=_for_deployment(deployment_id),
-            after={"prefect.flow-run.heartbeat"},
+            # Armed when a run starts too: a run killed before its first beat never sends
+            # one, and would otherwise stay Running forever.
+            after={"prefect.flow-run.Running", "prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{s}" for s in FINAL)},
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,

@@ -113,7 +113,10 @@ class MilvusVectorStore:
         Returns the physical collection behind the alias. Refuses an alias whose
         collection has another vector size (a different model needs a new collection).
         """
-        return str(await asyncio.to_thread(self._ensure, model, dimension))
+        physical: str = await self._call_fn(
+            "ensure collection", lambda: self._ensure(model, dimension)
+        )
+        return physical
 
     def _ensure(self, model: str, dimension: int) -> str:
         client = self._connect()
@@ -121,8 +124,14 @@ class MilvusVectorStore:
             physical = str(client.describe_alias(self._alias)["collection_name"])
         else:
             physical = collection_for_model(self._alias, model)
-            self._create(physical, dimension)
-            client.create_alias(physical, self._alias)
+            try:
+                self._create(physical, dimension)
+                client.create_alias(physical, self._alias)
+            except Exception:
+                # Another process (a second worker, a replay) created them first: use its.
+                if self._alias not in set(client.list_aliases().get("aliases", [])):
+                    raise
+                physical = str(client.describe_alias(self._alias)["collection_name"])
         self._check_dimension(physical, dimension)
         client.load_collection(physical)
         return physical

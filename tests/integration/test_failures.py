@@ -41,7 +41,7 @@ def test_automations_are_created_once_and_read_back(stack: Stack) -> None:
     assert len(found) == 2
     trigger = zombie["trigger"]
     assert trigger["posture"] == "Proactive"
-    assert trigger["after"] == ["prefect.flow-run.heartbeat"]
+    assert set(trigger["after"]) == {"prefect.flow-run.Running", "prefect.flow-run.heartbeat"}
     assert "prefect.flow-run.heartbeat" in trigger["expect"]
     assert trigger["within"] == 3 * stack.settings.heartbeat_seconds
     assert trigger["match_related"]["prefect.resource.role"] == "deployment"
