@@ -126,6 +126,16 @@ def is_orphan(
     return reason is not None
 
 
+async def crash_count(client: PrefectClient, flow_run_id: UUID) -> int:
+    """How often the run crashed, from its state history.
+
+    ``run_count`` only grows when the flow body starts, so a run that crashes before it
+    (a flow that cannot load, parameters it rejects) would never reach its last attempt.
+    """
+    states = await client.read_flow_run_states(flow_run_id)
+    return sum(1 for s in states if s.type == StateType.CRASHED)
+
+
 async def recover_orphans(
     client: PrefectClient,
     deployment_id: UUID,
@@ -156,6 +166,9 @@ async def recover_orphans(
         state = run.state
         if state is None:
             continue
+        attempts = run.run_count
+        if state.type.value == StateType.CRASHED.value:
+            attempts = max(attempts, await crash_count(client, run.id))
         reason = orphan_reason(
             state.type.value,
             run.infrastructure_pid,
@@ -163,7 +176,7 @@ async def recover_orphans(
             now,
             alive,
             grace,
-            run.run_count,
+            attempts,
             host=here,
         )
         if reason is not None:

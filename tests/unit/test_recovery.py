@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prefect.client.schemas.objects import StateType
 
 from prefect_bridge import warm_runner
 from prefect_bridge.recovery import (
@@ -107,6 +108,10 @@ class FakePrefect:
     async def set_flow_run_state(self, run_id: Any, state: Any, force: bool = False) -> None:
         self.rescheduled.append((run_id, state.name, force))
 
+    async def read_flow_run_states(self, run_id: Any) -> list[Any]:
+        run = next(r for r in self.runs if r.id == run_id)
+        return [SimpleNamespace(type=StateType[t]) for t in getattr(run, "history", [])]
+
 
 def flow_run(name: str, owner: str | None, state: str = "RUNNING") -> SimpleNamespace:
     return SimpleNamespace(
@@ -169,3 +174,16 @@ async def test_the_warm_runner_records_the_owner_the_watchdog_of_its_host_judges
     assert not is_orphan("RUNNING", owner, now, now, lambda _: False, GRACE, host="elsewhere")
     assert is_orphan("RUNNING", owner, now, now, lambda _: False, GRACE, host=this_host(host))
     assert not is_orphan("RUNNING", owner, now, now, lambda p: p == os.getpid(), GRACE, host=host)
+
+
+async def test_a_run_that_crashes_before_its_body_starts_is_not_rescheduled_forever() -> None:
+    """Found by the chaos run (seed 12): each attempt crashed before the flow body ran, so
+    run_count stayed 0 and the watchdog rescheduled it in a loop, never reporting it."""
+    early = flow_run("early", None, state="CRASHED")
+    early.run_count = 0
+    early.history = ["SCHEDULED", "PENDING", "CRASHED", "SCHEDULED", "PENDING", "CRASHED"]
+    prefect = FakePrefect([early])
+    assert await recover_orphans(prefect, uuid.uuid4(), host="node-a") == ["early"]  # type: ignore[arg-type]
+    early.history += ["PENDING", "CRASHED"]  # the third crash is final
+    prefect.rescheduled.clear()
+    assert await recover_orphans(prefect, uuid.uuid4(), host="node-a") == []  # type: ignore[arg-type]
