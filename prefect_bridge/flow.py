@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -16,13 +17,11 @@ from prefect.context import get_run_context
 
 from prefect_bridge.chunking import Chunk, chunk_text
 from prefect_bridge.embedding import Vector
-from prefect_bridge.recovery import MAX_CRASH_ATTEMPTS
+from prefect_bridge.failure_report import HOOK_TIMEOUT_SECONDS, report_run_failure
 from prefect_bridge.runtime import FlowRuntime, get_runtime
 from prefect_bridge.vector_reuse import VectorLookup, plan_reuse
 from schemas import (
     ChapterEmbedded,
-    ChapterFailed,
-    ChapterProcessingFailed,
     ChapterWritten,
     ChunkVector,
     ConfigurationError,
@@ -32,15 +31,12 @@ from schemas import (
     SourceRef,
     parse_event,
 )
-from schemas.dead_letters import H_REDRIVE, dead_letter_headers
 
 FLOW_NAME = "novel-processing"
 
 #: Seconds the flow waits for the index to say which chunk texts it knows; then it
 #: embeds everything (reuse saves time, it must never cost a run).
 LOOKUP_TIMEOUT_SECONDS = 30.0
-#: The failure hooks' bound: a few Kafka writes and one read, each bounded on its own.
-HOOK_TIMEOUT_SECONDS = 240.0
 
 log = logging.getLogger("scribe.flow")
 
@@ -103,74 +99,25 @@ def _flow_run_id() -> str | None:
     return str(run.id) if run is not None else None
 
 
-async def report_crash(flow: Any, flow_run: Any, state: Any) -> None:
-    """A crash is retried by the runner's watchdog; only the last attempt's is final."""
-    if int(getattr(flow_run, "run_count", 0) or 0) >= MAX_CRASH_ATTEMPTS:
-        await report_failure(flow, flow_run, state)
-
-
 async def report_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """Final failure or crash (after the flow's retries): record it and park the event.
+    """Final failure (after the flow's retries): record it and park the event.
 
-    Publishes ``chapter.failed`` to the results topic (the ledger marks the chapter failed;
-    ``scribe status`` shows it) and the event, read again from Kafka, to the dead-letter
-    topic as retriable, so ``scribe dlq redrive`` can run it again under a new idempotency
-    key. Bounded by :data:`HOOK_TIMEOUT_SECONDS`: a hook never holds a runner slot forever.
+    See :func:`prefect_bridge.failure_report.report_run_failure`. Crashes are not reported
+    here: a crashed run is run again by the runners' watchdog, which reports its last crash
+    itself (a process killed with its run never runs this hook). Bounded by
+    :data:`HOOK_TIMEOUT_SECONDS`: a hook never holds a runner slot forever.
     """
     run_id = str(flow_run.id)
+    runtime = get_runtime()
+    reason = f"{state.type.value}: {state.message or state.name}"
     try:
         async with asyncio.timeout(HOOK_TIMEOUT_SECONDS):
-            await _report_failure(dict(flow_run.parameters or {}), state, run_id)
+            await report_run_failure(
+                runtime.publisher, runtime.events, dict(flow_run.parameters or {}), reason, run_id
+            )
     except TimeoutError:
         log.error("flow run %s: failure not reported within %.0fs", run_id, HOOK_TIMEOUT_SECONDS)
         raise
-
-
-async def _report_failure(params: dict[str, Any], state: Any, run_id: str) -> None:
-    runtime = get_runtime()
-    source = SourceRef.model_validate(params["source"]) if params.get("source") else None
-    reason = f"{state.type.value}: {state.message or state.name}"[:2000]
-    target = params.get("target")
-    event_id, novel_id = params.get("event_id"), params.get("novel_id")
-    chapter_id, version = params.get("chapter_id"), params.get("version")
-    if event_id and novel_id and chapter_id and version:
-        await runtime.publisher.publish(
-            ChapterFailed(
-                event_id=event_id,
-                novel_id=novel_id,
-                chapter_id=chapter_id,
-                version=version,
-                target=target,
-                source=source,
-                flow_run_id=run_id,
-                reason=reason,
-            )
-        )
-        if not target:  # a rebuild's failure is not news for the platform
-            await runtime.publisher.notify_failure(
-                ChapterProcessingFailed(
-                    source_event_id=event_id,
-                    novel_id=novel_id,
-                    chapter_id=chapter_id,
-                    version=version,
-                    flow_run_id=run_id,
-                    reason=reason,
-                    source=source,
-                )
-            )
-    if target:
-        return  # a rebuild's failure: recorded in the rebuild's ledger, the live DLQ stays clean
-    if source is None or runtime.events is None:
-        log.error("flow run %s: no event position, nothing to park in the DLQ", run_id)
-        return
-    try:
-        key, value = await runtime.events.read(source)
-    except ScribeError as exc:  # gone from the log: there is nothing to redrive
-        log.error("flow run %s: the event at %s cannot be parked: %s", run_id, source, exc)
-        return
-    headers = dead_letter_headers(source, "FlowRunFailed", reason, True, run_id)
-    headers.append((H_REDRIVE, str(int(params.get("redrive") or 0)).encode()))
-    await runtime.publisher.dead_letter(key, value, headers)
 
 
 @task(
@@ -198,38 +145,56 @@ async def read_event(source: SourceRef, event_id: str, max_text_bytes: int) -> C
     return parsed
 
 
+def legacy_chapter(event: dict[str, Any], max_text_bytes: int) -> ChapterWritten:
+    """The chapter write a run of the previous release carries in its parameters."""
+    parsed = parse_event(json.dumps(event).encode(), max_text_bytes=max_text_bytes)
+    if not isinstance(parsed, ChapterWritten):
+        raise SchemaViolation(f"novel-processing handles chapter writes, got {parsed.event_type}")
+    return parsed
+
+
 @flow(
     name=FLOW_NAME,
     retries=1,
     retry_delay_seconds=5,
     persist_result=False,
     on_failure=[report_failure],
-    on_crashed=[report_crash],
 )
 async def novel_processing(
-    source: dict[str, Any],
-    event_id: str,
-    novel_id: str,
-    chapter_id: str,
-    version: int,
+    source: dict[str, Any] | None = None,
+    event_id: str | None = None,
+    novel_id: str | None = None,
+    chapter_id: str | None = None,
+    version: int | None = None,
     redrive: int = 0,
     target: str | None = None,
+    event: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Process one ``chapter.created``/``chapter.updated`` event of ``novel-events``.
 
-    The parameters say where the event is in Kafka and which it is; the flow reads it
-    there. ``novel_id``, ``chapter_id`` and ``version`` are for the Prefect UI and must
-    match the event read.
+    The parameters say where the event is in Kafka (``source``) and which it is; the flow
+    reads it there. ``novel_id``, ``chapter_id`` and ``version`` are for the Prefect UI and
+    must match the event read. ``event``: the whole event, as runs submitted by the
+    previous release carry it instead (read for one release, for rolling upgrades).
     """
     logger = get_run_logger()
     runtime = get_runtime()
-    position = SourceRef.model_validate(source)
-    chapter: ChapterWritten = await read_event(position, event_id, runtime.max_text_bytes)
-    if (chapter.novel_id, chapter.chapter_id, chapter.version) != (novel_id, chapter_id, version):
-        raise SchemaViolation(
-            f"{position} holds {chapter.novel_id}/{chapter.chapter_id}@v{chapter.version}, "
-            f"not {novel_id}/{chapter_id}@v{version}"
-        )
+    position = SourceRef.model_validate(source) if source is not None else None
+    if event is not None and event_id is None:  # submitted by the previous release
+        chapter = legacy_chapter(event, runtime.max_text_bytes)
+    elif position is None or event_id is None:
+        raise SchemaViolation("novel-processing needs the event's source and event_id")
+    else:
+        chapter = await read_event(position, event_id, runtime.max_text_bytes)
+        if (chapter.novel_id, chapter.chapter_id, chapter.version) != (
+            novel_id,
+            chapter_id,
+            version,
+        ):
+            raise SchemaViolation(
+                f"{position} holds {chapter.novel_id}/{chapter.chapter_id}@v{chapter.version}, "
+                f"not {novel_id}/{chapter_id}@v{version}"
+            )
     timings: dict[str, float] = {}
     began = time.monotonic()
     limits = runtime.timeouts

@@ -15,7 +15,10 @@ setting ``SCRIBE_HOST_ID``, by default the host name). The rules:
   never started, and is orphaned (a lease, not a pid).
 
 Orphans are set to AwaitingRetry, so a runner runs them again (the flow is idempotent:
-same event, same rows).
+same event, same rows). A run whose last attempt crashed is reported through ``report``
+(``chapter.failed``, the platform's notice, the event parked as retriable: its own
+failure hook never ran when its process died) and then set Failed, which takes it out
+of the runs a watchdog reads.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,13 +41,19 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import StateType
-from prefect.states import AwaitingRetry
+from prefect.states import AwaitingRetry, Failed
 
 log = logging.getLogger("scribe.recovery")
 
 #: A run that crashed (its process died: SIGTERM, OOM, a lost API) is run again until it
 #: has started this many times; then its crash is final and reported like a failure.
 MAX_CRASH_ATTEMPTS = 3
+
+#: Runs read per request; a watchdog reads every page.
+PAGE_SIZE = 200
+
+#: Reports the final crash of the run with these parameters: ``(params, reason, run_id)``.
+CrashReport = Callable[[dict[str, Any], str, str], Awaitable[None]]
 
 
 def this_host(configured: str | None = None) -> str:
@@ -142,26 +151,20 @@ async def recover_orphans(
     alive: Callable[[int], bool] = pid_alive,
     grace: timedelta = timedelta(seconds=60),
     host: str | None = None,
+    report: CrashReport | None = None,
 ) -> list[str]:
-    """Reschedule the deployment's orphaned runs; return their names.
+    """Reschedule the deployment's orphaned runs, report its finally crashed ones.
 
-    ``host``: this host's identity (``SCRIBE_HOST_ID``; default the host name), the one
-    the runners of this host record in ``infrastructure_pid``.
+    Returns the names of the runs acted on. ``host``: this host's identity
+    (``SCRIBE_HOST_ID``; default the host name), the one the runners of this host record
+    in ``infrastructure_pid``. Without ``report`` a run that crashed for good is left as
+    it is. When two watchdogs report the same run at once, the chapter is reported twice:
+    harmless (the ledger and the redrive's idempotency key absorb it).
     """
     here = this_host(host)
-    runs: list[Any] = await client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(
-            state=FlowRunFilterState(
-                type=FlowRunFilterStateType(
-                    any_=[StateType.RUNNING, StateType.PENDING, StateType.CRASHED]
-                )
-            )
-        ),
-        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-        limit=200,
-    )
+    runs = await _watched_runs(client, deployment_id)
     now = datetime.now(UTC)
-    recovered = []
+    acted = []
     for run in runs:
         state = run.state
         if state is None:
@@ -169,6 +172,11 @@ async def recover_orphans(
         attempts = run.run_count
         if state.type.value == StateType.CRASHED.value:
             attempts = max(attempts, await crash_count(client, run.id))
+            if attempts >= MAX_CRASH_ATTEMPTS:
+                if report is not None:
+                    await _report_final_crash(client, run, attempts, here, report)
+                    acted.append(str(run.name))
+                continue
         reason = orphan_reason(
             state.type.value,
             run.infrastructure_pid,
@@ -184,5 +192,39 @@ async def recover_orphans(
                 run.id, AwaitingRetry(message=f"scribe on {here}: {reason}"), force=True
             )
             log.warning("rescheduled orphaned flow run %s (%s): %s", run.name, run.id, reason)
-            recovered.append(str(run.name))
-    return recovered
+            acted.append(str(run.name))
+    return acted
+
+
+async def _watched_runs(client: PrefectClient, deployment_id: UUID) -> list[Any]:
+    """Every RUNNING, PENDING or CRASHED run of the deployment, all pages read first."""
+    runs: list[Any] = []
+    while True:
+        page: list[Any] = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(
+                        any_=[StateType.RUNNING, StateType.PENDING, StateType.CRASHED]
+                    )
+                )
+            ),
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+            limit=PAGE_SIZE,
+            offset=len(runs),
+        )
+        runs.extend(page)
+        if len(page) < PAGE_SIZE:
+            return runs
+
+
+async def _report_final_crash(
+    client: PrefectClient, run: Any, attempts: int, here: str, report: CrashReport
+) -> None:
+    """Report first, then mark: a report lost to an error is made again next round."""
+    state = run.state
+    reason = f"CRASHED: crashed on all {attempts} attempts; the last: {state.message or state.name}"
+    await report(dict(run.parameters or {}), reason, str(run.id))
+    await client.set_flow_run_state(
+        run.id, Failed(message=f"scribe on {here}: {reason} (reported)"), force=True
+    )
+    log.error("flow run %s (%s) crashed for good and is reported: %s", run.name, run.id, reason)

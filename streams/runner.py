@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -19,13 +20,19 @@ from prefect_bridge.automations import (
     zombie_automation,
 )
 from prefect_bridge.deployment import ensure_deployment
+from prefect_bridge.failure_report import HOOK_TIMEOUT_SECONDS, report_run_failure
 from prefect_bridge.publisher import SEND_TIMEOUT_SECONDS
 from prefect_bridge.recovery import recover_orphans
 from streams import check_prefect_env
 from streams.metrics import RUNS_FINISHED, Heartbeat, serve
 from streams.processes import terminate_children
 from streams.settings import Settings
-from streams.wiring import apply_prefect_env, flow_timeouts
+from streams.wiring import (
+    apply_prefect_env,
+    build_event_source,
+    build_result_publisher,
+    flow_timeouts,
+)
 
 log = logging.getLogger("scribe.runner")
 
@@ -120,17 +127,32 @@ def _count_finished(state: str) -> None:
 async def _watch_orphans(
     settings: Settings, heartbeat: Heartbeat | None = None, every: float = 30.0
 ) -> None:
-    """At start and then periodically, reschedule runs whose process died."""
-    while True:
-        if heartbeat is not None:
-            heartbeat.beat()
-        try:
-            async with get_client() as client:
-                deployment = await client.read_deployment_by_name(settings.deployment)
-                await recover_orphans(client, deployment.id, host=settings.host_id)
-        except Exception as exc:  # Prefect briefly down: try again next round
-            log.warning("orphan check failed: %s", exc)
-        await asyncio.sleep(every)
+    """At start and then periodically, reschedule runs whose process died and report the
+    ones that crashed on their last attempt (with a publisher of this loop's own)."""
+    publisher, events = build_result_publisher(settings), build_event_source(settings)
+
+    async def report(params: dict[str, Any], reason: str, run_id: str) -> None:
+        await asyncio.wait_for(
+            report_run_failure(publisher, events, params, reason, run_id), HOOK_TIMEOUT_SECONDS
+        )
+
+    try:
+        while True:
+            if heartbeat is not None:
+                heartbeat.beat()
+            try:
+                async with get_client() as client:
+                    deployment = await client.read_deployment_by_name(settings.deployment)
+                    await recover_orphans(
+                        client, deployment.id, host=settings.host_id, report=report
+                    )
+            except Exception as exc:  # Prefect or Kafka briefly down: try again next round
+                log.warning("orphan check failed: %s", exc)
+            await asyncio.sleep(every)
+    finally:
+        for closing in (publisher.close(), events.close()):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(closing, 10.0)
 
 
 def run_deadline(settings: Settings) -> float:

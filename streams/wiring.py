@@ -101,13 +101,7 @@ def build_flow_runtime(settings: Settings, embedder: Embedder | None = None) -> 
     """
     return FlowRuntime(
         embedder=embedder if embedder is not None else MeteredEmbedder(build_embedder(settings)),
-        publisher=KafkaResultPublisher(
-            settings.topic_embeddings,
-            client_config(settings),
-            settings.max_result_bytes,
-            dlq_topic=settings.topic_dlq,
-            failures_topic=settings.topic_failures,
-        ),
+        publisher=build_result_publisher(settings),
         policy=chunking_policy(settings),
         max_text_bytes=settings.max_text_bytes,
         timeouts=flow_timeouts(settings),
@@ -120,8 +114,24 @@ def build_flow_runtime(settings: Settings, embedder: Embedder | None = None) -> 
         )
         if settings.reuse_vectors
         else None,
-        events=KafkaEventSource(client_config(settings), settings.max_result_bytes),
+        events=build_event_source(settings),
     )
+
+
+def build_result_publisher(settings: Settings) -> KafkaResultPublisher:
+    """A publisher of results, dead letters and failure notices (opens in its first use)."""
+    return KafkaResultPublisher(
+        settings.topic_embeddings,
+        client_config(settings),
+        settings.max_result_bytes,
+        dlq_topic=settings.topic_dlq,
+        failures_topic=settings.topic_failures,
+    )
+
+
+def build_event_source(settings: Settings) -> KafkaEventSource:
+    """A reader of input events by position (opens in its first use)."""
+    return KafkaEventSource(client_config(settings), settings.max_result_bytes)
 
 
 def flow_timeouts(settings: Settings) -> Timeouts:

@@ -55,9 +55,6 @@ FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 QUIET_SECONDS = 8.0
 #: Seconds before a killed process is started again.
 RESTART_DELAY = 1.0
-#: Attempts of a crashing run (``prefect_bridge.recovery.MAX_CRASH_ATTEMPTS``; not imported:
-#: that module imports Prefect).
-MAX_CRASH_ATTEMPTS = 3
 #: The worker's exit code when it stops without committing (``streams.app.EXIT_FAIL_STOP``;
 #: not imported: that module imports Faust and Prefect).
 EXIT_FAIL_STOP = 70
@@ -381,18 +378,15 @@ class ClusterDriver:
                 counted.raise_for_status()
                 out[state.lower()] = int(counted.json())
             if "CRASHED" not in states:
-                # A run that crashed before its last attempt is not done: a runner's
-                # watchdog reschedules it (prefect_bridge.recovery, every 30 s).
+                # A crashed run is not done: a runner's watchdog reschedules it (before its
+                # last attempt) or reports it and sets it Failed (prefect_bridge.recovery).
                 body = {
                     "deployments": {"id": {"any_": [deployment]}},
                     "flow_runs": {"state": {"type": {"any_": ["CRASHED"]}}},
-                    "limit": 200,
                 }
-                crashed = await client.post("/flow_runs/filter", json=body)
-                crashed.raise_for_status()
-                out["crashed_to_retry"] = sum(
-                    1 for r in crashed.json() if int(r.get("run_count") or 0) < MAX_CRASH_ATTEMPTS
-                )
+                counted = await client.post("/flow_runs/count", json=body)
+                counted.raise_for_status()
+                out["crashed_to_act_on"] = int(counted.json())
             return out
 
     async def redrive_retriable(self) -> bool:

@@ -13,9 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import NewTopic
 
+from streams.kafka import admin_client, start_producer
 from streams.novel_text import split_chapters
 from streams.processes import ManagedProcess
 from tests.integration.harness import Stack, event, wait_for
@@ -175,3 +178,105 @@ def test_an_embed_that_times_out_is_retried_then_fails_visibly(stack: Stack) -> 
     assert "timed out" in note["reason"].lower(), note["reason"]
     failed = ledger_failure(stack, novel)
     assert failed["flow_run_id"] == run["id"] and failed["version"] == 1
+
+
+def _found(stack: Stack, path: str) -> Any:
+    """The resource at ``path`` of Prefect's API, ``None`` while it does not exist."""
+    try:
+        return stack.prefect(path, None, "GET")
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return None
+        raise
+
+
+async def _put_aside(stack: Stack, topic: str, key: str, value: bytes) -> dict[str, Any]:
+    """Write one event to a topic of its own (no worker reads it); return its position."""
+    async with admin_client(stack.settings) as admin:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    producer = await start_producer(stack.settings)
+    try:
+        sent = await producer.send_and_wait(topic, value=value, key=key.encode())
+    finally:
+        await producer.stop()
+    return {"topic": topic, "partition": sent.partition, "offset": sent.offset}
+
+
+def test_a_run_that_crashed_on_every_attempt_is_reported_by_the_watchdog(stack: Stack) -> None:
+    """Chaos run, defect 2 (seed 12): a run whose attempts all crashed (killed with its
+    process, or before its flow body started) never runs a hook of its own, so its chapter
+    stayed pending: not failed in the ledger, no notice, nothing to redrive. The runners'
+    watchdog now reports the last crash like a failure and sets the run Failed."""
+    novel, tag = f"crashed-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
+    body = event("chapter.created", novel, "c1", 1, title="t", text="悟空翻了个筋斗。")
+    source = asyncio.run(_put_aside(stack, f"crash-source-{tag}", novel, body))
+    params = {
+        "source": source,
+        "event_id": json.loads(body)["event_id"],
+        "novel_id": novel,
+        "chapter_id": "c1",
+        "version": 1,
+    }
+    path = f"/deployments/name/{stack.settings.deployment}"
+    deployment = wait_for(lambda: _found(stack, path), 180, "the deployment", stack, interval=2)
+    stack.runner.stop()  # its watchdog would reschedule the run between the crashes below
+    try:
+        run = stack.prefect(
+            f"/deployments/{deployment['id']}/create_flow_run",
+            {"parameters": params, "tags": [f"novel:{novel}"], "state": {"type": "PENDING"}},
+        )
+        for state in ("CRASHED", "PENDING", "CRASHED", "PENDING", "CRASHED"):
+            stack.prefect(
+                f"/flow_runs/{run['id']}/set_state", {"state": {"type": state}, "force": True}
+            )
+    finally:
+        stack.runner.start()
+    final = wait_for(lambda: final_run_of(stack, novel), 180, "the reported run", stack, interval=3)
+    assert final["id"] == run["id"] and "reported" in final["state"]["message"], final["state"]
+    assert final["run_count"] == 0  # never started: reported by the watchdog, not a hook
+    [note] = failure_notes(stack, novel)
+    assert (note["chapter_id"], note["version"], note["flow_run_id"]) == ("c1", 1, run["id"])
+    assert "crashed on all 3 attempts" in note["reason"], note["reason"]
+    failed = ledger_failure(stack, novel)
+    assert failed["flow_run_id"] == run["id"] and failed["version"] == 1
+    out = stack.scribe("dlq", "list", "--json", "--limit", "1000")
+    assert out.returncode == 0, out.stderr
+    [letter] = [p for p in json.loads(out.stdout) if p.get("flow_run_id") == run["id"]]
+    assert letter["retriable"] and letter["key"] == novel, letter
+
+
+def test_a_run_that_goes_silent_before_its_first_heartbeat_is_crashed(stack: Stack) -> None:
+    """Chaos run, defect 4 (seed 104): a run killed before its first heartbeat stayed
+    RUNNING forever, because the zombie automation armed only on a heartbeat. It arms on
+    Running too: a run set Running that never beats is Crashed within three beats (90 s),
+    then rescheduled by the watchdog. The owner is a bare pid, which no watchdog judges:
+    only the automation can find it (as for a run of Prefect's process worker)."""
+    novel, tag = f"silent-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
+    body = event("chapter.created", novel, "c1", 1, title="t", text="八戒睡着了。")
+    source = asyncio.run(_put_aside(stack, f"silent-source-{tag}", novel, body))
+    params = {
+        "source": source,
+        "event_id": json.loads(body)["event_id"],
+        "novel_id": novel,
+        "chapter_id": "c1",
+        "version": 1,
+    }
+    path = f"/deployments/name/{stack.settings.deployment}"
+    deployment = wait_for(lambda: _found(stack, path), 180, "the deployment", stack, interval=2)
+    run = stack.prefect(
+        f"/deployments/{deployment['id']}/create_flow_run",
+        {"parameters": params, "tags": [f"novel:{novel}"], "state": {"type": "PENDING"}},
+    )
+    owner = {"infrastructure_pid": "4194999"}  # a bare pid: no watchdog judges it
+    api = stack.settings.prefect_url
+    httpx.patch(f"{api}/flow_runs/{run['id']}", json=owner, timeout=30).raise_for_status()
+    stack.prefect(f"/flow_runs/{run['id']}/set_state", {"state": {"type": "RUNNING"}})
+    went_running = time.monotonic()
+
+    def crashed() -> dict[str, Any] | None:
+        states = stack.prefect(f"/flow_run_states/?flow_run_id={run['id']}", None, "GET")
+        return next((s for s in states if s["type"] == "CRASHED"), None)
+
+    state = wait_for(crashed, 240, "the automation's Crashed state", stack, interval=3)
+    assert "no heartbeat" in (state["message"] or ""), state
+    assert time.monotonic() - went_running >= 80  # not before the window (3 x 30 s)

@@ -219,24 +219,33 @@ def test_orphan_rules() -> None:
     assert not is_orphan("CRASHED", None, now, now, alive, grace, run_count=MAX_CRASH_ATTEMPTS)
 
 
-async def test_a_crash_before_the_last_attempt_is_not_reported() -> None:
-    from prefect_bridge.flow import report_crash
-    from prefect_bridge.recovery import MAX_CRASH_ATTEMPTS
+async def test_a_crash_is_left_to_the_watchdog_not_reported_by_the_flow() -> None:
+    """A run killed with its process never runs a hook, so crashes are reported by the
+    runners' watchdog only (``recover_orphans``): a hook reporting too would double it."""
+    from prefect_bridge.flow import novel_processing
+
+    assert novel_processing.on_crashed_hooks == []
+    assert novel_processing.on_failure_hooks == [report_failure]
+
+
+async def test_the_report_of_a_legacy_run_names_its_chapter() -> None:
+    """Runs submitted before the text left the parameters carry the event itself."""
+    from prefect_bridge.failure_report import report_run_failure, run_identity
 
     publisher, log = InMemoryPublisher(), InMemoryEventLog()
-    configure(
-        lambda: FlowRuntime(HashingEmbedder(), publisher, ChunkingPolicy(), 10_000, events=log)
-    )
-    params = log.flow_params(json.loads(chapter_event("c6", 1)))
-    state = SimpleNamespace(
-        type=SimpleNamespace(value="CRASHED"), message="SIGTERM", name="Crashed"
-    )
-    early = SimpleNamespace(id=uuid.uuid4(), run_count=1, parameters=params)
-    await report_crash(None, early, state)
-    assert publisher.published == [] and publisher.dead_letters == []
-    last = SimpleNamespace(id=uuid.uuid4(), run_count=MAX_CRASH_ATTEMPTS, parameters=params)
-    await report_crash(None, last, state)
-    assert len(publisher.published) == 1 and len(publisher.dead_letters) == 1
+    event = json.loads(chapter_event("c7", 4))
+    params = {**log.flow_params(event), "redrive": 2}
+    legacy = {"event": event, "source": params["source"], "redrive": 2}
+    assert run_identity(legacy) == run_identity(params) is not None
+    assert run_identity({"event": {"event_id": "x"}}) is None
+    await report_run_failure(publisher, log, legacy, "CRASHED: killed", "run-1")
+    [failed] = publisher.published
+    assert isinstance(failed, ChapterFailed)
+    assert (failed.chapter_id, failed.version, failed.flow_run_id) == ("c7", 4, "run-1")
+    [(_, value, headers)] = publisher.dead_letters
+    assert json.loads(value)["event_id"] == event["event_id"]
+    letter = DeadLetter.from_headers(headers)
+    assert letter.retriable and letter.redrive == 2 and letter.flow_run_id == "run-1"
 
 
 async def test_a_redriven_invalid_event_keeps_its_redrive_count_in_the_dlq() -> None:

@@ -16,7 +16,7 @@ import pytest
 from prefect_bridge.chunking import ChunkingPolicy, chunk_text
 from prefect_bridge.embedding import HashingEmbedder, Vector
 from prefect_bridge.runtime import FlowRuntime, configure
-from schemas import ChapterEmbedded, ChapterFailed, ChapterProcessingFailed, ResultEvent
+from schemas import ChapterEmbedded, ChapterFailed, ChapterProcessingFailed, ResultEvent, SourceRef
 from schemas.dead_letters import Headers
 from tests.fakes import InMemoryEventLog
 
@@ -150,3 +150,25 @@ async def test_a_failing_artifact_does_not_fail_a_published_chapter(
     assert [type(r) for r in publisher.published] == [ChapterEmbedded]  # once: no retry
     assert not any(isinstance(r, ChapterFailed) for r in publisher.published)
     assert publisher.dead_letters == [] and publisher.failures == []
+
+
+async def test_a_run_submitted_by_the_previous_release_is_still_processed(
+    prefect_server: None,
+) -> None:
+    """Rolling upgrade: runs the old chapter agent submitted carry the whole event as
+    ``event`` (and the new flow loads for them); they are processed, not stranded."""
+    from prefect_bridge.flow import novel_processing
+
+    publisher, log = Publisher(), InMemoryEventLog()
+    configure(lambda: FlowRuntime(HashingEmbedder(), publisher, POLICY, 100_000, events=log))
+    old = event(3, "\n".join(PARAGRAPHS[:3]))
+    source = log.flow_params(old)["source"]
+    done = await novel_processing(event=old, source=source, redrive=0)
+    [result] = publisher.published
+    assert isinstance(result, ChapterEmbedded)
+    assert (result.event_id, result.version, result.source) == (
+        uuid.UUID(old["event_id"]),
+        3,
+        SourceRef.model_validate(source),
+    )
+    assert done["chunks"] == len(result.chunks) > 0

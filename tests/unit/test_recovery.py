@@ -102,8 +102,8 @@ class FakePrefect:
         self.runs = runs
         self.rescheduled: list[tuple[Any, str, bool]] = []
 
-    async def read_flow_runs(self, **_: Any) -> list[Any]:
-        return self.runs
+    async def read_flow_runs(self, *, limit: int, offset: int = 0, **_: Any) -> list[Any]:
+        return self.runs[offset : offset + limit]
 
     async def set_flow_run_state(self, run_id: Any, state: Any, force: bool = False) -> None:
         self.rescheduled.append((run_id, state.name, force))
@@ -187,3 +187,53 @@ async def test_a_run_that_crashes_before_its_body_starts_is_not_rescheduled_fore
     early.history += ["PENDING", "CRASHED"]  # the third crash is final
     prefect.rescheduled.clear()
     assert await recover_orphans(prefect, uuid.uuid4(), host="node-a") == []  # type: ignore[arg-type]
+
+
+def crashed_for_good(name: str, crashes: int) -> SimpleNamespace:
+    run = flow_run(name, None, state="CRASHED")
+    run.run_count = 0  # crashed before the body each time (or killed with its process)
+    run.history = ["SCHEDULED", "PENDING", "CRASHED"] * crashes
+    run.parameters = {"event_id": "e", "novel_id": "n", "chapter_id": name, "version": 1}
+    run.state.message = "Run process killed"
+    return run
+
+
+async def test_the_last_crash_is_reported_once_and_the_run_leaves_the_watched_states() -> None:
+    """A run killed on its last attempt never runs its own hooks: the watchdog reports it
+    (chapter.failed, the DLQ) and sets it Failed, so it is neither stuck pending in the
+    ledger nor read again by every later round."""
+    reports: list[tuple[dict[str, Any], str, str]] = []
+
+    async def report(params: dict[str, Any], reason: str, run_id: str) -> None:
+        reports.append((params, reason, run_id))
+
+    early, last = crashed_for_good("early", 1), crashed_for_good("last", MAX_CRASH_ATTEMPTS)
+    prefect = FakePrefect([early, last])
+    acted = await recover_orphans(prefect, uuid.uuid4(), host=HERE, report=report)  # type: ignore[arg-type]
+    assert acted == ["early", "last"]
+    [(params, reason, run_id)] = reports
+    assert params["chapter_id"] == "last" and run_id == str(last.id)
+    assert f"all {MAX_CRASH_ATTEMPTS} attempts" in reason and "Run process killed" in reason
+    assert prefect.rescheduled == [(early.id, "AwaitingRetry", True), (last.id, "Failed", True)]
+
+
+async def test_a_report_that_fails_leaves_the_run_crashed_for_the_next_round() -> None:
+    async def unreachable(params: dict[str, Any], reason: str, run_id: str) -> None:
+        raise ConnectionError("Kafka is away")
+
+    last = crashed_for_good("last", MAX_CRASH_ATTEMPTS)
+    prefect = FakePrefect([last])
+    with pytest.raises(ConnectionError):
+        await recover_orphans(prefect, uuid.uuid4(), host=HERE, report=unreachable)  # type: ignore[arg-type]
+    assert prefect.rescheduled == []  # still CRASHED: reported by a later round
+
+
+async def test_every_page_of_runs_is_read() -> None:
+    """Runs past the first page were never seen before."""
+    from prefect_bridge.recovery import PAGE_SIZE
+
+    dead = no_such_pid()
+    runs = [flow_run(f"r{i}", f"{HERE}:{dead}") for i in range(PAGE_SIZE + 3)]
+    prefect = FakePrefect(runs)
+    acted = await recover_orphans(prefect, uuid.uuid4(), host=HERE)  # type: ignore[arg-type]
+    assert len(acted) == PAGE_SIZE + 3
