@@ -202,14 +202,11 @@ async def _put_aside(stack: Stack, topic: str, key: str, value: bytes) -> dict[s
     return {"topic": topic, "partition": sent.partition, "offset": sent.offset}
 
 
-def test_a_run_that_crashed_on_every_attempt_is_reported_by_the_watchdog(stack: Stack) -> None:
-    """Chaos run, defect 2 (seed 12): a run whose attempts all crashed (killed with its
-    process, or before its flow body started) never runs a hook of its own, so its chapter
-    stayed pending: not failed in the ledger, no notice, nothing to redrive. The runners'
-    watchdog now reports the last crash like a failure and sets the run Failed."""
-    novel, tag = f"crashed-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
-    body = event("chapter.created", novel, "c1", 1, title="t", text="悟空翻了个筋斗。")
-    source = asyncio.run(_put_aside(stack, f"crash-source-{tag}", novel, body))
+def _aside_run(stack: Stack, novel: str, text: str) -> tuple[dict[str, Any], str]:
+    """Parameters of a run for ``novel``/c1@v1 whose event lies in a topic of its own (so
+    the worker submits no run for it), and the deployment's id."""
+    body = event("chapter.created", novel, "c1", 1, title="t", text=text)
+    source = asyncio.run(_put_aside(stack, f"aside-{uuid.uuid4().hex[:8]}", novel, body))
     params = {
         "source": source,
         "event_id": json.loads(body)["event_id"],
@@ -219,10 +216,20 @@ def test_a_run_that_crashed_on_every_attempt_is_reported_by_the_watchdog(stack: 
     }
     path = f"/deployments/name/{stack.settings.deployment}"
     deployment = wait_for(lambda: _found(stack, path), 180, "the deployment", stack, interval=2)
+    return params, str(deployment["id"])
+
+
+def test_a_run_that_crashed_on_every_attempt_is_reported_by_the_watchdog(stack: Stack) -> None:
+    """Chaos run, defect 2 (seed 12): a run whose attempts all crashed (killed with its
+    process, or before its flow body started) never runs a hook of its own, so its chapter
+    stayed pending: not failed in the ledger, no notice, nothing to redrive. The runners'
+    watchdog now reports the last crash like a failure and sets the run Failed."""
+    novel = f"crashed-{uuid.uuid4().hex[:6]}"
+    params, deployment = _aside_run(stack, novel, "悟空翻了个筋斗。")
     stack.runner.stop()  # its watchdog would reschedule the run between the crashes below
     try:
         run = stack.prefect(
-            f"/deployments/{deployment['id']}/create_flow_run",
+            f"/deployments/{deployment}/create_flow_run",
             {"parameters": params, "tags": [f"novel:{novel}"], "state": {"type": "PENDING"}},
         )
         for state in ("CRASHED", "PENDING", "CRASHED", "PENDING", "CRASHED"):
@@ -251,20 +258,10 @@ def test_a_run_that_goes_silent_before_its_first_heartbeat_is_crashed(stack: Sta
     Running too: a run set Running that never beats is Crashed within three beats (90 s),
     then rescheduled by the watchdog. The owner is a bare pid, which no watchdog judges:
     only the automation can find it (as for a run of Prefect's process worker)."""
-    novel, tag = f"silent-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex[:6]
-    body = event("chapter.created", novel, "c1", 1, title="t", text="八戒睡着了。")
-    source = asyncio.run(_put_aside(stack, f"silent-source-{tag}", novel, body))
-    params = {
-        "source": source,
-        "event_id": json.loads(body)["event_id"],
-        "novel_id": novel,
-        "chapter_id": "c1",
-        "version": 1,
-    }
-    path = f"/deployments/name/{stack.settings.deployment}"
-    deployment = wait_for(lambda: _found(stack, path), 180, "the deployment", stack, interval=2)
+    novel = f"silent-{uuid.uuid4().hex[:6]}"
+    params, deployment = _aside_run(stack, novel, "八戒睡着了。")
     run = stack.prefect(
-        f"/deployments/{deployment['id']}/create_flow_run",
+        f"/deployments/{deployment}/create_flow_run",
         {"parameters": params, "tags": [f"novel:{novel}"], "state": {"type": "PENDING"}},
     )
     owner = {"infrastructure_pid": "4194999"}  # a bare pid: no watchdog judges it
