@@ -10,8 +10,10 @@ which fails loudly when the order was wrong.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -24,7 +26,12 @@ def export_prefect_env(settings: Settings) -> None:
     Raises :class:`schemas.ConfigurationError` when Prefect has been imported already with
     other settings (see :func:`check_prefect_env`).
     """
-    os.environ.update(settings.prefect_env())
+    env = settings.prefect_env()
+    os.environ.update(env)
+    # Prefect creates its home without parents and warns on every command when it cannot,
+    # as in a fresh checkout before anything made the data dir.
+    with contextlib.suppress(OSError):
+        Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     check_prefect_env(settings)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sys
 from importlib import resources
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -383,14 +385,32 @@ def dev(
     sys.exit(run_dev(settings, sample_path() if sample else None, console))
 
 
+#: Exit status of a command stopped by a retriable error (sysexits' EX_TEMPFAIL): a
+#: service was unreachable, running the same command again later can succeed.
+EXIT_TRY_AGAIN = 75
+
+
 def main() -> None:
     """Entry point of the ``scribe`` script (and of ``python -m streams.cli``).
 
     Reads the settings and exports the Prefect environment before the command is even
     chosen: whatever a command imports afterwards, Prefect sees the configured API.
+    A scribe error ends the command with one line on stderr, not a traceback: exit
+    :data:`EXIT_TRY_AGAIN` when it is retriable (a service away), 1 when it is not.
     """
+    from schemas import ScribeError
+
     _settings()
-    app()
+    try:
+        app()
+    except ScribeError as exc:
+        logging.getLogger("scribe.cli").debug("command failed", exc_info=exc)
+        hint = "retriable: run it again once the service is back" if exc.retriable else ""
+        console_err = Console(stderr=True)
+        console_err.print(f"[red]error:[/red] {type(exc).__name__}: {escape(exc.reason)}")
+        if hint:
+            console_err.print(hint)
+        sys.exit(EXIT_TRY_AGAIN if exc.retriable else 1)
 
 
 if __name__ == "__main__":

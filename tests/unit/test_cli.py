@@ -178,3 +178,33 @@ def _command_of(argv: tuple[str, ...]) -> tuple[str, ...]:
         if tuple(argv[:n]) in paths:
             return tuple(argv[:n])
     raise AssertionError(f"no command in {argv}")
+
+
+def test_a_service_away_ends_a_command_with_one_line_and_exit_75(tmp_path: Path) -> None:
+    """The chaos run's operator commands (``scribe replay`` with Milvus paused) ended in a
+    page of traceback, and a fresh checkout warned about Prefect's home on every command.
+    Now: one line saying what and that it is retriable, exit 75 (EX_TEMPFAIL), no warning."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCRIBE_", "PREFECT_"))}
+    env["SCRIBE_MILVUS_URI"] = f"http://127.0.0.1:{port}"
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "search", "悟空"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 75, done.stderr
+    assert "VectorStoreError" in done.stderr and "run it again" in done.stderr
+    assert "Traceback" not in done.stderr and "╭" not in done.stderr, done.stderr
+    assert "Prefect home" not in done.stderr, done.stderr
+    assert (tmp_path / ".scribe" / "prefect").is_dir()
