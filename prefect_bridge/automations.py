@@ -89,15 +89,34 @@ def failure_automation(
 
 
 async def ensure_automation(client: PrefectClient, automation: AutomationCore) -> UUID:
-    """Create the automation, or replace the one with its name (never two)."""
+    """Create the automation, or bring the one with its name up to date (never two).
+
+    An automation that already says what ``automation`` says is left untouched: Prefect
+    gives the trigger a new id on every update and keeps a proactive trigger's open
+    windows (one per watched run) under the old one, so updating on every runner start
+    (every restart after a crash, every deploy) silently dropped the zombie detection of
+    the runs in flight, the very runs a crashed runner leaves behind (chaos campaign,
+    seed 104). A real change (another heartbeat setting) still updates, and drops them.
+    """
     existing = await client.read_automations_by_name(automation.name)
     if not existing:
         return await client.create_automation(automation)
     keep, *extra = existing
-    await client.update_automation(keep.id, automation)
+    if not same_automation(keep, automation):
+        await client.update_automation(keep.id, automation)
     for duplicate in extra:
         await client.delete_automation(duplicate.id)
     return keep.id
+
+
+def same_automation(a: AutomationCore, b: AutomationCore) -> bool:
+    """Whether two automations say the same (the fields one creates an automation with)."""
+
+    def spec(automation: AutomationCore) -> dict[str, Any]:
+        fields = set(AutomationCore.model_fields)
+        return automation.model_dump(include=fields)
+
+    return spec(a) == spec(b)
 
 
 async def ensure_webhook_block(url: str) -> UUID:

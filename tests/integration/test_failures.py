@@ -256,8 +256,9 @@ def test_a_run_that_goes_silent_before_its_first_heartbeat_is_crashed(stack: Sta
     """Chaos run, defect 4 (seed 104): a run killed before its first heartbeat stayed
     RUNNING forever, because the zombie automation armed only on a heartbeat. It arms on
     Running too: a run set Running that never beats is Crashed within three beats (90 s),
-    then rescheduled by the watchdog. The owner is a bare pid, which no watchdog judges:
-    only the automation can find it (as for a run of Prefect's process worker)."""
+    then rescheduled by the watchdog, even when a runner starts in between (defect 6).
+    The owner is a bare pid, which no watchdog judges: only the automation can find it
+    (as for a run of Prefect's process worker)."""
     novel = f"silent-{uuid.uuid4().hex[:6]}"
     params, deployment = _aside_run(stack, novel, "八戒睡着了。")
     run = stack.prefect(
@@ -269,6 +270,12 @@ def test_a_run_that_goes_silent_before_its_first_heartbeat_is_crashed(stack: Sta
     httpx.patch(f"{api}/flow_runs/{run['id']}", json=owner, timeout=30).raise_for_status()
     stack.prefect(f"/flow_runs/{run['id']}/set_state", {"state": {"type": "RUNNING"}})
     went_running = time.monotonic()
+    # What every runner start does (a restart after kill -9, a deploy): it used to update
+    # the automation, which gave its trigger a new id and dropped the window of every run
+    # in flight, so this run was never crashed (chaos campaign, seed 104).
+    time.sleep(3)
+    done = stack.scribe("flows", "automations")
+    assert done.returncode == 0, done.stderr
 
     def crashed() -> dict[str, Any] | None:
         states = stack.prefect(f"/flow_run_states/?flow_run_id={run['id']}", None, "GET")
