@@ -174,7 +174,11 @@ async def recover_orphans(
             attempts = max(attempts, await crash_count(client, run.id))
             if attempts >= MAX_CRASH_ATTEMPTS:
                 if report is not None:
-                    await _report_final_crash(client, run, attempts, here, report)
+                    try:
+                        await _report_final_crash(client, run, attempts, here, report)
+                    except Exception as exc:  # Kafka away: left CRASHED, reported next round
+                        log.warning("flow run %s: its last crash not reported: %s", run.name, exc)
+                        continue
                     acted.append(str(run.name))
                 continue
         reason = orphan_reason(

@@ -217,15 +217,19 @@ async def test_the_last_crash_is_reported_once_and_the_run_leaves_the_watched_st
     assert prefect.rescheduled == [(early.id, "AwaitingRetry", True), (last.id, "Failed", True)]
 
 
-async def test_a_report_that_fails_leaves_the_run_crashed_for_the_next_round() -> None:
+async def test_a_report_that_fails_leaves_the_run_crashed_and_the_others_handled() -> None:
+    """Kafka away: the finally crashed run stays CRASHED (reported by a later round), and
+    the rescheduling of other orphans, which needs no Kafka, goes on."""
+
     async def unreachable(params: dict[str, Any], reason: str, run_id: str) -> None:
         raise ConnectionError("Kafka is away")
 
     last = crashed_for_good("last", MAX_CRASH_ATTEMPTS)
-    prefect = FakePrefect([last])
-    with pytest.raises(ConnectionError):
-        await recover_orphans(prefect, uuid.uuid4(), host=HERE, report=unreachable)  # type: ignore[arg-type]
-    assert prefect.rescheduled == []  # still CRASHED: reported by a later round
+    early = crashed_for_good("early", 1)
+    prefect = FakePrefect([last, early])
+    acted = await recover_orphans(prefect, uuid.uuid4(), host=HERE, report=unreachable)  # type: ignore[arg-type]
+    assert acted == ["early"]
+    assert prefect.rescheduled == [(early.id, "AwaitingRetry", True)]
 
 
 async def test_every_page_of_runs_is_read() -> None:
