@@ -51,6 +51,44 @@ async def deploy(settings: Settings) -> str:
     return str(deployment_id)
 
 
+#: How long a runner's start keeps trying to deploy while Prefect is unavailable.
+DEPLOY_PATIENCE_SECONDS = 600.0
+
+
+def prefect_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says Prefect (or its database) is away for now, not that the
+    request is wrong: no connection, a timeout, a 5xx or 429 answer."""
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    if isinstance(exc, httpx.HTTPStatusError | PrefectHTTPStatusError):
+        status = exc.response.status_code
+        return status >= 500 or status == 429
+    return isinstance(exc, httpx.TransportError | TimeoutError | ConnectionError)
+
+
+async def deploy_when_ready(
+    settings: Settings, patience: float = DEPLOY_PATIENCE_SECONDS, first_delay: float = 1.0
+) -> str:
+    """:func:`deploy`, retried with backoff while Prefect is unavailable.
+
+    A runner is often (re)started while Prefect or its database is down: by a supervisor
+    after a crash, or with the whole stack. It waits for Prefect instead of exiting 1 into
+    a restart loop (chaos campaign, seed 106: a runner restarted during a PostgreSQL pause
+    got a 500 from Prefect and died). Errors that retrying cannot fix raise at once.
+    """
+    began, delay = time.monotonic(), first_delay
+    while True:
+        try:
+            return await deploy(settings)
+        except Exception as exc:
+            if not prefect_unavailable(exc) or time.monotonic() - began > patience:
+                raise
+            log.warning("Prefect unavailable (%s); deploying again in %.0fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
 async def ensure_automations(
     client: PrefectClient, settings: Settings, deployment_id: UUID
 ) -> dict[str, str]:
@@ -80,7 +118,7 @@ async def serve_with_worker(settings: Settings) -> None:
     (Prefect starts them in sessions of their own); their runs end as crashed or
     cancelled in Prefect instead of running on unattended.
     """
-    await deploy(settings)
+    await deploy_when_ready(settings)
     heartbeat = Heartbeat(max_age=HEALTH_MAX_AGE_SECONDS)
     serve(settings.runner_metrics_port, heartbeat.healthy)
     loop = asyncio.get_running_loop()
@@ -185,7 +223,7 @@ def serve_warm(settings: Settings) -> None:
     from prefect_bridge.runtime import close_runtime
     from streams.flow_entry import load_embedder, novel_processing
 
-    asyncio.run(deploy(settings))
+    asyncio.run(deploy_when_ready(settings))
     load_embedder()  # load the model now, not in the first run
     heartbeat = Heartbeat(max_age=max(HEALTH_MAX_AGE_SECONDS, 3 * settings.runner_poll_seconds))
     serve(settings.runner_metrics_port, heartbeat.healthy)

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from tests.integration.harness import Stack, converged, event, restart_service, wait_for
+from tests.integration.harness import Stack, converged, event, restart_service, service, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +85,31 @@ def test_a_service_outage_mid_stream_loses_nothing(stack: Stack, name: str, down
         lambda: converged(stack, novel, expected),
         600,
         f"12 chapters converged after a {down}s {name} outage",
+        stack,
+        interval=5,
+    )
+
+
+def test_a_runner_started_while_prefect_is_down_waits_for_it(stack: Stack) -> None:
+    """Chaos campaign, seed 106: a runner restarted while Prefect could not answer (its
+    database paused) exited 1 at its start instead of waiting. A supervisor would start it
+    again, into a loop of crashes for as long as the outage lasts."""
+    novel = f"late-prefect-{uuid.uuid4().hex[:6]}"
+    messages, expected = _scenario(novel, 3, range(0, 1), range(1, 2))
+    prefect = service(stack, "prefect")
+    stack.runner.stop()
+    prefect.stop()
+    try:
+        stack.runner.start()
+        time.sleep(15)  # it tries to deploy, fails, backs off
+        stack.runner.check_alive()
+    finally:
+        restart_service(stack, "prefect", 0)
+    asyncio.run(stack.produce(messages))
+    wait_for(
+        lambda: converged(stack, novel, expected),
+        600,
+        "3 chapters converged with the runner that waited for Prefect",
         stack,
         interval=5,
     )
