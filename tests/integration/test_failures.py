@@ -256,7 +256,8 @@ def test_a_run_that_goes_silent_before_its_first_heartbeat_is_crashed(stack: Sta
     """Chaos run, defect 4 (seed 104): a run killed before its first heartbeat stayed
     RUNNING forever, because the zombie automation armed only on a heartbeat. It arms on
     Running too: a run set Running that never beats is Crashed within three beats (90 s),
-    then rescheduled by the watchdog, even when a runner starts in between (defect 6).
+    then rescheduled by the watchdog and run to completion, even when a runner starts in
+    between (defect 6).
     The owner is a bare pid, which no watchdog judges: only the automation can find it
     (as for a run of Prefect's process worker)."""
     novel = f"silent-{uuid.uuid4().hex[:6]}"
@@ -284,3 +285,9 @@ def test_a_run_that_goes_silent_before_its_first_heartbeat_is_crashed(stack: Sta
     state = wait_for(crashed, 240, "the automation's Crashed state", stack, interval=3)
     assert "no heartbeat" in (state["message"] or ""), state
     assert time.monotonic() - went_running >= 80  # not before the window (3 x 30 s)
+
+    def completed() -> dict[str, Any] | None:  # rescheduled by the watchdog, then run
+        found: dict[str, Any] = stack.prefect(f"/flow_runs/{run['id']}", None, "GET")
+        return found if found["state_type"] == "COMPLETED" else None
+
+    wait_for(completed, 180, "the crashed run rescheduled and completed", stack, interval=3)
