@@ -140,14 +140,16 @@ async def read_event(source: SourceRef, event_id: str, max_text_bytes: int) -> C
     parsed = parse_event(value, max_text_bytes=max_text_bytes)
     if str(parsed.event_id) != event_id:
         raise EventUnavailable(f"{source} holds event {parsed.event_id}, not {event_id}")
-    if not isinstance(parsed, ChapterWritten):
-        raise SchemaViolation(f"novel-processing handles chapter writes, got {parsed.event_type}")
-    return parsed
+    return chapter_write(parsed)
 
 
 def legacy_chapter(event: dict[str, Any], max_text_bytes: int) -> ChapterWritten:
     """The chapter write a run of the previous release carries in its parameters."""
-    parsed = parse_event(json.dumps(event).encode(), max_text_bytes=max_text_bytes)
+    return chapter_write(parse_event(json.dumps(event).encode(), max_text_bytes=max_text_bytes))
+
+
+def chapter_write(parsed: Any) -> ChapterWritten:
+    """``parsed`` (an input event) as a chapter write, or :class:`SchemaViolation`."""
     if not isinstance(parsed, ChapterWritten):
         raise SchemaViolation(f"novel-processing handles chapter writes, got {parsed.event_type}")
     return parsed
