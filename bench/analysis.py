@@ -241,7 +241,8 @@ def remains(results: dict[str, Any]) -> list[str]:
                 f"of which the embed task {_fmt(b.get('embed_task_s'), ' s')} (direct embeds "
                 f"the same chapters in {_fmt(_median_iso(scen), ' s')}), finished -> "
                 f"searchable {_fmt(b.get('to_searchable_s'), ' s')}; produce -> searchable "
-                f"minus the embed task {_fmt(b.get('overhead_s'), ' s')}."
+                f"minus the embed task {_fmt(b.get('overhead_s'), ' s')}. "
+                f"Inside the flow run: {_flow_parts(b)}."
             )
     out += _cpu_lines(scen)
     sub = results.get("submission")
@@ -303,3 +304,14 @@ def _sink_lines(sink: dict[str, Any] | None) -> list[str]:
 def _median_iso(scen: dict[str, Any]) -> float | None:
     embeds = scen.get("direct", {}).get("embed_s_isolated") or []
     return _median([float(x) for x in embeds])
+
+
+def _flow_parts(b: dict[str, Any]) -> str:
+    """The flow run's time as its task runs and the gaps between them (medians)."""
+    parts = []
+    for task in ("read event", "chunk", "embed", "publish"):
+        key = task.replace(" ", "_")
+        parts.append(f"gap {_fmt(b.get(f'gap_before_{key}_s'), ' s')}")
+        parts.append(f"{task} {_fmt(b.get(f'{key}_task_s'), ' s')}")
+    parts.append(f"gap {_fmt(b.get('gap_after_s'), ' s')} to the end")
+    return ", ".join(parts)

@@ -38,16 +38,50 @@ def flow_runs(prefect_url: str, novel_id: str) -> list[dict[str, Any]]:
     return list(response.json())
 
 
-def task_times(prefect_url: str, run_ids: list[str]) -> dict[tuple[str, str], float]:
-    """(flow run id, task name) -> seconds the task run took (the last try)."""
+def task_spans(prefect_url: str, run_ids: list[str]) -> dict[tuple[str, str], tuple[float, float]]:
+    """(flow run id, task name) -> (start, end) wall time of the task run (the last try)."""
     body = {"flow_runs": {"id": {"any_": run_ids}}, "limit": 200}
     response = httpx.post(f"{prefect_url}/task_runs/filter", json=body, timeout=30)
     response.raise_for_status()
-    out: dict[tuple[str, str], float] = {}
+    out: dict[tuple[str, str], tuple[float, float]] = {}
     for t in response.json():
-        took = _diff(_ts(t.get("end_time")), _ts(t.get("start_time")))
-        if took is not None:
-            out[(str(t["flow_run_id"]), str(t["name"]).rsplit("-", 1)[0])] = took
+        start, end = _ts(t.get("start_time")), _ts(t.get("end_time"))
+        if start is not None and end is not None:
+            out[(str(t["flow_run_id"]), str(t["name"]).rsplit("-", 1)[0])] = (start, end)
+    return out
+
+
+def task_times(prefect_url: str, run_ids: list[str]) -> dict[tuple[str, str], float]:
+    """(flow run id, task name) -> seconds the task run took (the last try)."""
+    return {
+        key: round(end - start, 3) for key, (start, end) in task_spans(prefect_url, run_ids).items()
+    }
+
+
+#: The flow's task runs, in the order the flow runs them.
+FLOW_TASKS = ("read event", "chunk", "embed", "publish")
+
+
+def flow_parts(
+    start: float | None, end: float | None, spans: dict[str, tuple[float, float]]
+) -> dict[str, float | None]:
+    """Where a flow run's time went: each task run and the gaps before, between and after.
+
+    ``gap_before_<task>``: from the previous task's end (or the run's start) to this task's
+    start (flow-body work such as the index lookup before ``embed``, plus Prefect's task
+    run creation); ``gap_after``: from the last task's end to the run's end (logging, the
+    artifact, the final state).
+    """
+    out: dict[str, float | None] = {}
+    previous = start
+    for name in FLOW_TASKS:
+        span = spans.get(name)
+        key = name.replace(" ", "_")
+        out[f"{key}_task_s"] = None if span is None else round(span[1] - span[0], 3)
+        out[f"gap_before_{key}_s"] = None if span is None else _diff(span[0], previous)
+        if span is not None:
+            previous = span[1]
+    out["gap_after_s"] = _diff(end, previous)
     return out
 
 
@@ -58,7 +92,7 @@ def breakdown(
     out: list[dict[str, Any]] = []
     for novel in sorted({c.novel_id for c in chapters}):
         runs = {r["name"]: r for r in flow_runs(prefect_url, novel)}
-        tasks = task_times(prefect_url, [r["id"] for r in runs.values()])
+        spans = task_spans(prefect_url, [r["id"] for r in runs.values()])
         for ch in (c for c in chapters if c.novel_id == novel):
             run = runs.get(f"{ch.novel_id}/{ch.chapter_id}@v1")
             if run is None:
@@ -69,7 +103,9 @@ def breakdown(
                 _ts(run.get("end_time")),
             )
             produced, done = clock.produced_wall[ch.ref], clock.done_wall.get(ch.ref)
-            latency, embed = _diff(done, produced), tasks.get((run["id"], "embed"))
+            mine = {name: span for (rid, name), span in spans.items() if rid == run["id"]}
+            parts = flow_parts(start, end, mine)
+            latency, embed = _diff(done, produced), parts["embed_task_s"]
             out.append(
                 {
                     "chapter": ch.ref,
@@ -79,8 +115,7 @@ def breakdown(
                     "to_created_s": _diff(created, produced),
                     "to_running_s": _diff(start, created),
                     "run_s": _diff(end, start),
-                    "chunk_task_s": tasks.get((run["id"], "chunk")),
-                    "embed_task_s": tasks.get((run["id"], "embed")),
+                    **parts,
                     "to_searchable_s": _diff(done, end),
                     "latency_s": latency,
                     "overhead_s": _diff(latency, embed),
@@ -108,6 +143,9 @@ def summarize_breakdown(rows: list[dict[str, Any]]) -> dict[str, float | None]:
         "to_running_s",
         "run_s",
         "embed_task_s",
+        *(f"{t.replace(' ', '_')}_task_s" for t in FLOW_TASKS if t != "embed"),
+        *(f"gap_before_{t.replace(' ', '_')}_s" for t in FLOW_TASKS),
+        "gap_after_s",
         "to_searchable_s",
         "latency_s",
         "overhead_s",
