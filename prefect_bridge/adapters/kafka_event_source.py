@@ -12,6 +12,8 @@ from schemas import EventUnavailable, ServiceUnavailable, SourceRef
 class KafkaEventSource:
     """An aiokafka consumer without a group, assigned and seeked per read (one at a time).
 
+    Between reads its partition is paused, so the consumer sends no fetches while idle.
+
     Started lazily in the event loop that uses it (the flow runtime is built per loop).
     """
 
@@ -52,7 +54,9 @@ class KafkaEventSource:
             consumer = await self._started()
             tp = TopicPartition(source.topic, source.partition)
             try:
-                consumer.assign([tp])
+                # The log's bounds before the partition is assigned: assigning starts the
+                # consumer's fetcher, which would long-poll at the log's end (up to
+                # fetch_max_wait_ms, 0.5 s) and hold the fetch at ``offset`` back that long.
                 first = (await consumer.beginning_offsets([tp]))[tp]
                 end = (await consumer.end_offsets([tp]))[tp]
                 if not first <= source.offset < end:
@@ -60,12 +64,16 @@ class KafkaEventSource:
                         f"{source} is not in the log (it holds offsets {first} to {end - 1}): "
                         "deleted by retention, or a position from another cluster"
                     )
-                consumer.seek(tp, source.offset)
+                consumer.assign([tp])  # a new assignment: cancels the fetches of the last one
+                consumer.seek(tp, source.offset)  # no await in between: the first fetch is here
                 message = await asyncio.wait_for(consumer.getone(tp), READ_TIMEOUT_SECONDS)
             except (KafkaError, TimeoutError) as exc:
                 raise ServiceUnavailable(
                     f"cannot read the input event at {source}: {exc!r}"
                 ) from exc
+            finally:
+                if tp in consumer.assignment():
+                    consumer.pause(tp)  # idle between reads: no background fetches
         return message.key, message.value
 
     async def close(self) -> None:
