@@ -244,6 +244,8 @@ def edits_section(results: dict[str, Any], baseline: dict[str, Any] | None = Non
         f"| p50 one at a time, per repetition | {_list(inc.get('p50_one_by_rep'))} "
         f"| {_list(full.get('p50_one_by_rep'))} |",
         f"| flow run s / embed task s, one at a time | {_run_embed(inc)} | {_run_embed(full)} |",
+        f"| produce -> run created / created -> running / finished -> searchable s, one at "
+        f"a time | {_around(inc)} | {_around(full)} |",
         f"| flow-run parameters, bytes per run | {_st(inc.get('params_bytes'), 0)} "
         f"| {_st(full.get('params_bytes'), 0)} |",
         "",
@@ -319,3 +321,9 @@ def _kib(st: Any) -> str:
     if isinstance(st, dict):
         st = st.get("median")
     return "–" if st is None else f"{float(st) / 1024:.0f} KiB"
+
+
+def _around(p: dict[str, Any]) -> str:
+    """Medians of the latency outside the flow run: before it starts and after it ends."""
+    keys = ("to_created_one_s", "to_running_one_s", "to_searchable_one_s")
+    return " / ".join(_f(_get(p, k, "median")) for k in keys)

@@ -465,6 +465,9 @@ def _edit_rows(
                     if done is None or produced is None
                     else round(done - produced, 3),
                     "run_s": _span(run.get("start_time"), run.get("end_time")),
+                    "to_created_s": _diff(_ts(run.get("created")), clock.produced_wall.get(ev.ref)),
+                    "to_running_s": _span(run.get("created"), run.get("start_time")),
+                    "to_searchable_s": _diff(clock.done_wall.get(ev.ref), _ts(run.get("end_time"))),
                     "embed_task_s": tasks.get((str(run.get("id")), "embed")),
                     "params_bytes": len(
                         json.dumps(run.get("parameters") or {}, ensure_ascii=False).encode()
@@ -512,6 +515,9 @@ def summarize_edits(
             "latency_one_s": stats([r["latency_s"] for r in of(p, "one")]),
             "latency_burst_s": stats([r["latency_s"] for r in of(p, "burst")]),
             "run_one_s": stats([r["run_s"] for r in of(p, "one")]),
+            "to_created_one_s": stats([r.get("to_created_s") for r in of(p, "one")]),
+            "to_running_one_s": stats([r.get("to_running_s") for r in of(p, "one")]),
+            "to_searchable_one_s": stats([r.get("to_searchable_s") for r in of(p, "one")]),
             "embed_task_one_s": stats([r["embed_task_s"] for r in of(p, "one")]),
             "params_bytes": stats([r["params_bytes"] for r in rows if r["pipeline"] == p]),
             "by_kind_embedded": {
