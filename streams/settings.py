@@ -126,10 +126,11 @@ class Settings(BaseSettings):
     sink_batch_size: int = Field(64, ge=1)
     sink_batch_seconds: float = Field(0.5, gt=0)
     sink_flush_seconds: float = Field(
-        2.0,
+        1.0,
         ge=0,
         description="Under load, at most one Milvus flush per this many seconds (the next "
-        "batch waits and grows); 0: flush every batch.",
+        "batch waits and grows); 0: flush every batch. Longer holds each result that "
+        "follows a flush within it back by the rest of it.",
     )
 
     log_level: str = "INFO"
