@@ -14,6 +14,7 @@ import threading
 from prefect_bridge.embedding import Embedder
 from prefect_bridge.flow import novel_processing as _flow
 from prefect_bridge.runtime import FlowRuntime, configure
+from streams.preload import preload_pymilvus
 from streams.settings import Settings
 from streams.wiring import MeteredEmbedder, build_embedder, build_flow_runtime, flow_timeouts
 
@@ -35,6 +36,7 @@ def _runtime_for_this_loop() -> FlowRuntime:
 
 
 configure(_runtime_for_this_loop)
+preload_pymilvus()  # imported before the run starts, not by its first lookup
 
 #: The deployed flow, with its run timeout from the settings (tasks get theirs at run time).
 novel_processing = _flow.with_options(timeout_seconds=flow_timeouts(_settings).flow)

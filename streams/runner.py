@@ -25,6 +25,7 @@ from prefect_bridge.publisher import SEND_TIMEOUT_SECONDS
 from prefect_bridge.recovery import recover_orphans
 from streams import check_prefect_env
 from streams.metrics import RUNS_FINISHED, Heartbeat, serve
+from streams.preload import preload_pymilvus
 from streams.processes import terminate_children
 from streams.settings import Settings
 from streams.wiring import (
@@ -223,6 +224,7 @@ def serve_warm(settings: Settings) -> None:
     from prefect_bridge.runtime import close_runtime
     from streams.flow_entry import load_embedder, novel_processing
 
+    preload_pymilvus()  # before any run's threads: see streams.preload
     asyncio.run(deploy_when_ready(settings))
     load_embedder()  # load the model now, not in the first run
     heartbeat = Heartbeat(max_age=max(HEALTH_MAX_AGE_SECONDS, 3 * settings.runner_poll_seconds))
