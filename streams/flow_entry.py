@@ -36,7 +36,7 @@ def _runtime_for_this_loop() -> FlowRuntime:
 
 
 configure(_runtime_for_this_loop)
-preload_pymilvus()  # imported before the run starts, not by its first lookup
+preload_pymilvus()  # before any run starts (both runners import this module first)
 
 #: The deployed flow, with its run timeout from the settings (tasks get theirs at run time).
 novel_processing = _flow.with_options(timeout_seconds=flow_timeouts(_settings).flow)

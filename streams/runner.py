@@ -25,7 +25,6 @@ from prefect_bridge.publisher import SEND_TIMEOUT_SECONDS
 from prefect_bridge.recovery import recover_orphans
 from streams import check_prefect_env
 from streams.metrics import RUNS_FINISHED, Heartbeat, serve
-from streams.preload import preload_pymilvus
 from streams.processes import terminate_children
 from streams.settings import Settings
 from streams.wiring import (
@@ -222,9 +221,11 @@ def serve_warm(settings: Settings) -> None:
     import threading
 
     from prefect_bridge.runtime import close_runtime
-    from streams.flow_entry import load_embedder, novel_processing
+    from streams.flow_entry import (  # also imports pymilvus, before any run: streams.preload
+        load_embedder,
+        novel_processing,
+    )
 
-    preload_pymilvus()  # before any run's threads: see streams.preload
     asyncio.run(deploy_when_ready(settings))
     load_embedder()  # load the model now, not in the first run
     heartbeat = Heartbeat(max_age=max(HEALTH_MAX_AGE_SECONDS, 3 * settings.runner_poll_seconds))

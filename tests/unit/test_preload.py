@@ -11,11 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from streams import runner
-from streams.settings import Settings
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -26,22 +21,3 @@ def test_the_flow_entrypoint_imports_pymilvus_when_it_is_loaded(tmp_path: Path) 
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "True", out.stderr[-2000:]
-
-
-class _Preloaded(Exception):
-    pass
-
-
-def test_the_warm_runner_imports_pymilvus_before_it_deploys_or_runs_anything(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def preload() -> None:
-        raise _Preloaded
-
-    async def deploy(settings: Settings) -> None:
-        raise AssertionError("deployed before pymilvus was imported")
-
-    monkeypatch.setattr(runner, "preload_pymilvus", preload)
-    monkeypatch.setattr(runner, "deploy_when_ready", deploy)
-    with pytest.raises(_Preloaded):
-        runner.serve_warm(Settings())
