@@ -33,9 +33,10 @@ from agents.vector_store import collection_for_model
 from prefect_bridge.adapters.kafka_publisher import KafkaResultPublisher
 from prefect_bridge.adapters.prefect_submitter import PrefectFlowSubmitter
 from prefect_bridge.runtime import pipeline_version
-from schemas import ChapterEmbedded, InvalidEvent, ScribeError, SourceRef, parse_result
+from schemas import InvalidEvent, ScribeError, SourceRef
 from schemas.dead_letters import message_source
 from streams.kafka import client_config, start_producer
+from streams.result_copies import CopyOf, resend
 from streams.settings import Settings
 from streams.topic_reader import ResultFeeder, Start, TopicReader
 from streams.wiring import chunking_policy, embedder_identity, open_ledger, vector_store
@@ -75,6 +76,7 @@ class ReplaySummary:
     skipped_other_novels: int = 0
     runs_submitted: int = 0
     results_sent: int = 0
+    copies_skipped: int = 0
     invalid_skipped: int = 0
     collection: str | None = None
     previous_collection: str | None = None
@@ -207,12 +209,28 @@ async def _resink(plan: _Plan, group: str, model: str | None, dimension: int) ->
     producer = await start_producer(settings)
     feeder = ResultFeeder(settings, producer)
 
+    selected = (None, plan.live)
+
     async def feed(messages: list[Any]) -> None:
         for m in messages:
-            value = _resent(m.value, plan, model, dimension) if plan.wanted(m.key) else None
-            if value is not None:
-                await feeder.send(m.key, value)
-                summary.results_sent += 1
+            if not plan.wanted(m.key):
+                continue
+            try:
+                out = resend(
+                    m.value, live=plan.live, target=plan.target, model=model, dimension=dimension
+                )
+            except InvalidEvent:
+                summary.invalid_skipped += 1
+                continue
+            if out is None:
+                continue
+            copy = CopyOf.from_headers(list(m.headers or ()))
+            if copy is not None and copy.redundant(selected, results.starts):
+                summary.copies_skipped += 1  # this replay re-sends the original itself
+                continue
+            origin = CopyOf(m.partition, m.offset, out.original_target)
+            await feeder.send(m.key, out.value, origin.headers())
+            summary.results_sent += 1
 
     async def settled() -> bool:
         await feeder.drained(plan.wait_seconds)
@@ -224,30 +242,6 @@ async def _resink(plan: _Plan, group: str, model: str | None, dimension: int) ->
     finally:
         await results.stop()
         await producer.stop()
-
-
-def _resent(value: bytes, plan: _Plan, model: str | None, dimension: int) -> bytes | None:
-    """The message to re-publish for one result, or ``None`` to leave it out.
-
-    Kept: results of the live index (no target, or the collection that is live now), of
-    the current model; they are addressed to the rebuild's collection in a full resink.
-    Left out: invalid messages (the worker dead-lettered them), other rebuilds' results,
-    and embeddings of another model (a reembed replaced them).
-    """
-    try:
-        result = parse_result(value)
-    except InvalidEvent:
-        plan.summary.invalid_skipped += 1
-        return None
-    if result.target not in (None, plan.live):
-        return None
-    if isinstance(result, ChapterEmbedded) and (
-        result.model != model if model is not None else result.dimension != dimension
-    ):
-        return None
-    if result.target == plan.target:
-        return value
-    return result.model_copy(update={"target": plan.target}).model_dump_json().encode()
 
 
 async def _pump(

@@ -59,6 +59,11 @@ class TopicReader:
         self._starts, self._ends = starts, ends
         return await self.total()
 
+    @property
+    def starts(self) -> dict[int, int]:
+        """Partition -> the offset this reader started at."""
+        return {tp.partition: offset for tp, offset in self._starts.items()}
+
     async def extend(self) -> None:
         """One more round: read on to the end offsets of now."""
         self._ends = await self._consumer.end_offsets(self.partitions)
@@ -109,10 +114,12 @@ class ResultFeeder:
         self._producer = producer
         self._last: dict[int, int] = {}  # partition -> offset of the last message sent
 
-    async def send(self, key: bytes | None, value: bytes) -> None:
+    async def send(
+        self, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
         """Publish one result (acks=all) and remember its position."""
         sent = await self._producer.send_and_wait(
-            self._settings.topic_embeddings, value=value, key=key
+            self._settings.topic_embeddings, value=value, key=key, headers=headers
         )
         self._last[sent.partition] = max(sent.offset, self._last.get(sent.partition, -1))
 

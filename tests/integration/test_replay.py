@@ -8,8 +8,12 @@ import uuid
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from agents.adapters.milvus_store import MilvusVectorStore
+from schemas import parse_result
+from streams.kafka import client_config, partitions_of
 from tests.integration.harness import Stack, converged, event, wait_for
 
 pytestmark = pytest.mark.integration
@@ -104,6 +108,90 @@ def test_resink_twice_rebuilds_the_same_index_and_switches_the_alias(stack: Stac
     in_use = stack.scribe("index", "drop", second["collection"])
     assert in_use.returncode != 0  # the alias points at it
     assert set(_collections(stack)) == {second["collection"]}
+
+
+def _results_of(stack: Stack, novel: str) -> tuple[dict[str | None, int], dict[int, int]]:
+    """The novel's results on the results topic, counted by the collection they address,
+    and the topic's end offsets (partition -> offset) when read."""
+    topic = stack.settings.topic_embeddings
+
+    async def run() -> tuple[dict[str | None, int], dict[int, int]]:
+        consumer = AIOKafkaConsumer(**client_config(stack.settings), enable_auto_commit=False)
+        await consumer.start()
+        try:
+            parts = [TopicPartition(topic, p) for p in await partitions_of(stack.settings, topic)]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            ends = await consumer.end_offsets(parts)
+            counts: dict[str | None, int] = {}
+
+            async def behind() -> bool:
+                return any([await consumer.position(tp) < ends[tp] for tp in parts])
+
+            while await behind():
+                for msgs in (await consumer.getmany(timeout_ms=1000)).values():
+                    for m in msgs:
+                        if m.key == novel.encode():
+                            target = parse_result(m.value).target
+                            counts[target] = counts.get(target, 0) + 1
+            return counts, {tp.partition: ends[tp] for tp in parts}
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+async def _delete_results_before(stack: Stack, ends: dict[int, int]) -> None:
+    admin = AIOKafkaAdminClient(**client_config(stack.settings))
+    await admin.start()
+    try:
+        topic = stack.settings.topic_embeddings
+        await admin.delete_records(
+            {TopicPartition(topic, p): RecordsToDelete(o) for p, o in ends.items() if o > 0}
+        )
+    finally:
+        await admin.close()
+
+
+def test_every_full_resink_sends_each_result_once_and_needs_no_original(stack: Stack) -> None:
+    """Defect 10: each full resink re-sent the live results *and* the previous rebuild's
+    copies of them, so the k-th resink sent every result k times and the topic grew
+    quadratically. A copy carries where it was copied from, and is left out when this
+    replay re-sends that original itself; once retention took the originals, the copies
+    alone rebuild the index."""
+    novel = f"resink-once-{uuid.uuid4().hex[:6]}"
+    key = novel.encode()
+    asyncio.run(
+        stack.produce(
+            [
+                (key, event("chapter.created", novel, "c1", 1, title="t", text="一句。二句。")),
+                (key, event("chapter.updated", novel, "c1", 2, title="t", text="一句。三句。")),
+                (key, event("chapter.created", novel, "c2", 1, title="t", text="四句。")),
+                (key, event("chapter.deleted", novel, "c2", 2)),
+            ]
+        )
+    )
+    expected = {"c1": (2, 1)}
+    wait_for(lambda: converged(stack, novel, expected), 300, "the novel indexed", stack)
+    # Four results: both versions of c1, c2 and its removal (each run publishes one).
+    originals = 4
+    wait_for(lambda: _results_of(stack, novel)[0] == {None: originals}, 120, "results", stack)
+
+    first = _replay(stack, "--resink")
+    _, before_second = _results_of(stack, novel)
+    second = _replay(stack, "--resink")
+    counts, _ = _results_of(stack, novel)
+    assert counts.get(first["collection"]) == originals, counts
+    assert counts.get(second["collection"]) == originals, counts  # not the copies again
+    assert converged(stack, novel, expected)
+
+    # Retention takes everything before the second rebuild's copies were sent: the
+    # originals and the first copies. The third rebuild has only the second's copies.
+    asyncio.run(_delete_results_before(stack, before_second))
+    third = _replay(stack, "--resink")
+    counts, _ = _results_of(stack, novel)
+    assert counts.get(third["collection"]) == originals, counts
+    assert converged(stack, novel, expected)
 
 
 def test_reembed_one_novel_in_place_runs_new_flows_and_keeps_the_rows(stack: Stack) -> None:
