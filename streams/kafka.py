@@ -8,7 +8,7 @@ import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
@@ -117,7 +117,28 @@ async def ensure_topics(settings: Settings) -> list[str]:
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
                 await admin.create_topics(missing)
-        return [t.name for t in missing]
+    if missing:
+        await _until_served(settings, missing)
+    return [t.name for t in missing]
+
+
+async def _until_served(settings: Settings, topics: list[NewTopic]) -> None:
+    """Return once every partition of ``topics`` answers its leader's offset request.
+
+    A partition's leader is in the metadata a moment before it serves; a write in that
+    moment is refused (NOT_LEADER), and the producer retries with a WARNING, which is
+    what a newcomer's first ``scribe dev --sample`` printed. The consumer's offset lookup
+    retries the same refusal quietly, and ends when the leaders serve.
+    """
+    consumer = AIOKafkaConsumer(**client_config(settings), enable_auto_commit=False)
+    try:
+        await consumer.start()
+        parts = [TopicPartition(t.name, p) for t in topics for p in range(t.num_partitions)]
+        await consumer.end_offsets(parts)
+    except KafkaError as exc:
+        raise ServiceUnavailable(f"new topics not served yet: {exc}") from exc
+    finally:
+        await consumer.stop()
 
 
 async def start_producer(settings: Settings) -> AIOKafkaProducer:

@@ -84,6 +84,7 @@ def stack() -> Iterator[Stack]:
 #: that kill and restart services last.
 ORDER = [
     "test_pipeline",
+    "test_topics",
     "test_edits",
     "test_ledger_postgres",
     "test_replay",
