@@ -15,8 +15,14 @@ from typing import Any
 PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def logging_config(level: str, as_json: bool) -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` for the root logger (also handed to Faust)."""
+def logging_config(level: str, as_json: bool, *, quiet_clients: bool = False) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` for the root logger (also handed to Faust).
+
+    ``quiet_clients`` (the one-shot commands) keeps aiokafka at WARNING unless ``level``
+    is DEBUG: its INFO lines (one per subscription and group coordinator) say nothing to
+    the person running ``scribe replay``; the worker keeps them, as group events matter
+    there.
+    """
     formatter: dict[str, Any] = (
         {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -26,16 +32,19 @@ def logging_config(level: str, as_json: bool) -> dict[str, Any]:
         if as_json
         else {"format": PLAIN}
     )
+    loggers: dict[str, Any] = {"httpx": {"level": "WARNING"}}  # one line per API call
+    if quiet_clients and level.upper() != "DEBUG":
+        loggers["aiokafka"] = {"level": "WARNING"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"scribe": formatter},
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "scribe"}},
         "root": {"level": level.upper(), "handlers": ["console"]},
-        "loggers": {"httpx": {"level": "WARNING"}},  # one line per API call otherwise
+        "loggers": loggers,
     }
 
 
 def configure(level: str, as_json: bool) -> None:
-    """Apply :func:`logging_config`."""
-    logging.config.dictConfig(logging_config(level, as_json))
+    """Apply :func:`logging_config` for a command (quiet clients)."""
+    logging.config.dictConfig(logging_config(level, as_json, quiet_clients=True))
