@@ -173,9 +173,10 @@ def run_dev(settings: Settings, sample: Path | None, console: Console) -> int:
             child.start()
         if sample is not None:
             produce_sample(settings, sample, console, topic_is_new=settings.topic_events in created)
-        console.print(
-            f"[green]ready.[/] Prefect UI: {settings.prefect_ui_url}/runs   "
-            f"Kafka: {settings.bootstrap_servers}   Milvus: {settings.milvus_url}"
+        console.print(  # one address a line: a narrow terminal does not split one
+            f"[green]ready.[/]\n  Prefect UI: {settings.prefect_ui_url}/runs\n"
+            f"  Kafka:      {settings.bootstrap_servers}\n  Milvus:     {settings.milvus_url}",
+            soft_wrap=True,
         )
         console.print(f"logs in {settings.data_dir / 'logs'}; Ctrl-C stops everything.")
         while not stop.wait(2.0):
