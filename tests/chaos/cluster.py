@@ -284,6 +284,7 @@ def tenant_env(suffix: str, pg_port: int) -> dict[str, str]:
 def start_cluster(data: Path | None = None, say: Callable[[str], None] = print) -> ClusterStack:
     """Start the whole scaled-out stack; raise (after stopping what started) on failure."""
     data = data or Path(tempfile.mkdtemp(prefix="scribe-chaos-"))
+    data.mkdir(parents=True, exist_ok=True)  # --data-dir may name a new directory
     os.chmod(data, 0o755)  # PostgreSQL runs as its own user and must reach it
     suffix = uuid.uuid4().hex[:8]
     pg_port = free_port()
