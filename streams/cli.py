@@ -407,7 +407,9 @@ def main() -> None:
         logging.getLogger("scribe.cli").debug("command failed", exc_info=exc)
         hint = "retriable: run it again once the service is back" if exc.retriable else ""
         console_err = Console(stderr=True)
-        console_err.print(f"[red]error:[/red] {type(exc).__name__}: {escape(exc.reason)}")
+        console_err.print(  # one line, however narrow the terminal (or none)
+            f"[red]error:[/red] {type(exc).__name__}: {escape(exc.reason)}", soft_wrap=True
+        )
         if hint:
             console_err.print(hint)
         sys.exit(EXIT_TRY_AGAIN if exc.retriable else 1)

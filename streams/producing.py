@@ -17,20 +17,34 @@ from streams.novel_text import chapter_events, split_chapters
 from streams.settings import Settings
 
 
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
 def _messages(path: Path, novel: str | None, version: int) -> list[tuple[bytes | None, bytes]]:
     if path.suffix == ".jsonl":
         out: list[tuple[bytes | None, bytes]] = []
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in _read(path).splitlines():
             if not line.strip():
                 continue
             try:
                 key = json.loads(line).get("novel_id")
-            except (json.JSONDecodeError, AttributeError):
+            except (ValueError, AttributeError):  # not JSON, or not UTF-8
                 key = None  # sent as is: the worker dead-letters it with the reason
-            out.append((str(key).encode() if key else None, line.encode()))
+            out.append((str(key).encode() if key else None, line))
         return out
     novel_id = novel or path.stem.split(".")[0]
-    chapters = split_chapters(path.read_text(encoding="utf-8"))
+    try:
+        text = _read(path).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"{path} is not UTF-8 text (byte {exc.start}); convert it first, e.g. "
+            f"iconv -f GB18030 -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}"
+        ) from exc
+    chapters = split_chapters(text)
     if not chapters:
         raise ConfigurationError(f"{path} holds no text")
     return [

@@ -208,3 +208,34 @@ def test_a_service_away_ends_a_command_with_one_line_and_exit_75(tmp_path: Path)
     assert "Traceback" not in done.stderr and "╭" not in done.stderr, done.stderr
     assert "Prefect home" not in done.stderr, done.stderr
     assert (tmp_path / ".scribe" / "prefect").is_dir()
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "gbk"])
+def test_produce_refuses_an_unreadable_file_in_one_line(tmp_path: Path, case: str) -> None:
+    """``scribe produce`` of a path that is not there, a directory, or a novel saved as GBK
+    (common for Chinese text files) printed a page of traceback. Now one line that says
+    what is wrong, exit 1, before any service is contacted."""
+    import os
+    import subprocess
+    import sys
+
+    target = tmp_path / "novel.txt"
+    if case == "directory":
+        target.mkdir()
+    elif case == "gbk":
+        target.write_bytes("第一回 灵根育孕源流出\n花果山，水帘洞。".encode("gbk"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCRIBE_", "PREFECT_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "produce", str(target)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "╭" not in done.stderr, done.stderr
+    assert str(target) in done.stderr, done.stderr
+    if case == "gbk":
+        assert "UTF-8" in done.stderr, done.stderr
