@@ -36,7 +36,7 @@ from prefect_bridge.runtime import pipeline_version
 from schemas import InvalidEvent, ScribeError, SourceRef
 from schemas.dead_letters import message_source
 from streams.kafka import client_config, start_producer
-from streams.result_copies import CopyOf, resend
+from streams.result_copies import Ancestry, Origin, resend
 from streams.settings import Settings
 from streams.topic_reader import ResultFeeder, Start, TopicReader
 from streams.wiring import chunking_policy, embedder_identity, open_ledger, vector_store
@@ -224,12 +224,12 @@ async def _resink(plan: _Plan, group: str, model: str | None, dimension: int) ->
                 continue
             if out is None:
                 continue
-            copy = CopyOf.from_headers(list(m.headers or ()))
-            if copy is not None and copy.redundant(selected, results.starts):
-                summary.copies_skipped += 1  # this replay re-sends the original itself
+            ancestry = Ancestry.from_headers(list(m.headers or ()))
+            if ancestry.repeats_one_of(selected, results.has_read):
+                summary.copies_skipped += 1  # this replay re-sent the same content already
                 continue
-            origin = CopyOf(m.partition, m.offset, out.original_target)
-            await feeder.send(m.key, out.value, origin.headers())
+            origin = Origin(m.partition, m.offset, out.original_target)
+            await feeder.send(m.key, out.value, ancestry.copied_as(origin).headers())
             summary.results_sent += 1
 
     async def settled() -> bool:

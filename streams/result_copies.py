@@ -1,62 +1,80 @@
-"""What a resink re-publishes: copies of results, each saying where it was copied from.
+"""What a resink re-publishes: copies of results, each naming the results it repeats.
 
 A resink re-publishes the live index's results to the results topic it reads. The live
 index holds the results addressed to no collection (the worker's) and those addressed to
 the live collection (the copies a rebuild made of its predecessor's). Without knowing
 which messages are copies of which, the next full resink re-sends an original *and* its
-copy, the one after that three of each, and so on (defect 10 in RELIABILITY.md). So each
-copy names its original in headers, and a replay leaves out a copy whose original it
-re-sends itself: the original is selected and lies inside the replay's range. A copy
-whose original retention has taken (or that a replay does not select) is re-sent.
+copy, the one after that three of each, and so on (defect 10 in RELIABILITY.md).
+
+So each copy names its ancestry in a header: the message it was copied from, that
+message's own source, and so on (nearest first, at most :data:`MAX_CHAIN`), each with
+its position in the results topic and the collection it addressed. A replay leaves out a
+copy when it has itself read, and selected, one of those ancestors: the same content was
+re-sent already. An ancestor it has not read (taken by retention before or during the
+replay, before its start, or addressed to a collection it does not select) does not
+count, so the copy is re-sent: a duplicate is harmless, a missing result is not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from schemas import ChapterEmbedded, parse_result
 from schemas.dead_letters import Headers
 
-H_COPY_PARTITION = "scribe.copy_of.partition"
-H_COPY_OFFSET = "scribe.copy_of.offset"
-#: The collection the original addressed; empty for none (the live index at the time).
-H_COPY_TARGET = "scribe.copy_of.target"
+#: JSON list of ``[partition, offset, target]`` (target ``null``: no collection named).
+H_COPY_OF = "scribe.copy_of"
+#: Ancestors a copy names; a longer chain only grows when copies outlive their originals.
+MAX_CHAIN = 8
 
 
 @dataclass(frozen=True)
-class CopyOf:
-    """The position, in the results topic, and the address of the result a copy repeats."""
+class Origin:
+    """A result's position in the results topic and the collection it addressed."""
 
     partition: int
     offset: int
     target: str | None
 
+
+@dataclass(frozen=True)
+class Ancestry:
+    """The results a message repeats, nearest first (empty: an original)."""
+
+    chain: tuple[Origin, ...] = ()
+
+    def copied_as(self, source: Origin) -> Ancestry:
+        """The ancestry of a copy of the message at ``source`` that had this ancestry."""
+        return Ancestry((source, *self.chain)[:MAX_CHAIN])
+
     def headers(self) -> Headers:
-        """The headers a copy is published with."""
-        return [
-            (H_COPY_PARTITION, str(self.partition).encode()),
-            (H_COPY_OFFSET, str(self.offset).encode()),
-            (H_COPY_TARGET, (self.target or "").encode()),
-        ]
+        """The header a copy is published with."""
+        value = [[o.partition, o.offset, o.target] for o in self.chain]
+        return [(H_COPY_OF, json.dumps(value, separators=(",", ":")).encode())]
 
     @classmethod
-    def from_headers(cls, headers: Headers) -> CopyOf | None:
-        """The original a message repeats, or ``None`` for an original (or unreadable)."""
-        h = {k: v for k, v in headers}
+    def from_headers(cls, headers: Headers) -> Ancestry:
+        """What a message's headers say it repeats; an original (or unreadable) names none."""
+        raw = dict(headers).get(H_COPY_OF)
+        if raw is None:
+            return cls()
         try:
-            partition = int(h[H_COPY_PARTITION])
-            offset = int(h[H_COPY_OFFSET])
-            target = h[H_COPY_TARGET].decode()
-        except (KeyError, ValueError, UnicodeDecodeError):
-            return None
-        return cls(partition=partition, offset=offset, target=target or None)
+            chain = tuple(
+                Origin(int(p), int(o), str(t) if t is not None else None)
+                for p, o, t in json.loads(raw)
+            )
+        except (ValueError, TypeError):
+            return cls()
+        return cls(chain[:MAX_CHAIN])
 
-    def redundant(self, selected: tuple[str | None, ...], starts: Mapping[int, int]) -> bool:
-        """Whether a replay that re-sends the ``selected`` addresses from ``starts``
-        (partition -> first offset it reads) re-sends this copy's original itself."""
-        start = starts.get(self.partition)
-        return self.target in selected and start is not None and self.offset >= start
+    def repeats_one_of(
+        self, selected: tuple[str | None, ...], read: Callable[[int, int], bool]
+    ) -> bool:
+        """Whether an ancestor addressed one of ``selected`` and ``read(partition, offset)``
+        says this replay has read it: the same content went out with that ancestor."""
+        return any(o.target in selected and read(o.partition, o.offset) for o in self.chain)
 
 
 @dataclass(frozen=True)

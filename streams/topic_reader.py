@@ -33,6 +33,9 @@ class TopicReader:
             **client_config(settings),
             group_id=group,
             enable_auto_commit=False,
+            # Records deleted under the reader (retention): go on from the log's new
+            # start, not from its end (aiokafka's default), which would skip the rest.
+            auto_offset_reset="earliest",
             max_partition_fetch_bytes=settings.max_result_bytes,
             fetch_max_bytes=settings.max_result_bytes,
         )
@@ -40,6 +43,8 @@ class TopicReader:
         self.read = 0
         self._starts: dict[TopicPartition, int] = {}
         self._ends: dict[TopicPartition, int] = {}
+        #: partition -> [first, next) offsets of the unbroken run delivered last
+        self._runs: dict[int, tuple[int, int]] = {}
 
     async def start(self, start: Start) -> int:
         """Assign every partition, seek to ``start``; return messages up to the end now."""
@@ -59,10 +64,11 @@ class TopicReader:
         self._starts, self._ends = starts, ends
         return await self.total()
 
-    @property
-    def starts(self) -> dict[int, int]:
-        """Partition -> the offset this reader started at."""
-        return {tp.partition: offset for tp, offset in self._starts.items()}
+    def has_read(self, partition: int, offset: int) -> bool:
+        """Whether this reader has delivered ``offset`` of ``partition`` in its current
+        unbroken run (a gap, e.g. records deleted under it, starts a new run)."""
+        run = self._runs.get(partition)
+        return run is not None and run[0] <= offset < run[1]
 
     async def extend(self) -> None:
         """One more round: read on to the end offsets of now."""
@@ -94,6 +100,9 @@ class TopicReader:
             if len(inside) < len(msgs):  # read past the snapshot: come back there next round
                 self._consumer.seek(tp, self._ends[tp])
         messages.sort(key=lambda m: (m.partition, m.offset))
+        for m in messages:
+            first, after = self._runs.get(m.partition, (m.offset, m.offset))
+            self._runs[m.partition] = (first if m.offset == after else m.offset, m.offset + 1)
         self.read += len(messages)
         return messages
 

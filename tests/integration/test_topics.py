@@ -7,7 +7,7 @@ import logging
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from streams.kafka import client_config, ensure_topics
 from tests.integration.harness import Stack
@@ -49,3 +49,46 @@ def test_created_topics_take_writes_without_not_leader_retries(
     assert len(created) == 4
     retried = [r.getMessage() for r in caplog.records if "NotLeader" in r.getMessage()]
     assert not retried, retried
+
+
+def test_a_replay_reader_whose_records_are_deleted_under_it_reads_on_from_the_log_start(
+    stack: Stack,
+) -> None:
+    """Retention (or ``delete_records``) can take the records a replay is about to read.
+    aiokafka's default answer to the out-of-range position is the log's *end*: the replay
+    read nothing more of that partition and a rebuild silently missed what was left. It
+    now goes on from the log's new start, and knows it did not read what was deleted."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
+
+    from streams.topic_reader import TopicReader
+
+    topic = f"reader-{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> tuple[list[int], bool, bool]:
+        admin = AIOKafkaAdminClient(**client_config(stack.settings))
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(topic, 1, 1)])
+            producer = AIOKafkaProducer(**client_config(stack.settings), acks="all")
+            await producer.start()
+            try:
+                for i in range(10):
+                    await producer.send_and_wait(topic, str(i).encode(), partition=0)
+            finally:
+                await producer.stop()
+            reader = TopicReader(stack.settings, topic, f"reader-{uuid.uuid4().hex[:8]}")
+            await reader.start("earliest")  # positioned at 0, the snapshot ends at 10
+            try:
+                await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(6)})
+                offsets: list[int] = []
+                while await reader.backlog() > 0:
+                    offsets += [m.offset for m in await reader.batches()]
+                return offsets, reader.has_read(0, 7), reader.has_read(0, 2)
+            finally:
+                await reader.stop()
+        finally:
+            await admin.close()
+
+    offsets, read_7, read_2 = asyncio.run(scenario())
+    assert offsets == [6, 7, 8, 9]
+    assert read_7 and not read_2

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from schemas import ChapterEmbedded, ChapterRemoved, ChunkVector, InvalidEvent, parse_result
-from streams.result_copies import H_COPY_OFFSET, CopyOf, resend
+from streams.result_copies import H_COPY_OF, MAX_CHAIN, Ancestry, Origin, resend
 
 LIVE = "chunks__m__1"
 NEW = "chunks__m__2"
@@ -31,23 +31,74 @@ def embedded(target: str | None = None, model: str = "m") -> bytes:
     )
 
 
-def test_a_copy_names_its_original_and_an_original_names_none() -> None:
-    copy = CopyOf(partition=3, offset=41, target=LIVE)
-    assert CopyOf.from_headers(copy.headers()) == copy
-    assert CopyOf.from_headers(CopyOf(0, 7, None).headers()) == CopyOf(0, 7, None)
-    assert CopyOf.from_headers([]) is None
-    garbled = [h if h[0] != H_COPY_OFFSET else (H_COPY_OFFSET, b"x") for h in copy.headers()]
-    assert CopyOf.from_headers(garbled) is None
+def test_a_copy_names_its_ancestry_nearest_first_and_an_original_names_none() -> None:
+    original = Ancestry()
+    first = original.copied_as(Origin(3, 41, None))
+    second = first.copied_as(Origin(1, 90, LIVE))
+    assert second.chain == (Origin(1, 90, LIVE), Origin(3, 41, None))
+    assert Ancestry.from_headers(second.headers()) == second
+    assert Ancestry.from_headers([]) == Ancestry()
+    assert Ancestry.from_headers([(H_COPY_OF, b"[[1,")]) == Ancestry()  # unreadable
+    long = Ancestry()
+    for offset in range(20):
+        long = long.copied_as(Origin(0, offset, None))
+    assert len(long.chain) == MAX_CHAIN and long.chain[0].offset == 19
 
 
-def test_a_copy_is_left_out_only_when_the_replay_re_sends_its_original() -> None:
+def test_a_copy_is_left_out_only_when_the_replay_read_one_of_its_ancestors() -> None:
     selected = (None, LIVE)
-    starts = {0: 10, 1: 0}
-    assert CopyOf(0, 10, None).redundant(selected, starts)  # the original is read too
-    assert CopyOf(0, 12, LIVE).redundant(selected, starts)
-    assert not CopyOf(0, 9, None).redundant(selected, starts)  # retention took it
-    assert not CopyOf(1, 5, "chunks__m__0").redundant(selected, starts)  # not selected
-    assert not CopyOf(7, 5, None).redundant(selected, starts)  # no such partition read
+    read = {(0, 10), (0, 12)}
+
+    def has_read(partition: int, offset: int) -> bool:
+        return (partition, offset) in read
+
+    assert Ancestry((Origin(0, 10, None),)).repeats_one_of(selected, has_read)
+    assert Ancestry((Origin(0, 11, "x"), Origin(0, 12, LIVE))).repeats_one_of(selected, has_read)
+    assert not Ancestry((Origin(0, 9, None),)).repeats_one_of(selected, has_read)  # not read
+    assert not Ancestry((Origin(0, 10, "x"),)).repeats_one_of(selected, has_read)  # other
+    assert not Ancestry().repeats_one_of(selected, has_read)
+
+
+Message = tuple[bytes, list[tuple[str, bytes]]]
+
+
+def _resink(log: list[Message], live: str, target: str | None, start: int = 0) -> int:
+    """One resink over a one-partition results topic, as ``streams.replay`` runs it."""
+    sent, end = 0, len(log)
+    for offset in range(start, end):
+        value, headers = log[offset]
+        out = resend(value, live=live, target=target, model="m", dimension=2)
+        if out is None:
+            continue
+        ancestry = Ancestry.from_headers(headers)
+
+        def has_read(partition: int, at: int, upto: int = offset) -> bool:
+            return start <= at < upto  # read in order, one partition
+
+        if ancestry.repeats_one_of((None, live), has_read):
+            continue
+        copy = ancestry.copied_as(Origin(0, offset, out.original_target))
+        log.append((out.value, copy.headers()))
+        sent += 1
+    return sent
+
+
+def test_every_full_resink_sends_each_result_once_after_in_place_ones_too() -> None:
+    """The reviewer's history: a full rebuild, an in-place resink from after the original
+    (it copies the rebuild's copy back to no collection), then full rebuilds: with only
+    the nearest ancestor named, the third and later sent 2 for 1."""
+    log: list[Message] = [(embedded(None), [])]
+    assert _resink(log, "c0", "c1") == 1
+    assert _resink(log, "c1", None, start=1) == 1  # in place, from offset 1
+    assert [_resink(log, f"c{k}", f"c{k + 1}") for k in range(1, 5)] == [1, 1, 1, 1]
+
+
+def test_the_copies_alone_rebuild_once_retention_took_the_originals() -> None:
+    log: list[Message] = [(embedded(None), []), (embedded(None), [])]
+    assert _resink(log, "c0", "c1") == 2
+    assert _resink(log, "c1", "c2") == 2
+    start = 4  # retention took the originals and the first rebuild's copies
+    assert _resink(log, "c2", "c3", start=start) == 2
 
 
 def test_resend_addresses_the_live_index_results_to_the_rebuild() -> None:
