@@ -108,7 +108,6 @@ class BenchEnv:
             "SCRIBE_WORKER_METRICS_PORT": str(free_port()),
             "SCRIBE_RUNNER_METRICS_PORT": str(free_port()),
             "SCRIBE_APP_ID": f"bench-{tag}",
-            "SCRIBE_WORKER_WEB_PORT": str(free_port()),
             "SCRIBE_MILVUS_COLLECTION": f"bench_{under}",
             "SCRIBE_DEPLOYMENT": f"novel-processing/bench-{tag}",
             "SCRIBE_WORK_POOL": f"bench-{tag}",

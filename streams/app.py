@@ -65,9 +65,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_credentials=faust_credentials(settings),
         key_serializer="raw",
         value_serializer="raw",
-        web_enabled=False,
-        web_bind="127.0.0.1",
-        web_port=settings.worker_web_port,
+        web_enabled=False,  # health and metrics have their own endpoints (streams.metrics)
         topic_partitions=settings.topic_partitions,
         topic_allow_declare=False,
         topic_disable_leader=True,

@@ -50,7 +50,6 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(4, ge=1, description="Partitions of topics scribe creates.")
     topic_replication: int = Field(1, ge=1)
     app_id: str = Field("scribe-stream", description="Faust app id (consumer group prefix).")
-    worker_web_port: int = Field(6066, description="Faust web port (bound to 127.0.0.1).")
     consumer_session_timeout: float = Field(
         30.0, gt=0, description="Seconds before a dead worker's partitions move (Faust: 60)."
     )

@@ -331,7 +331,6 @@ def start_cluster(data: Path | None = None, say: Callable[[str], None] = print) 
         for tag in ("a", "b"):
             worker_env = {
                 **env,
-                "SCRIBE_WORKER_WEB_PORT": str(free_port()),
                 "SCRIBE_WORKER_METRICS_PORT": str(free_port()),
                 "SCRIBE_RUNNER_METRICS_PORT": str(free_port()),
                 "SCRIBE_HOST_ID": hosts[tag],

@@ -33,7 +33,6 @@ def stack() -> Iterator[Stack]:
         "SCRIBE_KAFKA_CONTROLLER_PORT": str(free_port()),
         "SCRIBE_PREFECT_PORT": str(free_port()),
         "SCRIBE_MILVUS_PORT": str(free_port()),
-        "SCRIBE_WORKER_WEB_PORT": str(free_port()),
         "SCRIBE_WORKER_METRICS_PORT": str(free_port()),
         "SCRIBE_RUNNER_METRICS_PORT": str(free_port()),
         "SCRIBE_TOPIC_EVENTS": f"novel-events-{suffix}",

@@ -83,7 +83,6 @@ def dev_env() -> Iterator[tuple[Path, dict[str, str]]]:
         "SCRIBE_KAFKA_CONTROLLER_PORT": str(free_port()),
         "SCRIBE_PREFECT_PORT": str(free_port()),
         "SCRIBE_MILVUS_PORT": str(free_port()),
-        "SCRIBE_WORKER_WEB_PORT": str(free_port()),
         "SCRIBE_WORKER_METRICS_PORT": str(free_port()),
         "SCRIBE_RUNNER_METRICS_PORT": str(free_port()),
         "COLUMNS": "400",  # rich wraps at 80 columns without a terminal
