@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 
-from agents.decisions import PublishRemoval, SubmitFlowRun, plan_event
+from agents.decisions import IgnoreEvent, PublishRemoval, SubmitFlowRun, plan_event
 from agents.ledger import Ledger
 from agents.ports import DeadLetters, FlowSubmitter, ResultWriter
 from agents.retry import Backoff, retrying
@@ -78,13 +78,21 @@ class ChapterAgent:
             await self._dead_letter(key, value, source, exc, redrive)
             return None
         self.telemetry.event_consumed(event.event_type)
-        plan = plan_event(event, source, self.pipeline_version, redrive, self.target)
+        deleted_at = None
+        if isinstance(event, ChapterCreated | ChapterUpdated):
+            deleted_at = await retrying(
+                partial(self.ledger.novel_deleted_offset, event.novel_id), self.backoff, "ledger"
+            )
+        plan = plan_event(event, source, self.pipeline_version, redrive, self.target, deleted_at)
+        if isinstance(plan, IgnoreEvent):
+            log.info("ignoring %s: %s", source, plan.reason, extra=_context(event))
+            return None
         if isinstance(plan, SubmitFlowRun):
             assert isinstance(event, ChapterCreated | ChapterUpdated)
             async with self._gate:  # one submitter at a time keeps the budget exact
                 await self._wait_for_capacity()
                 began = time.monotonic()
-                run_id = await retrying(
+                submitted = await retrying(
                     partial(
                         self.submitter.submit,
                         name=plan.name,
@@ -97,6 +105,16 @@ class ChapterAgent:
                 )
                 self._budget -= 1
                 self.telemetry.run_submitted(time.monotonic() - began)
+            run_id = submitted.id
+            if submitted.ended:  # a re-sent event: its run and result were handled before
+                log.info(
+                    "flow run %s (%s) for %s had already ended",
+                    plan.name,
+                    run_id,
+                    source,
+                    extra={**_context(event), "flow_run_id": run_id},
+                )
+                return run_id
             await retrying(
                 partial(
                     self.ledger.record_submitted,

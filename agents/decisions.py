@@ -36,7 +36,14 @@ class PublishRemoval:
     result: ChapterRemoved | NovelRemoved
 
 
-ChapterPlan = SubmitFlowRun | PublishRemoval
+@dataclass(frozen=True)
+class IgnoreEvent:
+    """Do nothing: the event stands before a deletion of its novel that already applied."""
+
+    reason: str
+
+
+ChapterPlan = SubmitFlowRun | PublishRemoval | IgnoreEvent
 
 
 def run_name(novel_id: str, chapter_id: str, version: int) -> str:
@@ -59,12 +66,24 @@ def plan_event(
     pipeline_version: str,
     redrive: int = 0,
     target: str | None = None,
+    novel_deleted_offset: int | None = None,
 ) -> ChapterPlan:
     """Turn one valid input event into the single effect the chapter agent must cause.
 
     ``target`` names the collection of a full rebuild (``scribe replay``); the flow run
-    and the removal carry it so only that rebuild's sink applies them.
+    and the removal carry it so only that rebuild's sink applies them. A chapter write
+    that stands before its novel's applied deletion (``novel_deleted_offset``, e.g. one
+    redriven from the DLQ after the novel was deleted) is ignored: its result could only
+    be skipped, and its submission would be recorded as pending for good.
     """
+    if (
+        isinstance(event, ChapterCreated | ChapterUpdated)
+        and novel_deleted_offset is not None
+        and source.offset < novel_deleted_offset
+    ):
+        return IgnoreEvent(
+            f"the novel was deleted later in the log (offset {novel_deleted_offset})"
+        )
     if isinstance(event, ChapterCreated | ChapterUpdated):
         # The event's position and identity, not its text: the flow reads the event from
         # Kafka, so Prefect's database and UI hold a few hundred bytes per run.

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from agents.ledger import Ledger
 from agents.vector_store import VectorStore
 from schemas import ResultEvent, ScribeError, SourceRef
+from schemas.submissions import SubmittedRun
 
 
 class FlowSubmitter(Protocol):
@@ -23,8 +24,8 @@ class FlowSubmitter(Protocol):
         idempotency_key: str,
         tags: list[str],
         parameters: dict[str, Any],
-    ) -> str:
-        """Create the run (or return the existing one for the key); return its id."""
+    ) -> SubmittedRun:
+        """Create the run (or return the existing one for the key)."""
         ...
 
     async def in_flight(self) -> int:

@@ -38,7 +38,7 @@ from schemas.dead_letters import message_source
 from streams.kafka import client_config, start_producer
 from streams.result_copies import Ancestry, Origin, resend
 from streams.settings import Settings
-from streams.topic_reader import ResultFeeder, Start, TopicReader
+from streams.topic_reader import ResultFeeder, Start, TopicReader, results_end, worker_behind
 from streams.wiring import chunking_policy, embedder_identity, open_ledger, vector_store
 
 log = logging.getLogger("scribe.replay")
@@ -188,8 +188,14 @@ async def _reembed(plan: _Plan, group: str, model: str) -> None:
                 summary.runs_submitted += 1
 
     async def settled() -> bool:
-        """Every chapter the rebuild submitted has its result applied (or failed)."""
-        return (await ledger.counts())["pending"] == 0
+        """Every run the rebuild submitted has ended, and the worker has applied what the
+        results topic holds now (their results among it). Not the ledger's pending rows:
+        live runs add to them after the switch, and a write that stands before its
+        novel's deletion can leave one that no result clears; either kept a rebuild
+        waiting forever."""
+        if plan.target is None or await submitter.in_flight(f"rebuild:{plan.target}") > 0:
+            return False
+        return await worker_behind(settings, await results_end(settings)) == 0
 
     try:
         await _pump(plan, events, feed, settled)

@@ -115,6 +115,34 @@ class TopicReader:
         await self._consumer.stop()
 
 
+async def worker_behind(settings: Settings, ends: dict[int, int]) -> int:
+    """How many results before ``ends`` (partition -> offset) the worker's group has not
+    committed yet: it commits what it applied, so 0 means the index holds them."""
+    async with admin_client(settings) as admin:
+        committed = await admin.list_consumer_group_offsets(settings.app_id)
+    behind = 0
+    for partition, end in ends.items():
+        meta = committed.get(TopicPartition(settings.topic_embeddings, partition))
+        done = meta.offset if meta is not None and meta.offset >= 0 else 0
+        behind += max(0, end - done)
+    return behind
+
+
+async def results_end(settings: Settings) -> dict[int, int]:
+    """Partition -> end offset of the results topic now."""
+    consumer = AIOKafkaConsumer(**client_config(settings), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [
+            TopicPartition(settings.topic_embeddings, p)
+            for p in await partitions_of(settings, settings.topic_embeddings)
+        ]
+        ends = await consumer.end_offsets(parts)
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
 class ResultFeeder:
     """Re-publishes results to the results topic and waits until the worker applied them."""
 
@@ -134,14 +162,7 @@ class ResultFeeder:
 
     async def behind(self) -> int:
         """How many of the sent results the worker's group has not committed yet."""
-        async with admin_client(self._settings) as admin:
-            committed = await admin.list_consumer_group_offsets(self._settings.app_id)
-        behind = 0
-        for partition, last in self._last.items():
-            meta = committed.get(TopicPartition(self._settings.topic_embeddings, partition))
-            done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            behind += max(0, last + 1 - done)
-        return behind
+        return await worker_behind(self._settings, {p: o + 1 for p, o in self._last.items()})
 
     async def drained(self, wait_seconds: float, report_every: float = 30.0) -> None:
         """Wait until the worker has applied everything sent (it is the one writer)."""

@@ -13,11 +13,13 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterState,
     FlowRunFilterStateType,
+    FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from schemas import ConfigurationError, FlowSubmissionError
+from schemas.submissions import SubmittedRun
 
 
 class PrefectFlowSubmitter:
@@ -57,8 +59,8 @@ class PrefectFlowSubmitter:
         idempotency_key: str,
         tags: list[str],
         parameters: dict[str, Any],
-    ) -> str:
-        """Create (or find, by idempotency key) the flow run; return its id."""
+    ) -> SubmittedRun:
+        """Create (or find, by idempotency key) the flow run."""
         client, deployment_id = await self._ready()
         try:
             run = await client.create_flow_run_from_deployment(
@@ -78,17 +80,19 @@ class PrefectFlowSubmitter:
             if status >= 500 or status in (408, 409, 429):
                 raise FlowSubmissionError(f"Prefect answered {status}") from exc
             raise ConfigurationError(f"Prefect rejected the flow run ({status}): {exc}") from exc
-        return str(run.id)
+        return SubmittedRun(id=str(run.id), ended=run.state is not None and run.state.is_final())
 
-    async def in_flight(self) -> int:
-        """Runs of the deployment in a Scheduled, Pending, Running or Cancelling state."""
+    async def in_flight(self, tag: str | None = None) -> int:
+        """Runs of the deployment (with ``tag``, if given) in a Scheduled, Pending, Running
+        or Cancelling state."""
         client, deployment_id = await self._ready()
         states = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]
         try:
             return int(
                 await client.count_flow_runs(
                     flow_run_filter=FlowRunFilter(
-                        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states))
+                        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states)),
+                        tags=FlowRunFilterTags(all_=[tag]) if tag is not None else None,
                     ),
                     deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
                 )

@@ -223,6 +223,42 @@ def test_reembed_one_novel_in_place_runs_new_flows_and_keeps_the_rows(stack: Sta
     assert converged(stack, novel, expected)
 
 
+def test_a_write_re_sent_after_its_novels_deletion_leaves_nothing_pending(
+    stack: Stack,
+) -> None:
+    """A chapter write delivered again after its novel's deletion (the platform re-sending,
+    or a redrive: either stands before the deletion) was submitted again and recorded as
+    pending after the deletion had dropped the novel's rows; no result ever cleared it,
+    and a full rebuild meeting it waited for it forever. Now the chapter agent leaves out
+    a write that stands before its novel's applied deletion. The full re-embed below
+    replays this novel's history too."""
+    from streams.wiring import open_live_ledger
+
+    novel = f"resent-{uuid.uuid4().hex[:6]}"
+    key = novel.encode()
+    write = event("chapter.created", novel, "c1", 1, title="t", text="一句。")
+    asyncio.run(stack.produce([(key, write)]))
+    wait_for(lambda: converged(stack, novel, {"c1": (1, 1)}), 300, "the novel indexed", stack)
+    asyncio.run(stack.produce([(key, event("novel.deleted", novel, None, 2))]))
+    wait_for(lambda: converged(stack, novel, {}) is not None, 120, "the novel deleted", stack)
+    asyncio.run(stack.produce([(key, write)]))  # the same event again, after the deletion
+    # The novel written again, behind the re-sent write: once indexed, that one was handled.
+    later = event("chapter.created", novel, "c2", 1, title="t", text="二句。")
+    asyncio.run(stack.produce([(key, later)]))
+    wait_for(lambda: converged(stack, novel, {"c2": (1, 1)}), 300, "the new chapter", stack)
+
+    async def row() -> Any:
+        ledger = await open_live_ledger(stack.settings)
+        try:
+            return await ledger.chapter(novel, "c1")
+        finally:
+            await ledger.close()
+
+    state = asyncio.run(row())
+    assert state is None or state.status != "pending", state
+    assert converged(stack, novel, {"c2": (1, 1)})
+
+
 def test_full_reembed_builds_a_new_collection_while_search_keeps_working(stack: Stack) -> None:
     before = _count(stack)
     alias_before = next(

@@ -33,6 +33,7 @@ from schemas import (
     VectorStoreError,
     parse_event,
 )
+from schemas.submissions import SubmittedRun
 from tests.fakes import InMemoryLedger, InMemoryPublisher, InMemoryVectorStore
 
 FAST = Backoff(initial=0.001, cap=0.01)
@@ -58,7 +59,7 @@ class FakeSubmitter:
 
     async def submit(
         self, *, name: str, idempotency_key: str, tags: list[str], parameters: dict[str, Any]
-    ) -> str:
+    ) -> SubmittedRun:
         self.calls.append(
             {
                 "name": name,
@@ -69,7 +70,7 @@ class FakeSubmitter:
         )
         if self.failures:
             raise self.failures.pop(0)
-        return f"run-{len(self.calls)}"
+        return SubmittedRun(id=f"run-{len(self.calls)}")
 
 
 class FakeDeadLetters:
@@ -149,6 +150,33 @@ async def test_valid_chapter_event_submits_the_planned_run() -> None:
     ]
     assert sub.calls[0]["name"] == "xiyouji/ch0001@v2"
     assert dlq.items == [] and pub.published == []
+
+
+async def test_a_write_standing_before_its_novels_deletion_is_ignored() -> None:
+    """Redriven after the novel's deletion applied: no run, nothing pending."""
+    agent, sub, pub, _ = chapter_agent()
+    await agent.ledger.delete_novel("xiyouji", SOURCE.offset + 5)
+    assert await agent.handle(b"xiyouji", event_bytes(), SOURCE) is None
+    assert sub.calls == [] and pub.published == []
+    assert await agent.ledger.chapter("xiyouji", "ch0001") is None
+    later = SOURCE.model_copy(update={"offset": SOURCE.offset + 6})  # written again after
+    assert await agent.handle(b"xiyouji", event_bytes(), later) == "run-1"
+
+
+async def test_a_run_that_had_already_ended_is_not_recorded_as_pending() -> None:
+    """A re-sent event: Prefect returns its run, which ended long ago."""
+
+    class Ended(FakeSubmitter):
+        async def submit(self, **kwargs: Any) -> SubmittedRun:
+            return SubmittedRun(id=(await super().submit(**kwargs)).id, ended=True)
+
+    agent, _, _, _ = chapter_agent(Ended())
+    assert await agent.handle(b"xiyouji", event_bytes(), SOURCE) == "run-1"
+    assert await agent.ledger.chapter("xiyouji", "ch0001") is None
+    fresh, _, _, _ = chapter_agent()
+    await fresh.handle(b"xiyouji", event_bytes(), SOURCE)
+    state = await fresh.ledger.chapter("xiyouji", "ch0001")
+    assert state is not None and state.status == "pending"
 
 
 async def test_message_without_key_is_accepted() -> None:

@@ -19,6 +19,7 @@ from prefect_bridge.flow import report_failure
 from prefect_bridge.runtime import FlowRuntime, configure
 from schemas import ChapterFailed, ScribeError, SourceRef
 from schemas.dead_letters import DeadLetter
+from schemas.submissions import SubmittedRun
 from tests.fakes import InMemoryEventLog, InMemoryLedger, InMemoryPublisher, InMemoryVectorStore
 
 SOURCE = SourceRef(topic="novel-events", partition=1, offset=7)
@@ -34,9 +35,9 @@ class Submitter:
 
     async def submit(
         self, *, name: str, idempotency_key: str, tags: list[str], parameters: dict[str, Any]
-    ) -> str:
+    ) -> SubmittedRun:
         self.keys.append(idempotency_key)
-        return f"run-{len(self.keys)}"
+        return SubmittedRun(id=f"run-{len(self.keys)}")
 
 
 class Letters:

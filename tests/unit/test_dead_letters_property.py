@@ -23,6 +23,7 @@ from agents.retry import Backoff
 from schemas import InvalidEvent, ScribeError, SourceRef
 from schemas.dead_letters import error_headers
 from schemas.events import EVENT_TYPES
+from schemas.submissions import SubmittedRun
 from tests.fakes import InMemoryLedger, InMemoryPublisher
 
 MAX_TEXT_BYTES = 64
@@ -37,9 +38,9 @@ class FakeSubmitter:
     async def in_flight(self) -> int:
         return 0
 
-    async def submit(self, **kwargs: Any) -> str:
+    async def submit(self, **kwargs: Any) -> SubmittedRun:
         self.calls.append(kwargs)
-        return f"run-{len(self.calls)}"
+        return SubmittedRun(id=f"run-{len(self.calls)}")
 
 
 class FakeDeadLetters:
