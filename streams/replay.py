@@ -103,7 +103,11 @@ async def replay(
         live, model, dimension = await admin.shape()
     else:
         embedder_model, dimension = await asyncio.to_thread(embedder_identity, settings)
-        live = await admin.ensure_collection(embedder_model, dimension)
+        # A full rebuild writes a new collection at the model's size, whatever the live
+        # one's (a model change is what it is for); in place, the sizes must agree.
+        live = (await admin.physical() if full else None) or await admin.ensure_collection(
+            embedder_model, dimension
+        )
         model = embedder_model
     base = collection_for_model(settings.milvus_collection, model or "resink")
     target = f"{base}__{stamp}" if full else None

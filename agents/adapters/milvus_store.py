@@ -161,7 +161,8 @@ class MilvusVectorStore:
         if dims and int(dims[0]) != dimension:
             raise ConfigurationError(
                 f"{self._alias} -> {physical} holds {dims[0]}-d vectors, the embedder makes "
-                f"{dimension}-d: rebuild the index with the new model (scribe replay --reembed)"
+                f"{dimension}-d: rebuild the whole index with the new model (scribe replay "
+                "--reembed, without --novel or --from)"
             )
 
     async def create_collection(self, name: str, dimension: int) -> None:

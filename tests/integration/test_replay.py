@@ -283,3 +283,45 @@ def test_full_reembed_builds_a_new_collection_while_search_keeps_working(stack: 
     assert {tuple(i.split(":")[:2]) for i in new.keys() - old.keys()} <= failed
     found = stack.scribe("search", "花果山 水帘洞", "-k", "1", "--json")
     assert found.returncode == 0 and json.loads(found.stdout)
+
+
+def test_a_full_reembed_rebuilds_for_a_model_of_another_dimension(stack: Stack) -> None:
+    """After a model change to another vector size, the documented rebuild (``scribe
+    replay --reembed``) refused: it checked the live collection's size against the new
+    model and told the user to run the very command that failed. A full rebuild now
+    builds the new collection at the new size and switches; in place it still refuses."""
+    from aiokafka.admin import NewTopic
+
+    alias = f"dim_{uuid.uuid4().hex[:6]}"
+    old = f"{alias}__old"
+    topic = f"dim-events-{uuid.uuid4().hex[:6]}"
+
+    async def setup() -> None:
+        store = MilvusVectorStore(stack.settings.milvus_url, alias)
+        admin = AIOKafkaAdminClient(**client_config(stack.settings))
+        await admin.start()
+        try:
+            await store.create_collection(old, 8)  # an older, 8-d model's index
+            await store.point_alias(old)
+            await admin.create_topics([NewTopic(topic, 1, 1)])
+        finally:
+            await store.close()
+            await admin.close()
+
+    asyncio.run(setup())
+    env = {"SCRIBE_MILVUS_COLLECTION": alias, "SCRIBE_TOPIC_EVENTS": topic}
+    in_place = stack.scribe("replay", "--reembed", "--novel", "x", env_extra=env, timeout=600)
+    assert in_place.returncode == 1 and "8-d" in in_place.stderr, in_place.stderr[-2000:]
+    summary = _replay(stack, "--reembed", env=env)
+    assert summary["previous_collection"] == old
+    shapes = _collections(stack)
+    assert alias in shapes[summary["collection"]]["aliases"]
+
+    async def dimension() -> int:
+        store = MilvusVectorStore(stack.settings.milvus_url, alias)
+        try:
+            return (await store.shape())[2]
+        finally:
+            await store.close()
+
+    assert asyncio.run(dimension()) == 384
