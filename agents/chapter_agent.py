@@ -106,28 +106,21 @@ class ChapterAgent:
                 self._budget -= 1
                 self.telemetry.run_submitted(time.monotonic() - began)
             run_id = submitted.id
-            if submitted.ended:  # a re-sent event: its run and result were handled before
-                log.info(
-                    "flow run %s (%s) for %s had already ended",
-                    plan.name,
-                    run_id,
-                    source,
-                    extra={**_context(event), "flow_run_id": run_id},
+            if not submitted.ended:  # a re-sent event's run ended long ago: nothing to wait for
+                await retrying(
+                    partial(
+                        self.ledger.record_submitted,
+                        event.novel_id,
+                        event.chapter_id,
+                        event.version,
+                        run_id,
+                    ),
+                    self.backoff,
+                    "ledger",
                 )
-                return run_id
-            await retrying(
-                partial(
-                    self.ledger.record_submitted,
-                    event.novel_id,
-                    event.chapter_id,
-                    event.version,
-                    run_id,
-                ),
-                self.backoff,
-                "ledger",
-            )
             log.info(
-                "submitted flow run %s (%s) for %s",
+                "%s flow run %s (%s) for %s",
+                "found the ended" if submitted.ended else "submitted",
                 plan.name,
                 run_id,
                 source,

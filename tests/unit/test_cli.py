@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -180,29 +183,30 @@ def _command_of(argv: tuple[str, ...]) -> tuple[str, ...]:
     raise AssertionError(f"no command in {argv}")
 
 
-def test_a_service_away_ends_a_command_with_one_line_and_exit_75(tmp_path: Path) -> None:
-    """The chaos run's operator commands (``scribe replay`` with Milvus paused) ended in a
-    page of traceback, and a fresh checkout warned about Prefect's home on every command.
-    Now: one line saying what and that it is retriable, exit 75 (EX_TEMPFAIL), no warning."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def _scribe(cwd: Path, *args: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
+    """``scribe ARGS`` in a fresh interpreter with only ``env_extra`` of scribe's settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SCRIBE_", "PREFECT_"))}
-    env["SCRIBE_MILVUS_URI"] = f"http://127.0.0.1:{port}"
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "search", "悟空"],
-        cwd=tmp_path,
-        env=env,
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        cwd=cwd,
+        env={**env, **env_extra},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def test_a_service_away_ends_a_command_with_one_line_and_exit_75(tmp_path: Path) -> None:
+    """The chaos run's operator commands (``scribe replay`` with Milvus paused) ended in a
+    page of traceback, and a fresh checkout warned about Prefect's home on every command.
+    Now: one line saying what and that it is retriable, exit 75 (EX_TEMPFAIL), no warning."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = _scribe(tmp_path, "search", "悟空", SCRIBE_MILVUS_URI=f"http://127.0.0.1:{port}")
     assert done.returncode == 75, done.stderr
     assert "VectorStoreError" in done.stderr and "run it again" in done.stderr
     assert "Traceback" not in done.stderr and "╭" not in done.stderr, done.stderr
@@ -215,25 +219,13 @@ def test_produce_refuses_an_unreadable_file_in_one_line(tmp_path: Path, case: st
     """``scribe produce`` of a path that is not there, a directory, or a novel saved as GBK
     (common for Chinese text files) printed a page of traceback. Now one line that says
     what is wrong, exit 1, before any service is contacted."""
-    import os
-    import subprocess
-    import sys
 
     target = tmp_path / "novel.txt"
     if case == "directory":
         target.mkdir()
     elif case == "gbk":
         target.write_bytes("第一回 灵根育孕源流出\n花果山，水帘洞。".encode("gbk"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SCRIBE_", "PREFECT_"))}
-    done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "produce", str(target)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _scribe(tmp_path, "produce", str(target))
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr and "╭" not in done.stderr, done.stderr
     assert str(target) in done.stderr, done.stderr
