@@ -185,3 +185,18 @@ def converged(
         if versions != {version} or chunks != list(range(count)) or len(set(ids)) != len(ids):
             return None
     return index
+
+
+def not_pending(stack: Stack, novel: str, chapter: str) -> bool:
+    """The live ledger holds no pending row for the chapter (none at all is fine)."""
+    from streams.wiring import open_live_ledger
+
+    async def row() -> Any:
+        ledger = await open_live_ledger(stack.settings)
+        try:
+            return await ledger.chapter(novel, chapter)
+        finally:
+            await ledger.close()
+
+    state = asyncio.run(row())
+    return state is None or state.status != "pending"

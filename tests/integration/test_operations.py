@@ -21,7 +21,7 @@ from schemas import ChapterEmbedded, ChunkVector, SourceRef
 from streams.kafka import start_producer
 from streams.status import kafka_report
 from streams.wiring import open_live_ledger
-from tests.integration.harness import Stack, converged, event, index_of, wait_for
+from tests.integration.harness import Stack, converged, event, index_of, not_pending, wait_for
 from tests.integration.test_failures import swapped_runner
 
 pytestmark = pytest.mark.integration
@@ -137,15 +137,7 @@ def test_a_redriven_event_stays_behind_its_novels_deletion(stack: Stack) -> None
     assert len(stack.prefect("/flow_runs/filter", body)) == runs_before
     assert index_of(stack, novel) == {}
 
-    async def row() -> Any:
-        ledger = await open_live_ledger(stack.settings)
-        try:
-            return await ledger.chapter(novel, "c1")
-        finally:
-            await ledger.close()
-
-    state = asyncio.run(row())
-    assert state is None or state.status != "pending", state
+    assert not_pending(stack, novel, "c1")
 
 
 def test_after_a_rebuild_switch_a_shorter_edit_leaves_no_stale_chunk(stack: Stack) -> None:

@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from agents.adapters.milvus_store import MilvusVectorStore
 from schemas import parse_result
 from streams.kafka import client_config, partitions_of
-from tests.integration.harness import Stack, converged, event, wait_for
+from tests.integration.harness import Stack, converged, event, not_pending, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -232,7 +232,6 @@ def test_a_write_re_sent_after_its_novels_deletion_leaves_nothing_pending(
     and a full rebuild meeting it waited for it forever. Now the chapter agent leaves out
     a write that stands before its novel's applied deletion. The full re-embed below
     replays this novel's history too."""
-    from streams.wiring import open_live_ledger
 
     novel = f"resent-{uuid.uuid4().hex[:6]}"
     key = novel.encode()
@@ -247,15 +246,7 @@ def test_a_write_re_sent_after_its_novels_deletion_leaves_nothing_pending(
     asyncio.run(stack.produce([(key, later)]))
     wait_for(lambda: converged(stack, novel, {"c2": (1, 1)}), 300, "the new chapter", stack)
 
-    async def row() -> Any:
-        ledger = await open_live_ledger(stack.settings)
-        try:
-            return await ledger.chapter(novel, "c1")
-        finally:
-            await ledger.close()
-
-    state = asyncio.run(row())
-    assert state is None or state.status != "pending", state
+    assert not_pending(stack, novel, "c1")
     assert converged(stack, novel, {"c2": (1, 1)})
 
 
