@@ -76,15 +76,11 @@ def plan_event(
     redriven from the DLQ after the novel was deleted) is ignored: its result could only
     be skipped, and its submission would be recorded as pending for good.
     """
-    if (
-        isinstance(event, ChapterCreated | ChapterUpdated)
-        and novel_deleted_offset is not None
-        and source.offset < novel_deleted_offset
-    ):
-        return IgnoreEvent(
-            f"the novel was deleted later in the log (offset {novel_deleted_offset})"
-        )
     if isinstance(event, ChapterCreated | ChapterUpdated):
+        if novel_deleted_offset is not None and source.offset < novel_deleted_offset:
+            return IgnoreEvent(
+                f"the novel was deleted later in the log (offset {novel_deleted_offset})"
+            )
         # The event's position and identity, not its text: the flow reads the event from
         # Kafka, so Prefect's database and UI hold a few hundred bytes per run.
         parameters: dict[str, Any] = {

@@ -197,7 +197,8 @@ async def _reembed(plan: _Plan, group: str, model: str) -> None:
         live runs add to them after the switch, and a write that stands before its
         novel's deletion can leave one that no result clears; either kept a rebuild
         waiting forever."""
-        if plan.target is None or await submitter.in_flight(f"rebuild:{plan.target}") > 0:
+        assert plan.target is not None  # only a full rebuild waits to settle
+        if await submitter.in_flight(f"rebuild:{plan.target}") > 0:
             return False
         return await worker_behind(settings, await results_end(settings)) == 0
 
