@@ -14,7 +14,7 @@ from schemas.submissions import SubmittedRun
 class FlowSubmitter(Protocol):
     """Submits one flow run of the processing deployment.
 
-    Real: ``prefect_bridge.adapters.prefect_submitter``.
+    Real: ``streams.adapters.prefect.submitter``.
     """
 
     async def submit(

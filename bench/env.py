@@ -17,9 +17,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.processes import ManagedProcess, free_port
+from streams.embedded.processes import ManagedProcess, free_port
+from streams.embedded.stack import EmbeddedStack, create_database
 from streams.settings import Settings
-from streams.stack import EmbeddedStack, create_database
 
 #: Settings the bench pins (the integration tests use the same values).
 PINNED = {

@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaProducer
 from bench.env import BenchEnv, settings_for
 from bench.memory import RssSampler
 from bench.watch import IndexWatcher
-from streams.kafka import ensure_topics, start_producer
-from streams.processes import ManagedProcess
+from streams.adapters.kafka.client import ensure_topics, start_producer
+from streams.embedded.processes import ManagedProcess
 from streams.settings import Settings
 
 log = logging.getLogger("bench.serving")

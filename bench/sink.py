@@ -30,14 +30,14 @@ from typing import Any, cast
 
 import numpy as np
 
-from agents.adapters.ledger_sqlite import SqliteLedger
-from agents.adapters.milvus_store import MilvusVectorStore
 from agents.index_catalog import SingleIndex
 from agents.result_agent import ResultAgent, ResultMessage
 from agents.vector_store import chunk_rows
 from bench.watch import milvus_client
 from bench.workload import percentile
 from schemas import ChapterEmbedded, ChunkVector, ScribeError, SourceRef
+from streams.adapters.ledger.sqlite import SqliteLedger
+from streams.adapters.milvus.store import MilvusVectorStore
 
 MODEL = "multilingual-e5-small-q4"
 DIMENSION = 384

@@ -32,7 +32,7 @@ from bench.workload import (
     summarize,
     warmup_chapter,
 )
-from streams.novel_text import ChapterText, chapter_events
+from streams.commands.novel_text import ChapterText, chapter_events
 
 log = logging.getLogger("bench.soak")
 

@@ -102,7 +102,7 @@ def preload_prefect() -> None:
     for module in (
         "prefect.client.orchestration",
         "prefect_bridge.deployment",
-        "prefect_bridge.adapters.prefect_submitter",
+        "streams.adapters.prefect.submitter",
     ):
         importlib.import_module(module)
 
@@ -111,8 +111,8 @@ async def run_submission(count: int, model: str, max_text_bytes: int) -> dict[st
     """Submit ``count`` runs through the agent and ``count`` raw; return both rates."""
     from prefect.client.orchestration import get_client
 
-    from prefect_bridge.adapters.prefect_submitter import PrefectFlowSubmitter
     from prefect_bridge.deployment import ensure_deployment
+    from streams.adapters.prefect.submitter import PrefectFlowSubmitter
 
     version = pipeline_version(model, ChunkingPolicy())
     tag = uuid.uuid4().hex[:6]

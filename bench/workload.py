@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from prefect_bridge.chunking import ChunkingPolicy, chunk_text
 from schemas import ChapterWritten, parse_event
 from streams.cli import sample_path
-from streams.novel_text import ChapterText, chapter_events, split_chapters
+from streams.commands.novel_text import ChapterText, chapter_events, split_chapters
 
 TokenCounter = Callable[[str], int]
 

@@ -1,5 +1,5 @@
 """Publishing result events (the flow's output port); the Kafka adapter is in
-``prefect_bridge.adapters.kafka_publisher``."""
+``streams.adapters.kafka.publisher``."""
 
 from __future__ import annotations
 

@@ -14,10 +14,10 @@ from agents.result_agent import ResultMessage
 from schemas import SourceRef
 from schemas.dead_letters import message_source
 from streams import check_prefect_env
-from streams.kafka import faust_credentials
+from streams.adapters.kafka.client import faust_credentials
+from streams.commands.status import kafka_report
 from streams.metrics import LAG, Heartbeat, serve
 from streams.settings import Settings
-from streams.status import kafka_report
 from streams.wiring import WorkerResources
 
 log = logging.getLogger("scribe.worker")

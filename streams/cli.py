@@ -65,8 +65,8 @@ def worker() -> None:
     """Run the Faust worker (chapter agent and result agent)."""
     import faust
 
+    from streams.adapters.kafka.client import ensure_topics
     from streams.app import create_app
-    from streams.kafka import ensure_topics
 
     settings = _settings()
     asyncio.run(ensure_topics(settings))
@@ -127,7 +127,7 @@ def flows_automations() -> None:
 @topics_app.command("create")
 def topics_create() -> None:
     """Create the topics with the configured partitions (Faust must not auto-create them)."""
-    from streams.kafka import ensure_topics
+    from streams.adapters.kafka.client import ensure_topics
 
     created = asyncio.run(ensure_topics(_settings()))
     typer.echo("created: " + (", ".join(created) or "nothing (all exist)"))
@@ -156,7 +156,7 @@ def produce(
     limit: Annotated[int | None, typer.Option(help="Only the first N chapters.")] = None,
 ) -> None:
     """Send a novel's chapters (split on 第N回/第N章/Chapter N) or a JSONL file to Kafka."""
-    from streams.producing import produce_file
+    from streams.commands.producing import produce_file
 
     settings = _settings()
     done = asyncio.run(
@@ -174,8 +174,8 @@ def search(
 ) -> None:
     """Semantic search over the index: per hit its score, novel/chapter@version, chunk and a
     snippet wrapped to the terminal (--json: every field, for scripts)."""
-    from streams import searching
-    from streams.search_view import render_hits
+    from streams.commands import searching
+    from streams.commands.search_view import render_hits
 
     settings = _settings()
     hits = asyncio.run(searching.run_search(settings, query, k, novel))
@@ -196,7 +196,7 @@ def dlq_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Dead letters with their reason and source position."""
-    from streams.dlq import read_all
+    from streams.commands.dlq import read_all
 
     parked = asyncio.run(read_all(_settings(), limit))
     if as_json:
@@ -231,7 +231,7 @@ def dlq_list(
 @dlq_app.command("show")
 def dlq_show(position: Annotated[str, typer.Argument(help="PARTITION:OFFSET or OFFSET")]) -> None:
     """One dead letter: headers and the original value."""
-    from streams.dlq import read_all, select
+    from streams.commands.dlq import read_all, select
 
     [p] = select(asyncio.run(read_all(_settings())), [position])
     typer.echo(
@@ -256,7 +256,7 @@ def dlq_redrive(
     any_error: Annotated[bool, typer.Option(help="With --all: non-retriable ones too.")] = False,
 ) -> None:
     """Re-publish dead letters to the input topic (after a fix, or for retriable failures)."""
-    from streams.dlq import read_all, redrive, select
+    from streams.commands.dlq import read_all, redrive, select
 
     settings = _settings()
     parked = asyncio.run(read_all(settings))
@@ -295,7 +295,7 @@ def replay(
     )
 
     settings = _settings()  # before anything imports Prefect
-    from streams.replay import replay as run_replay
+    from streams.commands.replay import replay as run_replay
 
     when = (
         "earliest" if start == "earliest" else datetime.fromisoformat(start.replace("Z", "+00:00"))
@@ -358,7 +358,7 @@ def index_drop(name: str) -> None:
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Health: lag per partition, flow runs, ledger, index, DLQ. Exit 1 when unhealthy."""
-    from streams import status as st
+    from streams.commands import status as st
 
     settings = _settings()
     report = asyncio.run(st.gather(settings))
@@ -379,7 +379,7 @@ def dev(
     ] = False,
 ) -> None:
     """Run the whole embedded stack on 127.0.0.1 until Ctrl-C (data under SCRIBE_DATA_DIR)."""
-    from streams.devstack import run_dev
+    from streams.embedded.devstack import run_dev
 
     settings = _settings()
     sys.exit(run_dev(settings, sample_path() if sample else None, console))

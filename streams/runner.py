@@ -24,8 +24,8 @@ from prefect_bridge.failure_report import HOOK_TIMEOUT_SECONDS, report_run_failu
 from prefect_bridge.publisher import SEND_TIMEOUT_SECONDS
 from prefect_bridge.recovery import recover_orphans
 from streams import check_prefect_env
+from streams.embedded.processes import terminate_children
 from streams.metrics import RUNS_FINISHED, Heartbeat, serve
-from streams.processes import terminate_children
 from streams.settings import Settings
 from streams.wiring import (
     apply_prefect_env,

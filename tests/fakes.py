@@ -8,7 +8,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.adapters import ledger_sql as q
 from agents.decisions import ChapterState
 from agents.ledger import applies_over
 from agents.vector_store import Hit, Trim, chunk_rows
@@ -20,6 +19,7 @@ from schemas import (
     SourceRef,
 )
 from schemas.dead_letters import Headers
+from streams.adapters.ledger import sql as q
 
 
 def _now() -> datetime:

@@ -4,17 +4,17 @@ The shape of a deployment that outgrew one process (README: "Running it on more 
 machine"), every piece a real engine:
 
 * Kafka: three combined broker+controller nodes (KRaft, a three-voter quorum, one cluster
-  id, the Maven jars of :func:`streams.stack.ensure_kafka_jars`), topics with replication
+  id, the Maven jars of :func:`streams.embedded.stack.ensure_kafka_jars`), topics with replication
   factor 3 and ``min.insync.replicas=2``, so pausing one broker is a failover;
 * PostgreSQL: the Prefect server's database and the chapter ledger (``SCRIBE_LEDGER_URL``);
-* a Prefect server on it, and Milvus Lite (:class:`streams.stack.EmbeddedStack` starts
+* a Prefect server on it, and Milvus Lite (:class:`streams.embedded.stack.EmbeddedStack` starts
   these three, since the Kafka address is configured);
 * two Faust workers in one consumer group (``scribe worker``);
 * two flow runners on the one deployment, each with its own host identity
   (``SCRIBE_HOST_ID``): ``scribe flows serve --warm`` (chaos-a) and Prefect's process
   worker ``scribe flows serve`` (chaos-b).
 
-Every port comes from :func:`streams.processes.free_port` and every file lives in one
+Every port comes from :func:`streams.embedded.processes.free_port` and every file lives in one
 fresh data directory, so it runs beside the integration tests' stack.
 """
 
@@ -34,16 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from schemas import ConfigurationError, ServiceUnavailable
-from streams.kafka import ensure_topics
-from streams.processes import ManagedProcess, free_port, port_open, wait_until
-from streams.settings import Settings
-from streams.stack import (
+from streams.adapters.kafka.client import ensure_topics
+from streams.embedded.processes import ManagedProcess, free_port, port_open, wait_until
+from streams.embedded.stack import (
     _LOG4J,
     EmbeddedStack,
     create_database,
     ensure_kafka_jars,
     prefect_healthy,
 )
+from streams.settings import Settings
 
 #: Kafka nodes (each a broker and a controller voter).
 BROKERS = 3

@@ -15,7 +15,7 @@
   results topics, no flow run of the deployment unfinished, every retriable dead letter
   redriven (an operator's job), all of it unchanged for a few seconds;
 * ``read_index``: every row behind the alias, straight from Milvus with pymilvus;
-* ``read_dlq``: the DLQ topic with :func:`streams.dlq.read_all`, by original position.
+* ``read_dlq``: the DLQ topic with :func:`streams.commands.dlq.read_all`, by original position.
 
 Nothing here imports Prefect's client: the Prefect API is read over HTTP, so this process
 never binds Prefect's settings to this stack.
@@ -39,9 +39,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from prefect_bridge.chunking import ChunkingPolicy, TokenCounter
 from schemas.dead_letters import H_ORIGIN_OFFSET, H_ORIGIN_PARTITION, H_REDRIVE
-from streams.dlq import read_all
-from streams.kafka import admin_client, client_config, partitions_of
-from streams.processes import ManagedProcess
+from streams.adapters.kafka.client import admin_client, client_config, partitions_of
+from streams.commands.dlq import read_all
+from streams.embedded.processes import ManagedProcess
 from tests.chaos.cluster import ClusterStack, signal_tree
 from tests.chaos.compare import DeadLetterSeen
 from tests.chaos.history import Fault, Operator, Produce

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka import ensure_topics
-from streams.processes import ManagedProcess, free_port
+from streams.adapters.kafka.client import ensure_topics
+from streams.embedded.processes import ManagedProcess, free_port
+from streams.embedded.stack import EmbeddedStack, create_database
 from streams.settings import Settings
-from streams.stack import EmbeddedStack, create_database
 from tests.integration.harness import Stack
 
 

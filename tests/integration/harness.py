@@ -25,11 +25,11 @@ from typing import Any
 import httpx
 import pytest
 
-from agents.adapters.milvus_store import MilvusVectorStore
-from streams.kafka import start_producer
-from streams.processes import ManagedProcess
+from streams.adapters.kafka.client import start_producer
+from streams.adapters.milvus.store import MilvusVectorStore
+from streams.embedded.processes import ManagedProcess
+from streams.embedded.stack import EmbeddedStack
 from streams.settings import Settings
-from streams.stack import EmbeddedStack
 
 
 @dataclass
@@ -129,8 +129,8 @@ def service(stack: Stack, name: str) -> ManagedProcess:
 
 def restart_service(stack: Stack, name: str, down_seconds: float) -> None:
     """Stop a service, keep it down, start it again and wait until it answers."""
-    from streams.processes import port_open
-    from streams.stack import prefect_healthy
+    from streams.embedded.processes import port_open
+    from streams.embedded.stack import prefect_healthy
 
     proc = service(stack, name)
     proc.stop()

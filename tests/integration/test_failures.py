@@ -18,9 +18,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import NewTopic
 
-from streams.kafka import admin_client, start_producer
-from streams.novel_text import split_chapters
-from streams.processes import ManagedProcess
+from streams.adapters.kafka.client import admin_client, start_producer
+from streams.commands.novel_text import split_chapters
+from streams.embedded.processes import ManagedProcess
 from tests.integration.harness import Stack, event, wait_for
 
 SAMPLE = Path(__file__).resolve().parents[2] / "streams" / "samples" / "xiyouji-1-10.txt"

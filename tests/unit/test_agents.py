@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from agents.adapters.ledger_sqlite import SqliteLedger
 from agents.chapter_agent import ChapterAgent
 from agents.decisions import ChapterState, SubmitFlowRun, plan_event
 from agents.index_catalog import SingleIndex
@@ -34,6 +33,7 @@ from schemas import (
     parse_event,
 )
 from schemas.submissions import SubmittedRun
+from streams.adapters.ledger.sqlite import SqliteLedger
 from tests.fakes import InMemoryLedger, InMemoryPublisher, InMemoryVectorStore
 
 FAST = Backoff(initial=0.001, cap=0.01)

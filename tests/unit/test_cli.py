@@ -136,7 +136,7 @@ def test_no_command_imports_prefect_before_its_environment_is_set(
     import subprocess
     import sys
 
-    from streams.processes import free_port
+    from streams.embedded.processes import free_port
 
     api_url, paths = stand_in
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SCRIBE_"))}

@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 from streams.cli import sample_path
-from streams.devstack import SAMPLE_NOVEL, Supervisor, exit_reason, produce_sample
-from streams.processes import ManagedProcess
-from streams.producing import _messages, event_id_of, produce_file
+from streams.commands.producing import _messages, event_id_of, produce_file
+from streams.embedded.devstack import SAMPLE_NOVEL, Supervisor, exit_reason, produce_sample
+from streams.embedded.processes import ManagedProcess
 from streams.settings import Settings
 
 
@@ -99,16 +99,16 @@ def test_only_the_missing_sample_events_are_sent(tmp_path: Path) -> None:
 
 
 def test_dev_says_when_the_sample_was_there_already(tmp_path: Path, monkeypatch: Any) -> None:
-    import streams.producing
+    import streams.commands.producing
 
     topic = FakeTopic()
-    real = streams.producing.produce_file
+    real = streams.commands.producing.produce_file
 
     async def fake(*args: Any, **kwargs: Any) -> Any:
         kwargs |= {"find_present": topic.present, "open_producer": topic.open_producer}
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(streams.producing, "produce_file", fake)
+    monkeypatch.setattr(streams.commands.producing, "produce_file", fake)
     settings = Settings(data_dir=tmp_path)
     outputs = []
     for _ in range(2):
@@ -166,16 +166,16 @@ def test_exit_reasons() -> None:
 
 
 def test_a_topic_created_by_this_start_is_not_read_first(tmp_path: Path, monkeypatch: Any) -> None:
-    import streams.producing
+    import streams.commands.producing
 
     topic = FakeTopic()
-    real = streams.producing.produce_file
+    real = streams.commands.producing.produce_file
 
     async def fake(*args: Any, **kwargs: Any) -> Any:
         kwargs |= {"find_present": topic.present, "open_producer": topic.open_producer}
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(streams.producing, "produce_file", fake)
+    monkeypatch.setattr(streams.commands.producing, "produce_file", fake)
     console = Console(record=True, width=200, file=io.StringIO())
     produce_sample(Settings(data_dir=tmp_path), sample_path(), console, topic_is_new=True)
     assert topic.asked == 0

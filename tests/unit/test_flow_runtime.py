@@ -10,7 +10,6 @@ from uuid import UUID
 
 import pytest
 
-from prefect_bridge.adapters.kafka_publisher import KafkaResultPublisher
 from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.embedding import HashingEmbedder
 from prefect_bridge.runtime import (
@@ -22,6 +21,7 @@ from prefect_bridge.runtime import (
 )
 from prefect_bridge.warm_runner import CANCEL_GRACE_SECONDS, WarmRunner
 from schemas import ChapterRemoved, ConfigurationError, PublishError
+from streams.adapters.kafka.publisher import KafkaResultPublisher
 from tests.fakes import InMemoryPublisher
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.adapters.ledger_sqlite import SqliteLedger
 from agents.ledger import Ledger
+from streams.adapters.ledger.sqlite import SqliteLedger
 from tests.fakes import InMemoryLedger
 from tests.ledger_contract import CONTRACT, applied
 

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from prefect_bridge.adapters.kafka_publisher import KafkaResultPublisher
 from schemas import ChapterEmbedded, ChunkVector, ResultTooLarge
+from streams.adapters.kafka.publisher import KafkaResultPublisher
 
 
 async def test_an_oversized_result_is_refused_before_sending() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pymilvus.exceptions import MilvusException
 
-from agents.adapters.milvus_store import MilvusVectorStore
 from schemas import VectorStoreError
+from streams.adapters.milvus.store import MilvusVectorStore
 
 
 class RacingClient:

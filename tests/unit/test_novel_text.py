@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from schemas import ChapterCreated, ChapterUpdated, parse_event
-from streams.novel_text import ChapterText, chapter_events, chapter_id, split_chapters
+from streams.commands.novel_text import ChapterText, chapter_events, chapter_id, split_chapters
 
 SAMPLE = Path(__file__).resolve().parents[2] / "streams" / "samples" / "xiyouji-1-10.txt"
 NUMERALS = ["一", "二", "三", "四", "五", "六", "七", "八", "九", "十"]

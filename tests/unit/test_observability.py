@@ -18,8 +18,8 @@ from agents.result_agent import ResultAgent, ResultMessage
 from prefect_bridge.flow import artifact_key, chapter_summary
 from schemas import ChapterEmbedded, ChunkVector, SourceRef
 from streams import logs
+from streams.embedded.processes import free_port
 from streams.metrics import Heartbeat, PrometheusTelemetry, serve
-from streams.processes import free_port
 from tests.fakes import InMemoryLedger, InMemoryVectorStore
 
 

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from pymilvus.exceptions import MilvusException, MilvusUnavailableException
 
-from agents.adapters.milvus_store import milvus_error
 from agents.index_catalog import LiveLedger
 from agents.ports import Index
 from agents.result_agent import ResultAgent
 from agents.retry import Backoff
 from schemas import ChapterEmbedded, VectorStoreError, VectorStoreRejected
+from streams.adapters.milvus.store import milvus_error
 from tests.fakes import InMemoryLedger, InMemoryVectorStore
 from tests.unit.test_agents import (
     FakeDeadLetters,

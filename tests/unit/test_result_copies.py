@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from schemas import ChapterEmbedded, ChapterRemoved, ChunkVector, InvalidEvent, parse_result
-from streams.result_copies import H_COPY_OF, MAX_CHAIN, Ancestry, Origin, resend
+from streams.commands.result_copies import H_COPY_OF, MAX_CHAIN, Ancestry, Origin, resend
 
 LIVE = "chunks__m__1"
 NEW = "chunks__m__2"
@@ -63,7 +63,7 @@ Message = tuple[bytes, list[tuple[str, bytes]]]
 
 
 def _resink(log: list[Message], live: str, target: str | None, start: int = 0) -> int:
-    """One resink over a one-partition results topic, as ``streams.replay`` runs it."""
+    """One resink over a one-partition results topic, as ``streams.commands.replay`` runs it."""
     sent, end = 0, len(log)
     for offset in range(start, end):
         value, headers = log[offset]

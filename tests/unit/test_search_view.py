@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import streams
 from agents.vector_store import Hit
 from streams import cli
-from streams.search_view import ELLIPSIS, flatten, match_span, render_hits, snippet
+from streams.commands.search_view import ELLIPSIS, flatten, match_span, render_hits, snippet
 from streams.settings import Settings
 
 SAMPLE = Path(__file__).resolve().parents[2] / "streams" / "samples" / "xiyouji-1-10.txt"
@@ -136,10 +136,10 @@ def test_search_command_prints_blocks_and_keeps_json(monkeypatch: pytest.MonkeyP
     async def fake_search(settings: object, query: str, k: int, novel: str | None) -> list[Hit]:
         return hits()[:k]
 
-    # A stand-in for streams.searching (the real one loads the embedder and Prefect).
-    fake = types.ModuleType("streams.searching")
+    # A stand-in for streams.commands.searching (the real one loads the embedder and Prefect).
+    fake = types.ModuleType("streams.commands.searching")
     fake.run_search = fake_search  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "streams.searching", fake)
+    monkeypatch.setitem(sys.modules, "streams.commands.searching", fake)
     monkeypatch.setattr(streams, "searching", fake, raising=False)
     monkeypatch.setattr(cli, "_settings", Settings)
     runner = CliRunner()

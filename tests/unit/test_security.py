@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
-from streams.kafka import client_config, faust_credentials
+from streams.adapters.kafka.client import client_config, faust_credentials
 from streams.settings import Settings
 from streams.wiring import vector_store
 

@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from asyncpg import exceptions as pg
 
-from agents.adapters.ledger_postgres import PostgresLedger, transient_errors
 from agents.ledger import LedgerUnavailable
 from agents.retry import Backoff
 from schemas import ServiceUnavailable
 from streams import wiring
+from streams.adapters.ledger.postgres import PostgresLedger, transient_errors
 from streams.settings import Settings
 
 

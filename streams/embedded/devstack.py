@@ -14,10 +14,10 @@ from types import FrameType
 from rich.console import Console
 from rich.progress import Progress
 
-from streams.kafka import ensure_topics
-from streams.processes import ManagedProcess, free_port
+from streams.adapters.kafka.client import ensure_topics
+from streams.embedded.processes import ManagedProcess, free_port
+from streams.embedded.stack import EmbeddedStack, postgres_available
 from streams.settings import Settings
-from streams.stack import EmbeddedStack, postgres_available
 
 #: Novel id under which ``scribe dev --sample`` produces the bundled sample.
 SAMPLE_NOVEL = "xiyouji"
@@ -105,7 +105,7 @@ def produce_sample(
 
     A topic created by this start holds nothing: it is not read first.
     """
-    from streams.producing import produce_file
+    from streams.commands.producing import produce_file
 
     done = asyncio.run(
         produce_file(

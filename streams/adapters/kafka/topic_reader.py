@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.kafka import admin_client, client_config, partitions_of
+from streams.adapters.kafka.client import admin_client, client_config, partitions_of
 from streams.settings import Settings
 
 log = logging.getLogger("scribe.replay")

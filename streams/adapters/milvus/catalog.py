@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from agents.adapters.milvus_store import MilvusVectorStore
 from agents.ledger import Ledger
 from agents.ports import Index
 from agents.vector_store import VectorStore
 from schemas import VectorStoreError
+from streams.adapters.milvus.store import MilvusVectorStore
 
 
 class MilvusCatalog:

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from schemas import ConfigurationError, ServiceUnavailable
-from streams.processes import ManagedProcess, port_open, wait_until
+from streams.embedded.processes import ManagedProcess, port_open, wait_until
 from streams.settings import Settings
 
 log = logging.getLogger("scribe.stack")

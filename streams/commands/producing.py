@@ -12,8 +12,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.progress import Progress
 
 from schemas import ConfigurationError
-from streams.kafka import client_config, partitions_of, start_producer
-from streams.novel_text import chapter_events, split_chapters
+from streams.adapters.kafka.client import client_config, partitions_of, start_producer
+from streams.commands.novel_text import chapter_events, split_chapters
 from streams.settings import Settings
 
 

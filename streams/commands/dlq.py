@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import ConfigurationError, ServiceUnavailable
 from schemas.dead_letters import DeadLetter, redrive_headers
-from streams.kafka import client_config, partitions_of, start_producer
+from streams.adapters.kafka.client import client_config, partitions_of, start_producer
 from streams.settings import Settings
 
 

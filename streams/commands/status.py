@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.kafka import admin_client, client_config, partitions_of
+from streams.adapters.kafka.client import admin_client, client_config, partitions_of
 from streams.settings import Settings
 from streams.wiring import apply_prefect_env, open_live_ledger, vector_store
 

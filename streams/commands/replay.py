@@ -27,18 +27,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from agents.adapters.milvus_store import MilvusVectorStore
 from agents.chapter_agent import ChapterAgent
 from agents.vector_store import collection_for_model
-from prefect_bridge.adapters.kafka_publisher import KafkaResultPublisher
-from prefect_bridge.adapters.prefect_submitter import PrefectFlowSubmitter
 from prefect_bridge.runtime import pipeline_version
 from schemas import InvalidEvent, ScribeError, SourceRef
 from schemas.dead_letters import message_source
-from streams.kafka import client_config, start_producer
-from streams.result_copies import Ancestry, Origin, resend
+from streams.adapters.kafka.client import client_config, start_producer
+from streams.adapters.kafka.publisher import KafkaResultPublisher
+from streams.adapters.kafka.topic_reader import (
+    ResultFeeder,
+    Start,
+    TopicReader,
+    results_end,
+    worker_behind,
+)
+from streams.adapters.milvus.store import MilvusVectorStore
+from streams.adapters.prefect.submitter import PrefectFlowSubmitter
+from streams.commands.result_copies import Ancestry, Origin, resend
 from streams.settings import Settings
-from streams.topic_reader import ResultFeeder, Start, TopicReader, results_end, worker_behind
 from streams.wiring import chunking_policy, embedder_identity, open_ledger, vector_store
 
 log = logging.getLogger("scribe.replay")

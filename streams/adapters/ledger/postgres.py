@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.adapters import ledger_sql as q
 from agents.decisions import ChapterState
 from agents.ledger import LedgerUnavailable
+from streams.adapters.ledger import sql as q
 
 
 def _now() -> datetime:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agents.adapters import ledger_sql as q
 from agents.decisions import ChapterState
 from agents.ledger import LedgerUnavailable
+from streams.adapters.ledger import sql as q
 
 
 def _now() -> datetime:

@@ -1,0 +1,2 @@
+"""Milvus: the vector store of the sink, its catalog of collections, and the flow's
+lookup of known vectors."""

@@ -1,0 +1,1 @@
+"""Prefect: the flow submitter (the async client)."""

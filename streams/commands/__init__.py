@@ -1,0 +1,1 @@
+"""Operator commands behind the CLI: produce, search, status, dlq, replay."""
