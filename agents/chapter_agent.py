@@ -64,12 +64,17 @@ class ChapterAgent:
     _gate: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     async def handle(
-        self, key: bytes | None, value: bytes, source: SourceRef, redrive: int = 0
+        self, key: bytes | None, value: bytes | None, source: SourceRef, redrive: int = 0
     ) -> str | None:
         """Process one message; return the flow-run id when one was submitted."""
         try:
             event = parse_event(value, max_text_bytes=self.max_text_bytes)
-            if key is not None and key != event.novel_id.encode():
+            if key is None:
+                raise SchemaViolation(
+                    f"message has no key; it must be the novel_id {event.novel_id!r} "
+                    "(events of a novel must share a partition to stay ordered)"
+                )
+            if key != event.novel_id.encode():
                 raise SchemaViolation(
                     f"message key {key!r} must be the novel_id {event.novel_id!r} "
                     "(events of a novel must share a partition to stay ordered)"
@@ -140,7 +145,7 @@ class ChapterAgent:
     async def _dead_letter(
         self,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         source: SourceRef,
         error: InvalidEvent,
         redrive: int = 0,

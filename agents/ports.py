@@ -48,7 +48,7 @@ class DeadLetters(Protocol):
         self,
         *,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         source: SourceRef,
         error: ScribeError,
         redrive: int = 0,

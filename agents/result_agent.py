@@ -34,7 +34,7 @@ class ResultMessage:
     """One raw message of the results topic with its position."""
 
     key: bytes | None
-    value: bytes
+    value: bytes | None
     source: SourceRef
 
 

@@ -63,7 +63,7 @@ class DiscardDeadLetters:
         self,
         *,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         source: SourceRef,
         error: ScribeError,
         redrive: int = 0,

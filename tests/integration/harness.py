@@ -56,7 +56,7 @@ class Stack:
             check=False,
         )
 
-    async def produce(self, messages: list[tuple[bytes | None, bytes]]) -> None:
+    async def produce(self, messages: list[tuple[bytes | None, bytes | None]]) -> None:
         """Send raw messages to the input topic and wait for the acknowledgements."""
         producer = await start_producer(self.settings)
         try:

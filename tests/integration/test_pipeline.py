@@ -284,6 +284,65 @@ def test_malformed_events_go_to_the_dead_letter_topic_and_the_stream_goes_on(
     wait_for(lambda: rows_of(stack, f'novel_id == "{novel}"'), 300, "the good event indexed", stack)
 
 
+def test_records_no_schema_names_are_dead_lettered_and_the_partition_goes_on(
+    stack: Stack,
+) -> None:
+    """Records that once escaped the parser and stopped a partition for good: a number of
+    5,000 digits (``ValueError``), a null value (a tombstone, ``TypeError``); and a keyless
+    event, which the producer may put on any partition, out of its novel's order. Each is
+    dead-lettered with its reason; the worker does not restart, and a chapter of the same
+    novel produced right after them is indexed."""
+    novel = f"esc-{uuid.uuid4().hex[:6]}"
+    huge = event("chapter.created", novel, "c1", 1, title="t", text="x").replace(
+        b'"version": 1', b'"version": ' + b"9" * 5000
+    )
+    keyless = event("chapter.created", novel, "c2", 1, title="无键", text=_prose(1, "丁"))
+    good = event("chapter.created", novel, "ok", 1, title="好", text=_prose(2, "戊"))
+    asyncio.run(
+        stack.produce([(novel.encode(), huge), (novel.encode(), None), (None, keyless)])
+    )
+    asyncio.run(stack.produce([(novel.encode(), good)]))
+    wait_for(lambda: rows_of(stack, f'novel_id == "{novel}"'), 300, "the good event indexed", stack)
+
+    def parked() -> dict[str, str] | None:
+        mine = {}
+        for m in _read_topic(stack, stack.settings.topic_dlq):
+            headers = {k: v.decode() for k, v in m.headers}
+            if m.value == huge:
+                mine["huge"] = headers["scribe.error.reason"]
+            elif m.value is None and m.key == novel.encode():
+                mine["null"] = headers["scribe.error.reason"]
+            elif m.value == keyless and m.key is None:
+                mine["keyless"] = headers["scribe.error.reason"]
+        return mine if len(mine) == 3 else None
+
+    reasons = wait_for(parked, 60, "3 dead letters", stack, interval=2)
+    assert "4300 digits" in reasons["huge"], reasons
+    assert "no value" in reasons["null"], reasons
+    assert "no key" in reasons["keyless"], reasons
+    assert {r["chapter_id"] for r in rows_of(stack, f'novel_id == "{novel}"')} == {"ok"}
+
+
+def _read_topic(stack: Stack, topic: str) -> list[Any]:
+    """Every record of ``topic`` now (one poll round from the start)."""
+
+    async def read() -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=stack.settings.bootstrap_servers,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            batches = await consumer.getmany(timeout_ms=3000, max_records=100000)
+            return [m for msgs in batches.values() for m in msgs]
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
 def test_one_trim_delete_drops_only_the_stale_chunks_of_each_chapter(stack: Stack) -> None:
     """The sink's batched trim (OR-ed filters in one delete) on the real Milvus."""
     from schemas import ChapterEmbedded, ChunkVector

@@ -45,13 +45,13 @@ class FakeSubmitter:
 
 class FakeDeadLetters:
     def __init__(self) -> None:
-        self.items: list[tuple[bytes | None, bytes, SourceRef, ScribeError]] = []
+        self.items: list[tuple[bytes | None, bytes | None, SourceRef, ScribeError]] = []
 
     async def dead_letter(
         self,
         *,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         source: SourceRef,
         error: ScribeError,
         redrive: int = 0,
@@ -69,7 +69,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def handle(
-    key: bytes | None, value: bytes
+    key: bytes | None, value: bytes | None
 ) -> tuple[FakeSubmitter, InMemoryPublisher, FakeDeadLetters, str | None]:
     sub, pub, dlq = FakeSubmitter(), InMemoryPublisher(), FakeDeadLetters()
     agent = ChapterAgent(
@@ -225,6 +225,16 @@ def invalid_utf8(draw: st.DrawFn) -> bytes:
 
 
 @st.composite
+def huge_number(draw: st.DrawFn) -> bytes:
+    """Valid JSON whose number Python's ``json`` refuses (over 4,300 digits: ValueError)."""
+    obj = draw(valid_payloads())
+    field = draw(st.sampled_from(["version", "schema_version", "title", "extra"]))
+    digits = "9" * draw(st.integers(4301, 6000))
+    obj[field] = "@@"
+    return encode(obj).replace(b'"@@"', digits.encode())
+
+
+@st.composite
 def not_json(draw: st.DrawFn) -> bytes:
     text = json.dumps(draw(valid_payloads()))
     return text[: draw(st.integers(0, len(text) - 1))].encode()  # truncated
@@ -242,6 +252,8 @@ malformed = st.one_of(
     too_large().map(lambda b: ("too large", b)),
     invalid_utf8().map(lambda b: ("invalid utf-8", b)),
     not_json().map(lambda b: ("not json", b)),
+    huge_number().map(lambda b: ("huge number", b)),
+    st.none().map(lambda b: ("null value", b)),
 )
 
 
@@ -255,7 +267,7 @@ malformed = st.one_of(
 )
 @given(case=malformed, key=st.one_of(st.none(), st.binary(max_size=16)))
 def test_every_malformed_message_is_dead_lettered(
-    case: tuple[str, bytes], key: bytes | None
+    case: tuple[str, bytes | None], key: bytes | None
 ) -> None:
     kind, value = case
     event(kind)
@@ -271,10 +283,9 @@ def test_every_malformed_message_is_dead_lettered(
 
 
 @settings(max_examples=100, deadline=None)
-@given(obj=valid_payloads(), use_key=st.booleans())
-def test_valid_events_are_not_dead_lettered(obj: dict[str, Any], use_key: bool) -> None:
-    key = obj["novel_id"].encode() if use_key else None
-    sub, pub, dlq, run_id = handle(key, encode(obj))
+@given(obj=valid_payloads())
+def test_valid_events_are_not_dead_lettered(obj: dict[str, Any]) -> None:
+    sub, pub, dlq, run_id = handle(obj["novel_id"].encode(), encode(obj))
     assert dlq.items == []
     if obj["event_type"] in ("chapter.created", "chapter.updated"):
         assert run_id == "run-1" and len(sub.calls) == 1 and pub.published == []
@@ -290,6 +301,50 @@ def test_a_key_other_than_the_novel_id_is_dead_lettered(obj: dict[str, Any], key
     sub, pub, dlq, _ = handle(key, encode(obj))
     assert len(dlq.items) == 1 and isinstance(dlq.items[0][3], InvalidEvent)
     assert sub.calls == [] and pub.published == []
+
+
+@settings(max_examples=50, deadline=None)
+@given(obj=valid_payloads())
+def test_a_keyless_event_is_dead_lettered(obj: dict[str, Any]) -> None:
+    """Without a key the producer spreads a novel's events over partitions: their order is
+    lost, so a keyless event is refused like one with another novel's key."""
+    sub, pub, dlq, _ = handle(None, encode(obj))
+    assert len(dlq.items) == 1 and isinstance(dlq.items[0][3], InvalidEvent)
+    assert "no key" in dlq.items[0][3].reason
+    assert sub.calls == [] and pub.published == []
+
+
+# -- the parsers alone: whatever arrives, only InvalidEvent ----------------------------------
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=st.one_of(st.none(), st.binary(max_size=300), malformed.map(lambda c: c[1])))
+def test_the_parsers_raise_only_invalid_event(raw: bytes | None) -> None:
+    """``parse_event`` and ``parse_result`` (anyone who may write the results topic can
+    send anything) turn every input, null included, into an event or an InvalidEvent."""
+    from schemas import parse_event, parse_result
+
+    for parse in (parse_event, parse_result):
+        try:
+            parse(raw)
+        except InvalidEvent as exc:
+            assert exc.reason.strip()
+            error_headers(SOURCE, exc)  # encodable as the DLQ's headers
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [None, b'{"event_type": "chapter.created", "version": ' + b"7" * 5000 + b"}", b"[" * 100000],
+    ids=["null", "5000-digit number", "deep nesting"],
+)
+def test_known_escapes_become_invalid_event(raw: bytes | None) -> None:
+    """The records that once stopped a partition: a 5,000-digit number (ValueError from
+    ``json.loads``) and a null value (TypeError)."""
+    from schemas import parse_event, parse_result
+
+    for parse in (parse_event, parse_result):
+        with pytest.raises(InvalidEvent):
+            parse(raw)
 
 
 # -- the lone-surrogate case (valid JSON, yet not encodable as UTF-8) --------------------------
@@ -319,6 +374,6 @@ def test_lone_surrogate_escapes_are_dead_lettered(field: str, surrogate: str) ->
     obj[field] = obj[field][:4] + surrogate
     value = encode(obj)  # ensure_ascii: the surrogate travels as a \\udxxx escape
     assert b"\\ud" in value
-    sub, pub, dlq, _ = handle(None, value)
+    sub, pub, dlq, _ = handle(b"n1", value)
     assert len(dlq.items) == 1 and isinstance(dlq.items[0][3], InvalidEvent)
     assert sub.calls == [] and pub.published == []

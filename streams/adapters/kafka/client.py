@@ -170,7 +170,7 @@ class DeadLetterTopic:
         self,
         *,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         source: SourceRef,
         error: ScribeError,
         redrive: int = 0,
