@@ -22,6 +22,7 @@ from schemas import (
     SourceRef,
     parse_event,
 )
+from schemas.failpoints import failpoint
 
 log = logging.getLogger("scribe.agents.chapter")
 
@@ -111,6 +112,7 @@ class ChapterAgent:
                 self._budget -= 1
                 self.telemetry.run_submitted(time.monotonic() - began)
             run_id = submitted.id
+            failpoint("chapter.after_submit")
             if not submitted.ended:  # a re-sent event's run ended long ago: nothing to wait for
                 await retrying(
                     partial(

@@ -25,6 +25,7 @@ from schemas import (
     SourceRef,
     parse_result,
 )
+from schemas.failpoints import failpoint
 
 log = logging.getLogger("scribe.agents.result")
 
@@ -83,6 +84,8 @@ class ResultAgent:
             applied += await self._apply_to(index, items)
         for failure in failures:
             await self._record_failure(failure)
+        if applied:
+            failpoint("sink.after_ledger")
         return applied
 
     async def _apply_to(self, index: Index, items: list[tuple[IndexResult, ResultMessage]]) -> int:
@@ -110,7 +113,9 @@ class ResultAgent:
             await self._dead_letter(sources[id(result)], error)
         pending = [(r, state) for r, state in pending if id(r) not in rejected]
         if pending:
+            failpoint("sink.after_write")
             await retrying(index.store.flush, self.backoff, "flush")
+            failpoint("sink.after_flush")
             await self._record(index.ledger, pending)
             for result, _ in pending:
                 self._report_applied(result)
@@ -232,6 +237,7 @@ class ResultAgent:
         removals = [str(r.event_id) for r, _ in pending if not isinstance(r, ChapterEmbedded)]
         if removals:
             await retrying(partial(ledger.record_removals, removals), self.backoff, "ledger")
+            failpoint("sink.between_ledger_writes")
         rows: list[ChapterState] = []
         for result, state in [*pending, (None, None)]:
             if rows and (result is None or isinstance(result, NovelRemoved)):
@@ -239,6 +245,7 @@ class ResultAgent:
                     partial(ledger.record_applied_many, list(rows)), self.backoff, "ledger"
                 )
                 rows.clear()
+                failpoint("sink.between_ledger_writes")
             if isinstance(result, NovelRemoved):
                 offset = result.source.offset if result.source else -1
                 await retrying(
@@ -246,5 +253,6 @@ class ResultAgent:
                     self.backoff,
                     "ledger",
                 )
+                failpoint("sink.between_ledger_writes")
             elif state is not None:
                 rows.append(state)

@@ -32,6 +32,7 @@ from schemas import (
     SourceRef,
     parse_event,
 )
+from schemas.failpoints import failpoint
 
 FLOW_NAME = "novel-processing"
 
@@ -235,7 +236,9 @@ async def novel_processing(
     # opaque: Prefect hands the result over as it is, without walking its ~10,000 floats
     # for task inputs and futures (twice, ~0.2 s per chapter on 2 cores); the task gets
     # the unwrapped result.
+    failpoint("flow.after_embed")
     await publish_task(cast(ChapterEmbedded, opaque(result)))
+    failpoint("flow.after_publish")
     timings["publish"] = time.monotonic() - began
     counts = {"reused": len(plan.reused), "embedded": len(plan.to_embed)}
     # The chapter is durable on the results topic from here on: what follows only reports
