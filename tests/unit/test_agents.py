@@ -179,10 +179,13 @@ async def test_a_run_that_had_already_ended_is_not_recorded_as_pending() -> None
     assert state is not None and state.status == "pending"
 
 
-async def test_message_without_key_is_accepted() -> None:
+async def test_message_without_key_is_dead_lettered() -> None:
+    """The contract says the key must be the novel_id: without one, a novel's events may
+    land on different partitions and lose their order (issue 19, hole 1)."""
     agent, sub, _, dlq = chapter_agent()
-    assert await agent.handle(None, event_bytes("chapter.updated"), SOURCE) == "run-1"
-    assert len(sub.calls) == 1 and dlq.items == []
+    assert await agent.handle(None, event_bytes("chapter.updated"), SOURCE) is None
+    assert sub.calls == [] and len(dlq.items) == 1
+    assert isinstance(dlq.items[0]["error"], SchemaViolation)
 
 
 async def test_invalid_bytes_are_dead_lettered_not_submitted() -> None:
