@@ -233,11 +233,15 @@ class ResultAgent:
     async def _record(
         self, ledger: Ledger, pending: list[tuple[IndexResult, ChapterState]]
     ) -> None:
-        """Record the batch's effects in order: chapter rows in one call per run of them."""
-        removals = [str(r.event_id) for r, _ in pending if not isinstance(r, ChapterEmbedded)]
-        if removals:
-            await retrying(partial(ledger.record_removals, removals), self.backoff, "ledger")
-            failpoint("sink.between_ledger_writes")
+        """Record the batch's effects in order: chapter rows in one call per run of them,
+        novel deletions where they stand, and last the removal marks.
+
+        A removal mark says "this deletion event applied, skip its copies"; it must not be
+        written before the rows that say what the deletion did, or a crash between the two
+        skips the redelivered deletion while the ledger still holds the chapter as indexed
+        (and a late result of the deleted version then applies). Written last, a crash
+        before it redelivers the batch, whose replay in order redoes the same effects.
+        """
         rows: list[ChapterState] = []
         for result, state in [*pending, (None, None)]:
             if rows and (result is None or isinstance(result, NovelRemoved)):
@@ -256,3 +260,6 @@ class ResultAgent:
                 failpoint("sink.between_ledger_writes")
             elif state is not None:
                 rows.append(state)
+        removals = [str(r.event_id) for r, _ in pending if not isinstance(r, ChapterEmbedded)]
+        if removals:
+            await retrying(partial(ledger.record_removals, removals), self.backoff, "ledger")

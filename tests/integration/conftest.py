@@ -89,6 +89,7 @@ ORDER = [
     "test_replay",
     "test_operations",
     "test_guarantees",
+    "test_crashes",
     "test_failures",
     "test_warm_runner",
     "test_faults",
