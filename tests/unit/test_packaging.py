@@ -87,3 +87,44 @@ def test_warning_filter_catches_what_the_old_configuration_printed() -> None:
     ]
     assert all(BAD_OUTPUT.search(line) for line in old)
     assert not BAD_OUTPUT.search("Successfully built scribe_stream-0.1.0-py3-none-any.whl")
+
+
+def _imported_modules(top: str) -> set[str]:
+    """Top-level names every module under ``top`` imports (lazy imports included)."""
+    import ast
+
+    names: set[str] = set()
+    for path in (ROOT / top).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def _requirement_name(spec: str) -> str:
+    return re.split(r"[\s=<>!~\[;]", spec, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_every_direct_import_is_a_declared_dependency() -> None:
+    """What the packages import is in ``[project] dependencies`` (issue 20): a package
+    that only comes through another one can vanish when that one changes its pins."""
+    from importlib.metadata import packages_distributions
+
+    first_party = {name.split(".")[0] for name in PACKAGES}
+    declared = {_requirement_name(d) for d in PYPROJECT["project"]["dependencies"]}
+    optional = {
+        _requirement_name(d)
+        for extra, deps in PYPROJECT["project"]["optional-dependencies"].items()
+        if extra != "dev"
+        for d in deps
+    }
+    dists = packages_distributions()
+    missing = {}
+    for top in sorted(first_party):
+        for module in _imported_modules(top) - first_party - set(sys.stdlib_module_names):
+            owners = {d.lower().replace("_", "-") for d in dists.get(module, [module])}
+            if not owners & (declared | optional):
+                missing[module] = sorted(owners)
+    assert missing == {}, f"imported but not declared in pyproject.toml: {missing}"
