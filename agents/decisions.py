@@ -10,6 +10,7 @@ from schemas import (
     ChapterCreated,
     ChapterDeleted,
     ChapterEmbedded,
+    ChapterFailed,
     ChapterRemoved,
     ChapterUpdated,
     NovelDeleted,
@@ -205,3 +206,25 @@ def decide_result(
 
 def _offset(source: SourceRef | None) -> int:
     return source.offset if source is not None else -1
+
+
+def decide_failure(
+    failure: ChapterFailed, chapter: ChapterState | None, novel_deleted_offset: int | None
+) -> SinkDecision:
+    """Whether a ``chapter.failed`` report is recorded: only while nothing made it moot.
+
+    A failure of a version that is already indexed or deleted at that version or newer (a
+    success of the same version in the same batch, a retry that succeeded before the report
+    was re-sent) says nothing about the index; neither does one from before the novel's
+    deletion. Recording those would leave the chapter "failed" for good.
+    """
+    if (
+        novel_deleted_offset is not None
+        and failure.source is not None
+        and failure.source.offset < novel_deleted_offset
+    ):
+        return Skip("the novel was deleted later in the log")
+    if chapter is not None and chapter.version >= failure.version:
+        state = "deleted" if chapter.deleted else "indexed"
+        return Skip(f"version {chapter.version} is {state} already")
+    return Apply()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 
-from agents.decisions import ChapterState, IndexResult, Skip, decide_result
+from agents.decisions import ChapterState, IndexResult, Skip, decide_failure, decide_result
 from agents.ledger import Ledger
 from agents.ports import DeadLetters, Index, IndexCatalog
 from agents.retry import Backoff, retrying
@@ -60,6 +60,8 @@ class ResultAgent:
     dead_letters: DeadLetters
     backoff: Backoff = field(default_factory=Backoff)
     telemetry: Telemetry = field(default_factory=NoTelemetry)
+    #: Retriable failures in a row on one index before it is resolved again.
+    reresolve_attempts: int = 6
 
     async def handle_batch(self, messages: list[ResultMessage]) -> int:
         """Apply a batch; return how many results changed the index."""
@@ -77,16 +79,45 @@ class ResultAgent:
                 groups.setdefault(result.target, []).append((result, msg))
         applied = 0
         for target, items in groups.items():
-            index = await retrying(partial(self.catalog.resolve, target), self.backoff, "index")
-            if index is None:
-                log.info("skip %d results for %s: the collection is gone", len(items), target)
-                continue
-            applied += await self._apply_to(index, items)
+            applied += await self._apply_to_target(target, items)
         for failure in failures:
             await self._record_failure(failure)
         if applied:
             failpoint("sink.after_ledger")
         return applied
+
+    async def _apply_to_target(
+        self, target: str | None, items: list[tuple[IndexResult, ResultMessage]]
+    ) -> int:
+        """Apply one target's share of a batch to the index it resolves to now.
+
+        After ``reresolve_attempts`` retriable failures in a row the index is looked up
+        again: the alias may have moved, or a rebuild's collection been dropped, meanwhile
+        (its results are then skipped), instead of retrying a gone collection for good.
+        Re-applying the share is harmless: writes are upserts and the ledger is written
+        last.
+        """
+        while True:
+            index = await retrying(partial(self.catalog.resolve, target), self.backoff, "index")
+            if index is None:
+                log.info("skip %d results for %s: the collection is gone", len(items), target)
+                return 0
+            try:
+                return await self._apply_to(index, items)
+            except ScribeError as exc:
+                if not exc.retriable:
+                    raise
+                log.warning(
+                    "writing %d results to %s keeps failing (%s); looking the index up again",
+                    len(items),
+                    index.name,
+                    exc.reason,
+                )
+
+    @property
+    def _bounded(self) -> Backoff:
+        """The backoff of calls to one resolved index: bounded, then it is looked up again."""
+        return replace(self.backoff, attempts=self.reresolve_attempts)
 
     async def _apply_to(self, index: Index, items: list[tuple[IndexResult, ResultMessage]]) -> int:
         """Apply one index's share of a batch."""
@@ -95,11 +126,11 @@ class ResultAgent:
         sources: dict[int, ResultMessage] = {id(result): msg for result, msg in items}
         keys = [(r.novel_id, r.chapter_id) for r, _ in items if not isinstance(r, NovelRemoved)]
         removals = [str(r.event_id) for r, _ in items if not isinstance(r, ChapterEmbedded)]
-        await retrying(partial(batch.prefetch, keys, removals), self.backoff, "ledger")
+        await retrying(partial(batch.prefetch, keys, removals), self._bounded, "ledger")
         for result, msg in items:
             try:
                 state = await retrying(
-                    partial(self._apply, result, batch, index.store), self.backoff, "sink"
+                    partial(self._apply, result, batch, index.store), self._bounded, "sink"
                 )
             except ScribeError as exc:  # not retriable: Milvus rejected this result
                 await self._dead_letter(msg, exc)
@@ -107,14 +138,14 @@ class ResultAgent:
             if state is not None:
                 batch.remember(result, state)
                 pending.append((result, state))
-        await retrying(batch.writes.apply, self.backoff, "sink write")
+        await retrying(batch.writes.apply, self._bounded, "sink write")
         rejected = {id(result) for result, _ in batch.writes.rejected}
         for result, error in batch.writes.rejected:
             await self._dead_letter(sources[id(result)], error)
         pending = [(r, state) for r, state in pending if id(r) not in rejected]
         if pending:
             failpoint("sink.after_write")
-            await retrying(index.store.flush, self.backoff, "flush")
+            await retrying(index.store.flush, self._bounded, "flush")
             failpoint("sink.after_flush")
             await self._record(index.ledger, pending)
             for result, _ in pending:
@@ -132,6 +163,25 @@ class ResultAgent:
         )
         index = await retrying(partial(self.catalog.resolve, failure.target), self.backoff, "index")
         if index is None:
+            return
+        # Read after the batch's own records: a success in the same batch counts.
+        current = await retrying(
+            partial(index.ledger.chapter, failure.novel_id, failure.chapter_id),
+            self.backoff,
+            "ledger",
+        )
+        tombstone = await retrying(
+            partial(index.ledger.novel_deleted_offset, failure.novel_id), self.backoff, "ledger"
+        )
+        decision = decide_failure(failure, current, tombstone)
+        if isinstance(decision, Skip):
+            log.info(
+                "not recording the failure of %s/%s@v%s: %s",
+                failure.novel_id,
+                failure.chapter_id,
+                failure.version,
+                decision.reason,
+            )
             return
         await retrying(
             partial(
@@ -246,7 +296,7 @@ class ResultAgent:
         for result, state in [*pending, (None, None)]:
             if rows and (result is None or isinstance(result, NovelRemoved)):
                 await retrying(
-                    partial(ledger.record_applied_many, list(rows)), self.backoff, "ledger"
+                    partial(ledger.record_applied_many, list(rows)), self._bounded, "ledger"
                 )
                 rows.clear()
                 failpoint("sink.between_ledger_writes")
@@ -254,7 +304,7 @@ class ResultAgent:
                 offset = result.source.offset if result.source else -1
                 await retrying(
                     partial(ledger.delete_novel, result.novel_id, offset),
-                    self.backoff,
+                    self._bounded,
                     "ledger",
                 )
                 failpoint("sink.between_ledger_writes")
@@ -262,4 +312,4 @@ class ResultAgent:
                 rows.append(state)
         removals = [str(r.event_id) for r, _ in pending if not isinstance(r, ChapterEmbedded)]
         if removals:
-            await retrying(partial(ledger.record_removals, removals), self.backoff, "ledger")
+            await retrying(partial(ledger.record_removals, removals), self._bounded, "ledger")

@@ -30,6 +30,9 @@ class BatchWrites:
     def __init__(self, store: VectorStore) -> None:
         self._store = store
         self._chapters: dict[tuple[str, str], tuple[ChapterEmbedded, bool]] = {}
+        #: Older versions a newer one replaced in the queue, newest last: written instead
+        #: when Milvus rejects the newer one, whose ledger rows would otherwise say they are.
+        self._replaced: dict[tuple[str, str], list[ChapterEmbedded]] = {}
         #: Results Milvus rejected as invalid, with the error: to be dead-lettered.
         self.rejected: list[tuple[ChapterEmbedded, ScribeError]] = []
 
@@ -37,6 +40,8 @@ class BatchWrites:
         """Queue the chapter's rows; a newer version in the batch replaces an older one."""
         key = (result.novel_id, result.chapter_id)
         earlier = self._chapters.get(key)
+        if earlier is not None:
+            self._replaced.setdefault(key, []).append(earlier[0])
         self._chapters[key] = (result, trim or (earlier is not None and earlier[1]))
 
     async def apply(self) -> None:
@@ -55,14 +60,28 @@ class BatchWrites:
                 raise
             rejected = []
             for item in queued:
-                try:
-                    await self._write([item])
-                except ScribeError as one:
-                    if one.retriable:
-                        raise
-                    rejected.append((item[0], one))
+                rejected += await self._write_alone(item)
             self.rejected += rejected
         self._chapters.clear()
+        self._replaced.clear()
+
+    async def _write_alone(
+        self, item: tuple[ChapterEmbedded, bool]
+    ) -> list[tuple[ChapterEmbedded, ScribeError]]:
+        """Write one chapter; when Milvus rejects it, the versions it replaced in this
+        batch, newest first, until one lands. Returns what was rejected."""
+        result, trim = item
+        older = self._replaced.get((result.novel_id, result.chapter_id), [])
+        rejected = []
+        for candidate, candidate_trim in [(result, trim), *((r, True) for r in reversed(older))]:
+            try:
+                await self._write([(candidate, candidate_trim)])
+                break
+            except ScribeError as one:
+                if one.retriable:
+                    raise
+                rejected.append((candidate, one))
+        return rejected
 
     async def _write(self, queued: list[tuple[ChapterEmbedded, bool]]) -> None:
         await self._store.upsert_chapters([result for result, _ in queued])
