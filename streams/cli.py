@@ -241,6 +241,9 @@ def dlq_show(position: Annotated[str, typer.Argument(help="PARTITION:OFFSET or O
             indent=2,
         )
     )
+    if p.value is None:
+        typer.echo("(no value: a null record)")
+        return
     text = p.value.decode("utf-8", "replace")
     with contextlib.suppress(ValueError):
         text = json.dumps(json.loads(text), ensure_ascii=False, indent=2)

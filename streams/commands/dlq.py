@@ -21,7 +21,7 @@ class Parked:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None
     letter: DeadLetter
 
     @property
@@ -99,12 +99,21 @@ def not_redrivable(settings: Settings, parked: list[Parked]) -> list[Parked]:
     ]
 
 
+def _origin_partition(parked: Parked) -> int | None:
+    """The partition the message was first logged on (where its position orders it)."""
+    source = parked.letter.source
+    return source.partition if source is not None else None
+
+
 async def redrive(settings: Settings, parked: list[Parked]) -> int:
     """Re-publish input-topic dead letters to the input topic, keeping their position.
 
     Each message carries ``scribe.redrive`` = previous + 1 and its original position
     (``scribe.origin.*``), which ordering decisions use: a chapter parked before its
-    novel was deleted stays behind that deletion.
+    novel was deleted stays behind that deletion. It goes back to the partition it was
+    first logged on, not where its key would put it now (a keyless record anywhere, a
+    key after the partition count grew): offsets order messages within one partition
+    only, and a copy on another partition would stand at its own, later position.
     """
     foreign = not_redrivable(settings, parked)
     if foreign:
@@ -119,6 +128,7 @@ async def redrive(settings: Settings, parked: list[Parked]) -> int:
                 settings.topic_events,
                 value=p.value,
                 key=p.key,
+                partition=_origin_partition(p),
                 headers=redrive_headers(p.letter),
             )
     finally:

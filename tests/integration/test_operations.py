@@ -140,6 +140,48 @@ def test_a_redriven_event_stays_behind_its_novels_deletion(stack: Stack) -> None
     assert not_pending(stack, novel, "c1")
 
 
+def test_a_redriven_message_goes_back_to_the_partition_it_was_first_logged_on(
+    stack: Stack,
+) -> None:
+    """Offsets order messages within one partition only: a redriven copy on another
+    partition than its original (a keyless record, a key after the partition count grew)
+    stood at its own, later position instead of where it was first logged (issue 19,
+    hole 6; found by chaos seed 50). Here a record is logged on a partition its key does
+    not hash to, as a producer with another partitioner or fewer partitions would."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    novel = f"origin-{uuid.uuid4().hex[:6]}"
+    everyone = list(range(stack.settings.topic_partitions))
+    hashed = int(DefaultPartitioner()(novel.encode(), everyone, everyone))
+    logged_on = (hashed + 1) % len(everyone)
+
+    async def send() -> None:
+        producer = await start_producer(stack.settings)
+        try:
+            await producer.send_and_wait(
+                stack.settings.topic_events,
+                value=b"{not json",
+                key=novel.encode(),
+                partition=logged_on,
+            )
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    [first] = wait_for(lambda: _parked(stack, novel) or None, 120, "the record parked", stack)
+    redriven = stack.scribe("dlq", "redrive", first["position"])
+    assert redriven.returncode == 0, redriven.stderr
+    letters = wait_for(
+        lambda: (lambda got: got if len(got) == 2 else None)(_parked(stack, novel)),
+        120,
+        "the redriven copy parked again",
+        stack,
+    )
+    assert {(p["source"]["partition"], p["source"]["offset"]) for p in letters} == {
+        (logged_on, first["source"]["offset"])
+    }, letters
+
+
 def test_after_a_rebuild_switch_a_shorter_edit_leaves_no_stale_chunk(stack: Stack) -> None:
     """A rebuild made more chunks per chapter; the live path must trim against its books."""
     novel = f"switch-{uuid.uuid4().hex[:6]}"
