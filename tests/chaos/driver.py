@@ -9,8 +9,13 @@
   supervisor would; ``SIGSTOP`` of Prefect, Milvus, PostgreSQL or one Kafka node (every
   process of it) and ``SIGCONT`` after the pause. A kill hits instance a or b by the
   parity of its step, Kafka pauses go round the three nodes;
-* a supervisor restarts a worker or runner that exits by itself (a fail-stop, exit 70)
-  and writes it in the journal;
+* ``fault`` also freezes the whole Kafka cluster (``SIGSTOP`` of every node at once), and
+  arms a failpoint (:mod:`schemas.failpoints`) in a worker or a runner: the process is
+  killed and started again with ``SCRIBE_FAILPOINTS`` set, crashes at that point's next
+  pass (a runner's flow-run processes at each pass with probability 1/2), and is started
+  again disarmed by its supervisor, or after ``FAILPOINT_WINDOW`` seconds;
+* a supervisor restarts a worker or runner that exits by itself (a fail-stop, exit 70;
+  a failpoint's crash, exit 86) and writes it in the journal;
 * ``drain``: faults healed, commands done, no lag of the workers' group on the input and
   results topics, no flow run of the deployment unfinished, every retriable dead letter
   redriven (an operator's job), all of it unchanged for a few seconds;
@@ -39,6 +44,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from prefect_bridge.chunking import ChunkingPolicy, TokenCounter
 from schemas.dead_letters import H_ORIGIN_OFFSET, H_ORIGIN_PARTITION, H_REDRIVE
+from schemas.failpoints import CRASH_EXIT
+from schemas.failpoints import ENV as FAILPOINTS_ENV
 from streams.adapters.kafka.client import admin_client, client_config, partitions_of
 from streams.commands.dlq import read_all
 from streams.embedded.processes import ManagedProcess
@@ -55,6 +62,8 @@ FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 QUIET_SECONDS = 8.0
 #: Seconds before a killed process is started again.
 RESTART_DELAY = 1.0
+#: Seconds a runner stays armed when no run crashed it (its flow-run processes crash, not it).
+FAILPOINT_WINDOW = 60.0
 #: The worker's exit code when it stops without committing (``streams.app.EXIT_FAIL_STOP``;
 #: not imported: that module imports Faust and Prefect).
 EXIT_FAIL_STOP = 70
@@ -106,6 +115,8 @@ class ClusterDriver:
         self.unexpected_exits: list[str] = []
         #: Fail-stops (exit 70: a non-retriable error, redelivered after the restart).
         self.fail_stops: list[str] = []
+        #: Crashes at an armed failpoint (exit 86), each followed by a disarmed restart.
+        self.failpoint_crashes: list[str] = []
         self.drain_timed_out = False
         self.status_report: dict[str, Any] = {}
         self._producer: AIOKafkaProducer | None = None
@@ -138,7 +149,10 @@ class ClusterDriver:
                 code = proc.proc.poll()
                 if code is not None:
                     what = f"{proc.name} exited by itself with {code}; restarting"
-                    if code != EXIT_FAIL_STOP:  # a fail-stop is the design; a crash is not
+                    if code == CRASH_EXIT and proc.env.pop(FAILPOINTS_ENV, None):
+                        what = f"{proc.name} crashed at its failpoint; restarting it disarmed"
+                        self.failpoint_crashes.append(what)
+                    elif code != EXIT_FAIL_STOP:  # a fail-stop is the design; a crash is not
                         self.unexpected_exits.append(what)
                     else:
                         self.fail_stops.append(what)
@@ -258,17 +272,43 @@ class ClusterDriver:
             self._heals.append(asyncio.create_task(self._kill_and_restart(name)))
             await asyncio.sleep(0)
             return
+        if fault.kind == "failpoint":
+            names = [p.name for p in self.stack.scribe_processes if p.name.startswith(fault.target)]
+            name = names[fault.at_op % len(names)]
+            self.injected[f"failpoint {fault.point} in {name}"] += 1
+            point = fault.point if fault.target == "worker" else f"{fault.point}@0.5"
+            self._heals.append(asyncio.create_task(self._arm(name, point)))
+            await asyncio.sleep(0)
+            return
+        if fault.kind == "kafka_freeze":
+            self.injected["freeze kafka (every node)"] += 1
+            for broker in self.stack.brokers:
+                self._pause(broker.process.name, fault.pause_s)
+            return
         if fault.target == "kafka":
             name = self._pick("kafka", [b.process.name for b in self.stack.brokers])
         else:
             name = fault.target
         self.injected[f"pause {name}"] += 1
+        self._pause(name, fault.pause_s)
+
+    def _pause(self, name: str, seconds: float) -> None:
         proc = self._target(name)
         pids = signal_tree(proc, signal.SIGSTOP)
-        until = time.monotonic() + fault.pause_s
+        until = time.monotonic() + seconds
         self._paused_until[name] = max(until, self._paused_until.get(name, 0.0))
-        self.note(f"SIGSTOP {name} ({len(pids)} processes) for {fault.pause_s:.1f}s")
+        self.note(f"SIGSTOP {name} ({len(pids)} processes) for {seconds:.1f}s")
         self._heals.append(asyncio.create_task(self._resume(name, proc, until)))
+
+    async def _arm(self, name: str, point: str) -> None:
+        """Restart ``name`` with ``point`` armed; disarm it after the window if it is
+        still armed (the supervisor disarms a process that crashed there itself)."""
+        proc = self._target(name)
+        proc.env[FAILPOINTS_ENV] = point
+        await self._kill_and_restart(name, f"armed with {point}")
+        await asyncio.sleep(FAILPOINT_WINDOW)
+        if proc.env.pop(FAILPOINTS_ENV, None) is not None:
+            await self._kill_and_restart(name, "disarmed")
 
     async def _resume(self, name: str, proc: ManagedProcess, until: float) -> None:
         await asyncio.sleep(max(0.0, until - time.monotonic()))
@@ -278,7 +318,7 @@ class ClusterDriver:
         pids = signal_tree(proc, signal.SIGCONT)
         self.note(f"SIGCONT {name} ({len(pids)} processes)")
 
-    async def _kill_and_restart(self, name: str) -> None:
+    async def _kill_and_restart(self, name: str, how: str = "again") -> None:
         proc = self._target(name)
         self._killed.add(name)
         try:
@@ -290,7 +330,7 @@ class ClusterDriver:
             self.note(f"kill -9 {name} ({len(pids)} processes)")
             await asyncio.sleep(RESTART_DELAY)
             proc.start()
-            self.note(f"started {name} again")
+            self.note(f"started {name} {how}")
         finally:
             self._killed.discard(name)
 
@@ -579,6 +619,7 @@ class ClusterDriver:
         lines += [f"command failure: {f}" for f in self.command_failures]
         lines += [f"unexpected exit: {e.splitlines()[0]}" for e in self.unexpected_exits]
         lines += [f"fail-stop: {e.splitlines()[0]}" for e in self.fail_stops]
+        lines += [f"failpoint: {e.splitlines()[0]}" for e in self.failpoint_crashes]
         return "\n".join(lines)
 
     def describe_journal(self) -> str:

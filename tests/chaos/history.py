@@ -39,11 +39,14 @@ ProduceKind = Literal[
     "unknown_type",
     "newer_schema",
     "too_large",
+    "null_value",
+    "keyless",
+    "huge_number",
 ]
 OperatorAction = Literal[
     "dlq_redrive", "replay_resink", "replay_reembed_novel", "replay_reembed_full"
 ]
-FaultKind = Literal["kill9", "pause"]
+FaultKind = Literal["kill9", "pause", "kafka_freeze", "failpoint"]
 
 PRODUCE_KINDS: tuple[ProduceKind, ...] = get_args(ProduceKind)
 OPERATOR_ACTIONS: tuple[OperatorAction, ...] = get_args(OperatorAction)
@@ -53,6 +56,18 @@ NOVELS = ("xyj-a", "xyj-b", "xyj-c")
 #: ``SCRIBE_MAX_TEXT_BYTES`` the stack under test must run with (``too_large`` exceeds it).
 MAX_TEXT_BYTES = 16 * 1024
 KILL_TARGETS = ("worker", "runner")
+#: Where a process armed with ``SCRIBE_FAILPOINTS`` may crash (schemas/failpoints.py):
+#: between two writes of the worker's sink or chapter agent, or of a runner's flow.
+FAILPOINT_TARGETS: dict[str, tuple[str, ...]] = {
+    "worker": (
+        "sink.after_write",
+        "sink.after_flush",
+        "sink.between_ledger_writes",
+        "sink.after_ledger",
+        "chapter.after_submit",
+    ),
+    "runner": ("flow.after_embed", "flow.after_publish"),
+}
 PAUSE_TARGETS = ("prefect", "milvus", "postgres", "kafka")
 _EPOCH = datetime(2026, 11, 28, 12, tzinfo=UTC)
 
@@ -74,6 +89,9 @@ _WEIGHTS: dict[ProduceKind | OperatorAction, float] = {
     "unknown_type": 1,
     "newer_schema": 1,
     "too_large": 1,
+    "null_value": 1,
+    "keyless": 1,
+    "huge_number": 1,
     "dlq_redrive": 1.5,
     "replay_resink": 1,
     "replay_reembed_novel": 1,
@@ -87,7 +105,7 @@ class Produce:
 
     kind: ProduceKind
     key: bytes | None
-    value: bytes
+    value: bytes | None
     note: str
 
     def describe(self) -> str:
@@ -136,16 +154,25 @@ class Fault:
 
     ``kill9``: SIGKILL the worker or the runner (its supervisor starts it again).
     ``pause``: SIGSTOP a service for ``pause_s`` seconds, then SIGCONT.
+    ``kafka_freeze``: SIGSTOP every Kafka node at once for ``pause_s`` seconds (the whole
+    cluster away, as a network cut would leave it), then SIGCONT.
+    ``failpoint``: restart the worker or the runner with the failpoint ``point`` armed; it
+    crashes there at its next pass, and its supervisor starts it again, disarmed.
     """
 
     at_op: int
     kind: FaultKind
     target: str
     pause_s: float = 0.0
+    point: str = ""
 
     def describe(self) -> str:
         if self.kind == "kill9":
             return f"before #{self.at_op}: kill -9 {self.target}"
+        if self.kind == "failpoint":
+            return f"before #{self.at_op}: arm {self.point} in {self.target}"
+        if self.kind == "kafka_freeze":
+            return f"before #{self.at_op}: SIGSTOP every Kafka node for {self.pause_s:.1f}s"
         return f"before #{self.at_op}: SIGSTOP {self.target} for {self.pause_s:.1f}s"
 
 
@@ -178,8 +205,15 @@ def generate_faults(seed: int, ops: int, count: int) -> FaultSchedule:
     faults = []
     for _ in range(count):
         at = rng.randint(0, ops)
-        if rng.random() < 1 / 3:
+        roll = rng.random()
+        if roll < 0.2:
             faults.append(Fault(at, "kill9", rng.choice(KILL_TARGETS)))
+        elif roll < 0.4:
+            target = rng.choice(KILL_TARGETS)
+            point = rng.choice(FAILPOINT_TARGETS[target])
+            faults.append(Fault(at, "failpoint", target, point=point))
+        elif roll < 0.55:
+            faults.append(Fault(at, "kafka_freeze", "kafka", round(rng.uniform(30, 90), 1)))
         else:
             pause = round(rng.uniform(10, 40), 1)
             faults.append(Fault(at, "pause", rng.choice(PAUSE_TARGETS), pause))
@@ -335,6 +369,15 @@ class _Generator:
         if kind == "bad_utf8":
             raw = json.dumps(body, ensure_ascii=False).encode()
             return Produce(kind, novel.id.encode(), b"\xff" + raw, f"{where} 0xff first")
+        if kind == "null_value":  # a tombstone: once a TypeError that stopped the partition
+            return Produce(kind, novel.id.encode(), None, f"{novel.id} null value")
+        if kind == "keyless":  # valid, but on any partition: out of its novel's order
+            msg = self._msg(kind, novel.id, body, f"{where} without a key")
+            return Produce(kind, None, msg.value, msg.note)
+        if kind == "huge_number":  # once a ValueError from json.loads that stopped the partition
+            body["version"] = "@@"
+            raw = json.dumps(body, ensure_ascii=False).encode().replace(b'"@@"', b"9" * 5000)
+            return Produce(kind, novel.id.encode(), raw, f"{where} version of 5,000 digits")
         if kind == "wrong_key":
             other = self._pick([n.id for n in self.novels if n.id != novel.id])
             msg = self._msg(kind, novel.id, body, f"{where} keyed {other}")
@@ -357,7 +400,7 @@ def generate_history(seed: int, ops: int) -> History:
     out: list[Op] = []
     for step in range(ops):
         gen.step = step
-        kind = gen.rng.choices(kinds, weights)[0]
+        kind = gen.rng.choices(kinds, weights)[0] if step else "create"  # something to work on
         op = gen.op(kind) or gen.op("create")
         assert op is not None
         if isinstance(op, Produce):

@@ -5,7 +5,7 @@ replayed on the way. This module is that function, written to be read:
 
 * A message is *invalid* when :func:`schemas.parse_event` rejects it (bad UTF-8, not JSON,
   unknown type, missing or wrong fields, a newer schema version, text over the limit) or
-  when its key is not its ``novel_id``. It goes to the DLQ and has no other effect.
+  when its key is not its ``novel_id`` (or it has none). It goes to the DLQ and has no other effect.
 * Messages are taken in log order per partition. A copy written by ``scribe dlq redrive``
   takes the position where the message was first logged (a redrive never moves an event
   later); an invalid copy is dead-lettered again, at that same position.
@@ -56,7 +56,7 @@ class Logged:
 
     position: Position
     key: bytes | None
-    value: bytes
+    value: bytes | None
     #: A copy written by ``scribe dlq redrive``: where the message was first logged
     #: (headers ``scribe.origin.partition`` / ``scribe.origin.offset``).
     redrive_of: Position | None = None
@@ -135,7 +135,7 @@ def valid_event(message: Logged, max_text_bytes: int) -> NovelEvent | None:
         event = parse_event(message.value, max_text_bytes=max_text_bytes)
     except InvalidEvent:
         return None
-    if message.key is not None and message.key != event.novel_id.encode():
+    if message.key != event.novel_id.encode():  # no key, or another novel's
         return None
     return event
 

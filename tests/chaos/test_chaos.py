@@ -23,9 +23,11 @@ from tests.chaos.driver import chaos_run
 pytestmark = pytest.mark.integration
 
 #: Seeds of CI (fixed: a failure replays exactly) and the size of their histories. Together
-#: they kill a worker and a runner, pause Kafka, Prefect, Milvus and PostgreSQL, and run
+#: they kill a worker and a runner, freeze the whole Kafka cluster, crash the worker's sink
+#: between two ledger writes and a runner's flow between embedding and publishing (armed
+#: failpoints), pause Milvus, produce a null, a keyless and an unreadable record, and run
 #: every operator action (redrive, resink, re-embed of a novel, a full re-embed).
-SEEDS = (34, 36)
+SEEDS = (50, 353)
 OPS = 40
 FAULTS = 3
 

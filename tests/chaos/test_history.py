@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from schemas import ChapterDeleted, NovelDeleted
+from schemas.failpoints import FAILPOINTS
 from tests.chaos.history import (
+    FAILPOINT_TARGETS,
     INVALID_KINDS,
     KILL_TARGETS,
     OPERATOR_ACTIONS,
@@ -133,8 +135,13 @@ def test_faults_cover_every_target_at_moments_of_the_history() -> None:
     assert all(0 <= f.at_op <= 200 for f in schedule.faults)
     kills = {f.target for f in schedule.faults if f.kind == "kill9"}
     pauses = [f for f in schedule.faults if f.kind == "pause"]
+    freezes = [f for f in schedule.faults if f.kind == "kafka_freeze"]
+    armed = {(f.target, f.point) for f in schedule.faults if f.kind == "failpoint"}
     assert kills == set(KILL_TARGETS)
     assert {f.target for f in pauses} == set(PAUSE_TARGETS)
     assert all(10 <= f.pause_s <= 40 for f in pauses)
+    assert freezes and all(30 <= f.pause_s <= 90 for f in freezes)
+    assert {t for t, _ in armed} == set(KILL_TARGETS)
+    assert all(p in FAILPOINT_TARGETS[t] and p in FAILPOINTS for t, p in armed)
     assert sum(len(schedule.due(step)) for step in range(201)) == 60
     assert "SIGSTOP" in schedule.describe() and "kill -9" in schedule.describe()

@@ -290,10 +290,12 @@ def test_invalid_messages_are_dead_lettered_and_have_no_effect() -> None:
     assert expected.dead_letters == {m.position for m in bad}
 
 
-def test_a_message_without_a_key_is_accepted() -> None:
+def test_a_message_without_a_key_is_dead_lettered() -> None:
     log = Log()
-    log.write("xyj", "c1", 1, TEXT_1, key=None)
-    assert log.oracle().rows == rows_of("xyj", "c1", 1, TEXT_1)
+    keyless = log.write("xyj", "c1", 1, TEXT_1, key=None)
+    expected = log.oracle()
+    assert expected.rows == {}
+    assert expected.dead_letters == {keyless.position}
 
 
 def test_a_redriven_copy_changes_nothing_and_an_invalid_one_is_parked_at_its_origin() -> None:
