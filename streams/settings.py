@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import DEFAULT_MAX_TEXT_BYTES
@@ -20,7 +21,12 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="SCRIBE_", frozen=True, extra="ignore", env_ignore_empty=True
+        env_prefix="SCRIBE_",
+        frozen=True,
+        extra="ignore",
+        env_ignore_empty=True,
+        # Errors name the setting and the reason, never the value: it may be a secret.
+        hide_input_in_errors=True,
     )
 
     data_dir: Path = Field(Path(".scribe"), description="Where the embedded stack keeps data.")
@@ -140,6 +146,25 @@ class Settings(BaseSettings):
     runner_metrics_port: int = Field(
         9465, ge=0, description="/metrics and /health of the flow runner on 127.0.0.1 (0: off)."
     )
+
+    @field_validator("failure_webhook_url")
+    @classmethod
+    def _http_webhook(cls, url: SecretStr | None) -> SecretStr | None:
+        """The failure webhook is posted to by Prefect's server: http(s) with a host only
+        (no ``file:``, ``javascript:`` or other schemes the block would accept)."""
+        if url is None:
+            return None
+        try:
+            parts = urlsplit(url.get_secret_value().strip())
+            host = parts.hostname
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            raise ValueError("SCRIBE_FAILURE_WEBHOOK_URL is not a URL") from None
+        if parts.scheme.lower() not in ("http", "https") or not host:
+            raise ValueError(
+                "SCRIBE_FAILURE_WEBHOOK_URL must be an http:// or https:// URL with a host "
+                f"(scheme given: {parts.scheme or 'none'!r})"
+            )
+        return url
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
