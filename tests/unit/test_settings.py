@@ -180,7 +180,7 @@ def test_a_failure_webhook_that_is_not_http_is_refused_without_echoing_it(url: s
     """Prefect's server posts to the webhook: only http(s) URLs with a host; the error names
     the setting, and never shows the URL (it may carry a token)."""
     with pytest.raises(ValidationError) as caught:
-        Settings(failure_webhook_url=url)  # type: ignore[arg-type]
+        Settings(failure_webhook_url=url)
     message = str(caught.value)
     assert "SCRIBE_FAILURE_WEBHOOK_URL" in message
     assert "leak-me" not in message
@@ -198,7 +198,7 @@ def test_a_refused_secret_never_shows_in_the_error() -> None:
     """Any invalid setting: the error shows no input (a DSN or token can be in it; a
     check across fields would print them all)."""
     with pytest.raises(ValidationError) as caught:
-        Settings(milvus_token="leak-me", chunk_target_tokens=500)  # type: ignore[arg-type]
+        Settings(milvus_token="leak-me", chunk_target_tokens=500)
     message = str(caught.value)
     assert "chunk_target_tokens must not exceed" in message
     assert "leak-me" not in message and "input_value" not in message
