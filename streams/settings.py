@@ -106,7 +106,11 @@ class Settings(BaseSettings):
     # Milvus
     milvus_uri: str | None = Field(None, description="Any Milvus; unset: embedded Milvus Lite.")
     milvus_port: int = Field(19530, description="Port of the embedded Milvus Lite server.")
-    milvus_token: SecretStr | None = None
+    milvus_token: SecretStr | None = Field(
+        None, description='Milvus token ("user:password" or an API key); or user + password.'
+    )
+    milvus_user: str | None = Field(None, description="Milvus user (with milvus_password).")
+    milvus_password: SecretStr | None = None
     milvus_collection: str = Field("novel_chunks", description="Alias searched and written.")
 
     # Embedding and chunking
@@ -177,6 +181,10 @@ class Settings(BaseSettings):
                 f"{self.kafka_security_protocol} needs SCRIBE_KAFKA_SASL_USERNAME and "
                 "SCRIBE_KAFKA_SASL_PASSWORD"
             )
+        if (self.milvus_user is None) != (self.milvus_password is None):
+            raise ValueError("SCRIBE_MILVUS_USER and SCRIBE_MILVUS_PASSWORD go together")
+        if self.milvus_user is not None and self.milvus_token is not None:
+            raise ValueError("set SCRIBE_MILVUS_TOKEN or SCRIBE_MILVUS_USER/PASSWORD, not both")
         if self.chunk_target_tokens > self.chunk_max_tokens:
             raise ValueError("chunk_target_tokens must not exceed chunk_max_tokens")
         if self.chunk_overlap_tokens >= self.chunk_target_tokens:
@@ -207,6 +215,13 @@ class Settings(BaseSettings):
     def milvus_url(self) -> str:
         """Milvus URI."""
         return self.milvus_uri or f"http://127.0.0.1:{self.milvus_port}"
+
+    @property
+    def milvus_auth(self) -> str | None:
+        """What Milvus clients log in with: the token, or ``user:password``; None: no login."""
+        if self.milvus_user is not None and self.milvus_password is not None:
+            return f"{self.milvus_user}:{self.milvus_password.get_secret_value()}"
+        return self.milvus_token.get_secret_value() if self.milvus_token else None
 
     @property
     def embedded_kafka(self) -> bool:
