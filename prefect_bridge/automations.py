@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
@@ -19,6 +20,8 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState, SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+from schemas import ConfigurationError
 
 FINAL = ["Completed", "Failed", "Cancelled", "Crashed"]
 WEBHOOK_BLOCK = "scribe-failure-webhook"
@@ -120,7 +123,15 @@ def same_automation(a: AutomationCore, b: AutomationCore) -> bool:
 
 
 async def ensure_webhook_block(url: str) -> UUID:
-    """The notification block that posts failure messages to ``url``."""
+    """The notification block that posts failure messages to ``url`` (http or https only:
+    the Prefect server itself would post to it)."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if not host or parts.scheme.lower() not in ("http", "https"):
+        raise ConfigurationError("the failure webhook must be an http:// or https:// URL")
     block = CustomWebhookNotificationBlock(
         name="scribe-stream failures",
         url=url,

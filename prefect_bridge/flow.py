@@ -19,6 +19,7 @@ from prefect.utilities.annotations import opaque
 from prefect_bridge.chunking import Chunk, chunk_text
 from prefect_bridge.embedding import Vector
 from prefect_bridge.failure_report import HOOK_TIMEOUT_SECONDS, report_run_failure
+from prefect_bridge.markdown import escape_markdown
 from prefect_bridge.runtime import FlowRuntime, get_runtime
 from prefect_bridge.vector_reuse import VectorLookup, plan_reuse
 from schemas import (
@@ -313,23 +314,24 @@ def artifact_key(novel_id: str, chapter_id: str) -> str:
 
 def chapter_summary(result: ChapterEmbedded, timings: dict[str, float], reused: int = 0) -> str:
     """The markdown shown on the flow run's Artifacts tab (``reused``: chunks not embedded)."""
+    md = escape_markdown  # every text from the log (or a setting) is shown literally
     sizes = [len(c.text) for c in result.chunks]
     lines = [
-        f"# {result.novel_id} / {result.chapter_id} @ v{result.version}",
+        f"# {md(result.novel_id)} / {md(result.chapter_id)} @ v{result.version}",
         "",
-        f"**{result.title or '(untitled)'}**",
+        f"**{md(result.title) if result.title else '(untitled)'}**",
         "",
         "| | |",
         "|---|---|",
         f"| chunks | {len(result.chunks)} (characters: min {min(sizes, default=0)}, "
         f"max {max(sizes, default=0)}) |",
         f"| reused | {reused} chunks kept their vectors, {len(result.chunks) - reused} embedded |",
-        f"| model | {result.model} ({result.dimension}-d) |",
-        f"| pipeline | {result.pipeline_version} |",
-        f"| source | {result.source or 'n/a'} |",
-        f"| event | {result.event_id} |",
+        f"| model | {md(result.model)} ({result.dimension}-d) |",
+        f"| pipeline | {md(result.pipeline_version)} |",
+        f"| source | {md(str(result.source)) if result.source else 'n/a'} |",
+        f"| event | {result.event_id} |",  # a UUID
     ]
-    lines += [f"| {step} | {seconds:.2f} s |" for step, seconds in timings.items()]
+    lines += [f"| {md(step)} | {seconds:.2f} s |" for step, seconds in timings.items()]
     if result.chunks:
-        lines += ["", "First chunk:", "", "> " + result.chunks[0].text[:200].replace("\n", " ")]
+        lines += ["", "First chunk:", "", "> " + md(result.chunks[0].text[:200])]
     return "\n".join(lines)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import DEFAULT_MAX_TEXT_BYTES
@@ -20,7 +21,12 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="SCRIBE_", frozen=True, extra="ignore", env_ignore_empty=True
+        env_prefix="SCRIBE_",
+        frozen=True,
+        extra="ignore",
+        env_ignore_empty=True,
+        # Errors name the setting and the reason, never the value: it may be a secret.
+        hide_input_in_errors=True,
     )
 
     data_dir: Path = Field(Path(".scribe"), description="Where the embedded stack keeps data.")
@@ -100,7 +106,11 @@ class Settings(BaseSettings):
     # Milvus
     milvus_uri: str | None = Field(None, description="Any Milvus; unset: embedded Milvus Lite.")
     milvus_port: int = Field(19530, description="Port of the embedded Milvus Lite server.")
-    milvus_token: SecretStr | None = None
+    milvus_token: SecretStr | None = Field(
+        None, description='Milvus token ("user:password" or an API key); or user + password.'
+    )
+    milvus_user: str | None = Field(None, description="Milvus user (with milvus_password).")
+    milvus_password: SecretStr | None = None
     milvus_collection: str = Field("novel_chunks", description="Alias searched and written.")
 
     # Embedding and chunking
@@ -141,6 +151,25 @@ class Settings(BaseSettings):
         9465, ge=0, description="/metrics and /health of the flow runner on 127.0.0.1 (0: off)."
     )
 
+    @field_validator("failure_webhook_url")
+    @classmethod
+    def _http_webhook(cls, url: SecretStr | None) -> SecretStr | None:
+        """The failure webhook is posted to by Prefect's server: http(s) with a host only
+        (no ``file:``, ``javascript:`` or other schemes the block would accept)."""
+        if url is None:
+            return None
+        try:
+            parts = urlsplit(url.get_secret_value().strip())
+            host = parts.hostname
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            raise ValueError("SCRIBE_FAILURE_WEBHOOK_URL is not a URL") from None
+        if parts.scheme.lower() not in ("http", "https") or not host:
+            raise ValueError(
+                "SCRIBE_FAILURE_WEBHOOK_URL must be an http:// or https:// URL with a host "
+                f"(scheme given: {parts.scheme or 'none'!r})"
+            )
+        return url
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.embedder == "sentence-transformers" and not self.embedder_model:
@@ -152,6 +181,10 @@ class Settings(BaseSettings):
                 f"{self.kafka_security_protocol} needs SCRIBE_KAFKA_SASL_USERNAME and "
                 "SCRIBE_KAFKA_SASL_PASSWORD"
             )
+        if (self.milvus_user is None) != (self.milvus_password is None):
+            raise ValueError("SCRIBE_MILVUS_USER and SCRIBE_MILVUS_PASSWORD go together")
+        if self.milvus_user is not None and self.milvus_token is not None:
+            raise ValueError("set SCRIBE_MILVUS_TOKEN or SCRIBE_MILVUS_USER/PASSWORD, not both")
         if self.chunk_target_tokens > self.chunk_max_tokens:
             raise ValueError("chunk_target_tokens must not exceed chunk_max_tokens")
         if self.chunk_overlap_tokens >= self.chunk_target_tokens:
@@ -182,6 +215,13 @@ class Settings(BaseSettings):
     def milvus_url(self) -> str:
         """Milvus URI."""
         return self.milvus_uri or f"http://127.0.0.1:{self.milvus_port}"
+
+    @property
+    def milvus_auth(self) -> str | None:
+        """What Milvus clients log in with: the token, or ``user:password``; None: no login."""
+        if self.milvus_user is not None and self.milvus_password is not None:
+            return f"{self.milvus_user}:{self.milvus_password.get_secret_value()}"
+        return self.milvus_token.get_secret_value() if self.milvus_token else None
 
     @property
     def embedded_kafka(self) -> bool:

@@ -109,7 +109,7 @@ def build_flow_runtime(settings: Settings, embedder: Embedder | None = None) -> 
             MilvusVectorLookup(
                 settings.milvus_url,
                 settings.milvus_collection,
-                settings.milvus_token.get_secret_value() if settings.milvus_token else None,
+                settings.milvus_auth,
             )
         )
         if settings.reuse_vectors
@@ -146,8 +146,7 @@ def flow_timeouts(settings: Settings) -> Timeouts:
 
 def vector_store(settings: Settings) -> MilvusVectorStore:
     """The Milvus adapter for the configured alias."""
-    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-    return MilvusVectorStore(settings.milvus_url, settings.milvus_collection, token)
+    return MilvusVectorStore(settings.milvus_url, settings.milvus_collection, settings.milvus_auth)
 
 
 async def open_ledger(settings: Settings, scope: str) -> Ledger:
@@ -233,7 +232,7 @@ class WorkerResources:
 
 def index_catalog(settings: Settings, admin: MilvusVectorStore) -> MilvusCatalog:
     """The physical collections behind the alias, each with its own ledger scope."""
-    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+    token = settings.milvus_auth
 
     def open_store(name: str) -> MilvusVectorStore:
         return MilvusVectorStore(settings.milvus_url, name, token)

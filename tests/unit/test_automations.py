@@ -6,6 +6,7 @@ import json
 import uuid
 from typing import Any
 
+import pytest
 from prefect.events.schemas.automations import Automation, AutomationCore
 
 from prefect_bridge.automations import ensure_automation, same_automation, zombie_automation
@@ -62,3 +63,13 @@ def test_an_automation_read_back_says_the_same_as_the_one_made() -> None:
     zombies = zombie_automation("novel-processing/novel-processor", DEPLOYMENT, 30)
     assert same_automation(read_back(zombies), zombies)
     assert not same_automation(read_back(zombies), zombie_automation("other", DEPLOYMENT, 30))
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "javascript:alert(1)", "gopher://x/"])
+async def test_a_webhook_block_is_refused_for_a_url_that_is_not_http(url: str) -> None:
+    """Refused before any Prefect call (none is reachable here)."""
+    from prefect_bridge.automations import ensure_webhook_block
+    from schemas import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="http"):
+        await ensure_webhook_block(url)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib.metadata
+import itertools
 import json
 import os
 import re
@@ -63,6 +64,14 @@ PREFECT_REDIS_ENV = {
 }
 #: Values of FLOW_RUNNER_MODE: the prefect-worker runs ``scribe flows serve --<mode>``.
 RUNNER_MODES = ("process", "warm")
+#: Kafka principals (SASL/SCRAM-SHA-512) and the compose/.env variable of each password.
+KAFKA_PASSWORDS = {
+    "admin": "KAFKA_ADMIN_PASSWORD",
+    "platform": "KAFKA_PLATFORM_PASSWORD",
+    "runner": "KAFKA_RUNNER_PASSWORD",
+    "worker": "KAFKA_WORKER_PASSWORD",
+    "operator": "KAFKA_OPERATOR_PASSWORD",
+}
 #: The image the scribe services are built as (compose/Dockerfile).
 SCRIBE_IMAGE = "scribe-stream"
 
@@ -76,6 +85,7 @@ _WRITES_ROOT_FS = "its image writes outside its volumes at start (see the commen
 LINT_ALLOWED: dict[tuple[str, str], str] = {
     # CL-0019: image pinned to a tag but not to a digest.
     ("kafka", "CL-0019"): _UPSTREAM_DIGEST,
+    ("kafka-init", "CL-0019"): _UPSTREAM_DIGEST,
     ("postgres", "CL-0019"): _UPSTREAM_DIGEST,
     ("redis", "CL-0019"): _UPSTREAM_DIGEST,
     ("prefect-server", "CL-0019"): _UPSTREAM_DIGEST,
@@ -87,6 +97,7 @@ LINT_ALLOWED: dict[tuple[str, str], str] = {
     ("scribe-init", "CL-0019"): "built locally from compose/Dockerfile",
     ("prefect-worker", "CL-0019"): "built locally from compose/Dockerfile",
     ("scribe-worker", "CL-0019"): "built locally from compose/Dockerfile",
+    ("scribe-ops", "CL-0019"): "built locally from compose/Dockerfile",
     # CL-0007: writable root filesystem.
     ("kafka", "CL-0007"): _WRITES_ROOT_FS + ": the broker configuration in /opt/kafka/config",
     ("postgres", "CL-0007"): _WRITES_ROOT_FS + ": /var/run/postgresql, initdb",
@@ -359,6 +370,8 @@ def test_every_required_secret_stops_compose_when_missing(
         "MINIO_ROOT_USER",
         "MINIO_ROOT_PASSWORD",
         "SCRIBE_PREFECT_API_AUTH_STRING",
+        *KAFKA_PASSWORDS.values(),
+        "MILVUS_ROOT_PASSWORD",
     } <= required
     for name in required:
         assert env_example.get(name) == "", f".env.example must list {name}, empty"
@@ -406,6 +419,7 @@ def test_compose_lint_finds_nothing_new(tmp_path: Path) -> None:
 def test_the_stack_has_its_services(services: dict[str, dict[str, Any]]) -> None:
     assert set(services) == {
         "kafka",
+        "kafka-init",
         "postgres",
         "redis",
         "prefect-server",
@@ -485,7 +499,10 @@ def test_scribe_env_vars_are_settings_fields(
         "SCRIBE_PREFECT_API_URL",
         "SCRIBE_MILVUS_URI",
         "SCRIBE_DATA_DIR",
-        "SCRIBE_MILVUS_TOKEN",
+        "SCRIBE_MILVUS_USER",
+        "SCRIBE_MILVUS_PASSWORD",
+        "SCRIBE_KAFKA_SASL_USERNAME",
+        "SCRIBE_KAFKA_SASL_PASSWORD",
         "SCRIBE_PREFECT_API_AUTH_STRING",
         "SCRIBE_FAILURE_WEBHOOK_URL",
         "SCRIBE_HEARTBEAT_SECONDS",
@@ -529,11 +546,17 @@ def test_scribe_services_environment_builds_valid_settings(
         assert settings.log_json is False
 
 
-def test_failure_webhook_reaches_every_scribe_service(tmp_path: Path) -> None:
+def test_failure_webhook_reaches_the_services_that_create_automations(tmp_path: Path) -> None:
+    """scribe-init (`scribe flows automations`) and the runner (`scribe flows serve` makes
+    them too); the worker never needs it."""
     url = "https://hooks.example/scribe"
     services = resolved_model(tmp_path, SCRIBE_FAILURE_WEBHOOK_URL=url)["services"]
-    for name, service in scribe_services(services).items():
-        assert environment(service).get("SCRIBE_FAILURE_WEBHOOK_URL") == url, name
+    got = {
+        name
+        for name, service in scribe_services(services).items()
+        if environment(service).get("SCRIBE_FAILURE_WEBHOOK_URL") == url
+    }
+    assert got == {"scribe-init", "prefect-worker"}
 
 
 # ---------------------------------------------------------------- Prefect as separate services
@@ -860,3 +883,231 @@ def test_dockerignore_keeps_what_pip_install_needs() -> None:
         "streams/__pycache__/cli.cpython-311.pyc",
     ):
         assert not dockerignore_includes(patterns, path), f".dockerignore keeps {path}"
+
+
+# ---------------------------------------------------------------- who may write the index
+
+PROVISION = COMPOSE_DIR / "kafka" / "provision.sh"
+#: Which secret (a compose/.env variable) each service may hold; nothing else may hold it.
+SECRETS_OF = {
+    "kafka": {"KAFKA_ADMIN_PASSWORD"},
+    "kafka-init": set(KAFKA_PASSWORDS.values()),
+    "postgres": {"POSTGRES_PASSWORD"},
+    "redis": set(),
+    "prefect-server": {"POSTGRES_PASSWORD", "SCRIBE_PREFECT_API_AUTH_STRING"},
+    "prefect-services": {"POSTGRES_PASSWORD", "SCRIBE_PREFECT_API_AUTH_STRING"},
+    "etcd": set(),
+    "minio": {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"},
+    "milvus": {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "MILVUS_ROOT_PASSWORD"},
+    "scribe-init": {"SCRIBE_PREFECT_API_AUTH_STRING", "KAFKA_OPERATOR_PASSWORD"},
+    "prefect-worker": {
+        "SCRIBE_PREFECT_API_AUTH_STRING",
+        "KAFKA_RUNNER_PASSWORD",
+        "MILVUS_ROOT_PASSWORD",
+    },
+    "scribe-worker": {
+        "SCRIBE_PREFECT_API_AUTH_STRING",
+        "KAFKA_WORKER_PASSWORD",
+        "MILVUS_ROOT_PASSWORD",
+    },
+    "scribe-ops": {
+        "SCRIBE_PREFECT_API_AUTH_STRING",
+        "KAFKA_OPERATOR_PASSWORD",
+        "MILVUS_ROOT_PASSWORD",
+    },
+}
+#: The Kafka principal each scribe service logs in as.
+PRINCIPAL_OF = {
+    "scribe-init": "operator",
+    "prefect-worker": "runner",
+    "scribe-worker": "worker",
+    "scribe-ops": "operator",
+}
+
+
+@pytest.fixture(scope="module")
+def all_services(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Every service, scribe-ops (profile ops) included, each secret a distinct value."""
+    tmp = tmp_path_factory.mktemp("compose-ops")
+    done = run_compose(
+        example_variables(), "--profile", "ops", "config", "--format", "json", tmp=tmp
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout)["services"])
+
+
+def secrets_held(service: Mapping[str, Any]) -> set[str]:
+    """The required secrets whose values appear anywhere in a resolved service."""
+    text = json.dumps(service)
+    return {name for name in required_variables() if f"placeholder-{name.lower()}" in text}
+
+
+def test_each_service_holds_only_its_own_secrets(all_services: dict[str, dict[str, Any]]) -> None:
+    assert set(all_services) == set(SECRETS_OF)
+    held = {name: secrets_held(service) for name, service in all_services.items()}
+    assert held == SECRETS_OF
+    assert "SCRIBE_MILVUS_TOKEN" not in COMPOSE_FILE.read_text(), "user + password, from .env"
+
+
+def test_kafka_authenticates_every_listener_and_authorizes_by_acl(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    env = environment(services["kafka"])
+    mapping = env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"] or ""
+    protocols = dict(p.split(":") for p in mapping.split(","))
+    listeners = [item.split("://")[0] for item in (env["KAFKA_LISTENERS"] or "").split(",")]
+    assert set(listeners) == set(protocols) == {"INTERNAL", "CONTROLLER", "HOST"}
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"}, "no listener without authentication"
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == (
+        "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    )
+    assert env["KAFKA_SUPER_USERS"] == "User:admin"
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    for listener in ("INTERNAL", "HOST"):
+        key = f"KAFKA_LISTENER_NAME_{listener}_SCRAM___SHA___512_SASL_JAAS_CONFIG"
+        assert "ScramLoginModule required" in (env.get(key) or ""), key
+    # The admin SCRAM credential is made when the data directory is formatted, then the
+    # image's own start script runs.
+    script = services["kafka"]["command"][-1]
+    assert "--add-scram" in script and "name=admin" in script and "--ignore-formatted" in script
+    assert script.rstrip().endswith("exec /etc/kafka/docker/run")
+    health = " ".join(services["kafka"]["healthcheck"]["test"])
+    assert "--command-config" in health and "SCRAM-SHA-512" in health
+
+
+def test_scribe_services_log_in_as_their_own_principal(
+    all_services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, principal in PRINCIPAL_OF.items():
+        env = environment(all_services[name])
+        with monkeypatch.context() as patch:
+            for key in [k for k in os.environ if k.startswith("SCRIBE_")]:
+                patch.delenv(key)
+            for key, value in env.items():
+                if key.startswith("SCRIBE_") and value is not None:
+                    patch.setenv(key, value)
+            settings = Settings()
+        assert settings.kafka_security_protocol == "SASL_PLAINTEXT", name
+        assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512", name
+        assert settings.kafka_sasl_username == principal, name
+        password = settings.kafka_sasl_password
+        assert password is not None
+        assert password.get_secret_value() == f"placeholder-{KAFKA_PASSWORDS[principal].lower()}"
+        milvus = settings.milvus_auth
+        if name == "scribe-init":
+            assert milvus is None, "scribe-init does not touch Milvus"
+        else:
+            assert milvus == "root:placeholder-milvus_root_password", name
+
+
+def test_milvus_requires_a_password_that_is_not_the_default(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    env = environment(services["milvus"])
+    assert env["COMMON_SECURITY_AUTHORIZATIONENABLED"] == "true"
+    assert env["COMMON_SECURITY_DEFAULTROOTPASSWORD"] == "placeholder-milvus_root_password"
+    assert "MILVUS_AUTHORIZATION_ENABLED" not in referenced_variables(COMPOSE_FILE.read_text())
+
+
+def provision(tmp: Path, env: Mapping[str, str | None]) -> tuple[int, list[list[str]]]:
+    """Run compose/kafka/provision.sh with stub kafka-configs/kafka-acls that record their
+    arguments; its exit status and the calls."""
+    bin_dir, log = tmp / "bin", tmp / "calls.jsonl"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for tool in ("kafka-configs.sh", "kafka-acls.sh"):
+        stub = bin_dir / tool
+        stub.write_text(
+            f"#!{sys.executable}\nimport json, sys\n"
+            f"open({str(log)!r}, 'a').write(json.dumps([{tool!r}, *sys.argv[1:]]) + '\\n')\n"
+        )
+        stub.chmod(0o755)
+    clean = {k: v for k, v in env.items() if v is not None}
+    clean.update(KAFKA_BIN=str(bin_dir), PATH=os.environ.get("PATH", ""), TMPDIR=str(tmp))
+    done = subprocess.run(["bash", str(PROVISION)], env=clean, capture_output=True, timeout=60)
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return done.returncode, calls
+
+
+def acl_rules(calls: list[list[str]]) -> set[tuple[str, str, str, str, str]]:
+    """(principal, operation, resource type, name, pattern type) added by kafka-acls calls."""
+    rules = set()
+    for call in calls:
+        if call[0] != "kafka-acls.sh":
+            continue
+        args = call[1:]
+        assert "--add" in args and "--deny-principal" not in args, call
+        pairs = list(itertools.pairwise(args))
+        principal = next(v for k, v in pairs if k == "--allow-principal").removeprefix("User:")
+        pattern = next((v for k, v in pairs if k == "--resource-pattern-type"), "literal")
+        operations = [v for k, v in pairs if k == "--operation"]
+        resources = [(k[2:], v) for k, v in pairs if k in ("--topic", "--group")]
+        resources += [("cluster", "kafka-cluster")] if "--cluster" in args else []
+        for operation in operations:
+            for kind, name in resources:
+                rules.add((principal, operation, kind, name, pattern))
+    return rules
+
+
+def test_acls_let_each_principal_do_only_what_its_process_does(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Read from the code: the platform writes events; a flow run reads its event and writes
+    results, dead letters and failure notices; the worker consumes both topics in its group,
+    dead-letters, and publishes removals to the results topic; operators create the topics,
+    redrive (events), replay and resink (results) in groups scribe-stream-replay-*."""
+    init = services["kafka-init"]
+    assert init["command"] == ["bash", "/opt/scribe/provision.sh"]
+    assert any(
+        v.get("target") == "/opt/scribe/provision.sh" and Path(v["source"]) == PROVISION
+        for v in init.get("volumes") or []
+    )
+    assert (init.get("depends_on") or {}).get("kafka", {}).get("condition") == "service_healthy"
+    scribe_init = services["scribe-init"].get("depends_on") or {}
+    assert scribe_init.get("kafka-init", {}).get("condition") == "service_completed_successfully"
+
+    status, calls = provision(tmp_path, environment(init))
+    assert status == 0
+    users = {
+        call[call.index("--entity-name") + 1]: call[call.index("--add-config") + 1]
+        for call in calls
+        if call[0] == "kafka-configs.sh"
+    }
+    assert set(users) == set(KAFKA_PASSWORDS) - {"admin"}
+    for user, config in users.items():
+        assert config.startswith("SCRAM-SHA-512=[")
+        assert f"password=placeholder-{KAFKA_PASSWORDS[user].lower()}]" in config
+
+    ev, res, dlq, fail = (
+        "novel-events",
+        "novel-events.embeddings",
+        "novel-events.dlq",
+        "novel-events.failures",
+    )
+    rules = acl_rules(calls)
+
+    def who(operation: str, kind: str, name: str, pattern: str = "literal") -> set[str]:
+        return {r[0] for r in rules if r[1:] == (operation, kind, name, pattern)}
+
+    assert who("Write", "topic", res) == {"runner", "worker", "operator"}, "the sink trusts these"
+    assert who("Write", "topic", ev) == {"platform", "operator"}
+    assert who("Write", "topic", dlq) == {"runner", "worker"}
+    assert who("Write", "topic", fail) == {"runner"}
+    assert who("Read", "group", "scribe-stream") == {"worker"}, "only workers consume"
+    assert who("Read", "topic", res) == {"worker", "operator"}
+    assert who("Read", "topic", ev) == {"runner", "worker", "operator"}
+    assert who("Read", "group", "scribe-stream-replay-", "prefixed") == {"operator"}
+    assert {r[0] for r in rules if r[1] == "Create"} == {"operator"}
+    assert {r for r in rules if r[0] == "platform"} == {
+        ("platform", "Write", "topic", ev, "literal")
+    }, "the platform may only write novel-events"
+    assert not any(r[2] == "cluster" or r[3] == "*" for r in rules), "no wildcard, no cluster"
+
+
+def test_provisioning_refuses_a_weak_or_unquotable_password(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    for bad in ("short", "has,comma-and-more-than-16", "has]bracket-and-more-than-16"):
+        env = {**environment(services["kafka-init"]), "KAFKA_WORKER_PASSWORD": bad}
+        status, calls = provision(tmp_path / bad.replace("]", "_").replace(",", "_"), env)
+        assert status != 0 and calls == [], bad

@@ -123,3 +123,46 @@ def test_secrets_never_show_in_repr_and_reach_their_clients(
     assert env["PREFECT_API_AUTH_STRING"] == "admin:auth-000"
     assert client_config(settings)["sasl_plain_password"] == "kafka-pw-123"
     assert vector_store(settings)._token == "root:milvus-tok-456"
+
+
+def test_milvus_user_and_password_make_the_login_token() -> None:
+    settings = Settings(milvus_user="root", milvus_password="pw-123456")  # type: ignore[arg-type]
+    assert settings.milvus_auth == "root:pw-123456"
+    assert vector_store(settings)._token == "root:pw-123456"
+    assert "pw-123456" not in repr(settings)
+    assert Settings().milvus_auth is None  # the embedded Milvus Lite: no login
+    with pytest.raises(ValidationError, match="go together"):
+        Settings(milvus_user="root")
+    with pytest.raises(ValidationError, match="not both"):
+        Settings(milvus_user="u", milvus_password="p", milvus_token="u:p")  # type: ignore[arg-type]
+
+
+def test_scram_sha_512_reaches_every_kafka_client_the_code_builds() -> None:
+    """aiokafka producers, consumers and admin clients all take client_config; Faust's
+    broker_credentials the same login."""
+    from streams.wiring import build_event_source, build_result_publisher
+
+    settings = Settings(
+        kafka_bootstrap_servers="kafka:9092",
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="runner",
+        kafka_sasl_password="runner-pw",  # type: ignore[arg-type]
+    )
+    expected = {
+        "bootstrap_servers": "kafka:9092",
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "runner",
+        "sasl_plain_password": "runner-pw",
+    }
+    assert client_config(settings) == expected
+    assert build_result_publisher(settings)._config == expected
+    assert build_event_source(settings)._config == expected
+    creds = faust_credentials(settings)  # what streams.app passes as broker_credentials
+    assert isinstance(creds, faust.SASLCredentials)
+    assert (creds.username, creds.password, creds.mechanism.value) == (
+        "runner",
+        "runner-pw",
+        "SCRAM-SHA-512",
+    )

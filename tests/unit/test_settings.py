@@ -163,3 +163,42 @@ def test_the_readme_configuration_table_lists_every_setting() -> None:
     table = table[: table.index("\n\n")]
     missing = [n for n in Settings.model_fields if f"| `SCRIBE_{n.upper()}` |" not in table]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd?token=leak-me",
+        "javascript:alert('leak-me')",
+        "ftp://hooks.example/leak-me",
+        "hooks.example/leak-me",
+        "https:///leak-me",
+        "http://[::1/leak-me",
+    ],
+)
+def test_a_failure_webhook_that_is_not_http_is_refused_without_echoing_it(url: str) -> None:
+    """Prefect's server posts to the webhook: only http(s) URLs with a host; the error names
+    the setting, and never shows the URL (it may carry a token)."""
+    with pytest.raises(ValidationError) as caught:
+        Settings(failure_webhook_url=url)
+    message = str(caught.value)
+    assert "SCRIBE_FAILURE_WEBHOOK_URL" in message
+    assert "leak-me" not in message
+
+
+@pytest.mark.parametrize("url", ["https://hooks.example/T0/B1?k=v", "http://10.0.0.5:8080/hook"])
+def test_an_http_failure_webhook_is_accepted(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRIBE_FAILURE_WEBHOOK_URL", url)
+    s = Settings()
+    assert s.failure_webhook_url is not None
+    assert s.failure_webhook_url.get_secret_value() == url
+
+
+def test_a_refused_secret_never_shows_in_the_error() -> None:
+    """Any invalid setting: the error shows no input (a DSN or token can be in it; a
+    check across fields would print them all)."""
+    with pytest.raises(ValidationError) as caught:
+        Settings(milvus_token="leak-me", chunk_target_tokens=500)
+    message = str(caught.value)
+    assert "chunk_target_tokens must not exceed" in message
+    assert "leak-me" not in message and "input_value" not in message
