@@ -101,3 +101,30 @@ def test_status_is_unhealthy_while_the_index_lacks_rows_and_names_the_resink(
     assert not [p for p in after["problems"] if REPAIR in p]
     if not before["problems"]:  # healthy before the damage: healthy again after the repair
         assert (code, after["problems"]) == (0, []), after["problems"]
+
+
+def test_status_names_the_worker_when_results_wait_unconsumed(stack: Stack) -> None:
+    """A group that has not consumed the results for longer than the limit: the sink is
+    not advancing. Seen through a group that never ran (the live worker must keep up)."""
+    novel = f"status-sink-{uuid.uuid4().hex[:6]}"
+    _produce(stack, novel, 1)
+    wait_for(lambda: converged(stack, novel, {"c1": (1, 1)}), 300, "the chapter indexed", stack)
+    live = _report(stack)[1]
+    assert not [f for f in live["findings"] if f["check"] == "sink_stalled"]
+
+    stalled = stack.scribe(
+        "status",
+        "--json",
+        env_extra={
+            "SCRIBE_APP_ID": f"never-ran-{uuid.uuid4().hex[:6]}",
+            "SCRIBE_STATUS_RESULT_WAIT_SECONDS": "1",
+        },
+    )
+    assert stalled.returncode == 1
+    report = json.loads(stalled.stdout)
+    waiting = report["kafka"]["results_waiting"]
+    assert waiting and all(w["lag"] > 0 and w["oldest_at"] for w in waiting)
+    assert all(w["oldest_at"] <= report["checked_at"] for w in waiting)
+    (finding,) = [f for f in report["findings"] if f["check"] == "sink_stalled"]
+    assert stack.settings.topic_embeddings in finding["problem"]
+    assert "`scribe worker`" in finding["repair"]
