@@ -8,9 +8,10 @@ collection's own books (its chunk counts, its versions), never the old collectio
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from agents.decisions import ChapterState
-from agents.ledger import Ledger
+from agents.ledger import Ledger, LedgerSummary
 from agents.ports import Index, IndexCatalog
 from agents.vector_store import VectorStore
 
@@ -95,6 +96,10 @@ class LiveLedger:
     async def chapters(self, status: str, limit: int = 50) -> list[ChapterState]:
         """See :meth:`agents.ledger.Ledger.chapters`."""
         return await (await self._ledger()).chapters(status, limit)
+
+    async def summary(self, pending_before: datetime) -> LedgerSummary:
+        """Delegate."""
+        return await (await self._ledger()).summary(pending_before)
 
     async def close(self) -> None:
         """The catalog owns the ledgers."""

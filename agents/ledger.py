@@ -13,6 +13,7 @@ collection a replay builds), so a rebuild keeps its own bookkeeping.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -22,6 +23,22 @@ from schemas import ServiceUnavailable
 
 class LedgerUnavailable(ServiceUnavailable):
     """The ledger's database cannot be used right now (retriable)."""
+
+
+@dataclass(frozen=True)
+class LedgerSummary:
+    """What ``scribe status`` holds the index and the flows to, for one scope.
+
+    ``indexed_rows`` is the number of chunk rows the index should hold: the chunk count of
+    every chapter whose applied version is not a deletion (a pending or failed chapter
+    still has the rows of its older applied version). ``stale_pending`` counts the
+    pending chapters last touched before the cutoff asked for; ``oldest_pending`` is the
+    pending chapter waiting longest (``None`` when nothing is pending).
+    """
+
+    indexed_rows: int
+    stale_pending: int
+    oldest_pending: ChapterState | None
 
 
 class Ledger(Protocol):
@@ -79,6 +96,10 @@ class Ledger(Protocol):
 
     async def chapters(self, status: str, limit: int = 50) -> list[ChapterState]:
         """Newest-first rows in ``status``."""
+        ...
+
+    async def summary(self, pending_before: datetime) -> LedgerSummary:
+        """Rows the index should hold, and pending chapters older than ``pending_before``."""
         ...
 
     async def close(self) -> None:

@@ -15,7 +15,7 @@ from schemas import SourceRef
 from schemas.dead_letters import message_source
 from streams import check_prefect_env
 from streams.adapters.kafka.client import faust_credentials
-from streams.commands.status import kafka_report
+from streams.commands.status_kafka import kafka_report
 from streams.metrics import LAG, Heartbeat, serve
 from streams.settings import Settings
 from streams.wiring import WorkerResources

@@ -360,19 +360,21 @@ def index_drop(name: str) -> None:
 
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Health: lag per partition, flow runs, ledger, index, DLQ. Exit 1 when unhealthy."""
-    from streams.commands import status as st
+    """Health: lag per partition, flow runs, ledger, index, DLQ. Exit 1 when unhealthy.
 
-    settings = _settings()
-    report = asyncio.run(st.gather(settings))
-    issues = st.problems(report, st.load_previous(settings))
-    st.save(settings, report)
-    report["problems"] = issues
+    Also unhealthy, naming the repair: the index holds fewer rows than the ledger says
+    are indexed, a chapter pending longer than SCRIBE_STATUS_PENDING_SECONDS, results
+    waiting unconsumed longer than SCRIBE_STATUS_RESULT_WAIT_SECONDS.
+    """
+    from streams.commands import status as st
+    from streams.commands.status_view import render
+
+    report = asyncio.run(st.check(_settings()))
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
     else:
-        st.render(report, Console())
-    raise typer.Exit(1 if issues else 0)
+        render(report, Console())
+    raise typer.Exit(1 if report["problems"] else 0)
 
 
 @app.command()

@@ -142,6 +142,19 @@ class Settings(BaseSettings):
         "follows a flush within it back by the rest of it.",
     )
 
+    # Health (scribe status)
+    status_pending_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="scribe status is unhealthy while a chapter has been pending longer.",
+    )
+    status_result_wait_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="scribe status is unhealthy while a result has waited longer on the "
+        "results topic, not consumed by the worker (the sink is not advancing).",
+    )
+
     log_level: str = "INFO"
     log_json: bool = Field(False, description="One JSON object per log line.")
     worker_metrics_port: int = Field(

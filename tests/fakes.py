@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.decisions import ChapterState
-from agents.ledger import applies_over
+from agents.ledger import LedgerSummary, applies_over
 from agents.vector_store import Hit, Trim, chunk_rows
 from schemas import (
     ChapterEmbedded,
@@ -146,6 +146,18 @@ class InMemoryLedger:
         rows = [s for s in self.rows.values() if s.status == status]
         rows.sort(key=lambda s: s.updated_at or _now(), reverse=True)
         return rows[:limit]
+
+    async def summary(self, pending_before: datetime) -> LedgerSummary:
+        """Sums and the oldest pending row."""
+        pending = sorted(
+            (s for s in self.rows.values() if s.status == "pending"),
+            key=lambda s: s.updated_at or _now(),
+        )
+        return LedgerSummary(
+            indexed_rows=sum(s.chunk_count for s in self.rows.values() if not s.deleted),
+            stale_pending=sum(1 for s in pending if (s.updated_at or _now()) < pending_before),
+            oldest_pending=pending[0] if pending else None,
+        )
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -8,7 +8,7 @@ on PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from agents.decisions import ChapterState
 from agents.ledger import Ledger
@@ -189,6 +189,34 @@ async def check_applied_removals_are_remembered_by_event_id(ledger: Ledger) -> N
     assert await ledger.removals_applied(["e3"]) == {"e3"}
 
 
+async def check_summary_counts_rows_the_index_should_hold_and_old_pending(
+    ledger: Ledger,
+) -> None:
+    """Rows: every chapter not deleted, pending and failed ones by their applied version."""
+    now = datetime.now(UTC)
+    empty = await ledger.summary(now)
+    assert (empty.indexed_rows, empty.stale_pending, empty.oldest_pending) == (0, 0, None)
+    await ledger.record_applied_many(
+        [applied("n", "a", 1, chunks=3), applied("n", "b", 1, chunks=4), applied("n", "d", 1)]
+    )
+    await ledger.record_applied(applied("n", "d", 2, deleted=True))
+    await ledger.record_submitted("n", "b", 2, "rb")  # pending: its v1 rows are still there
+    await ledger.record_submitted("m", "x", 1, "rx")  # pending, nothing applied yet
+    await ledger.record_applied(applied("n", "f", 1, chunks=5))
+    await ledger.record_failed("n", "f", 2, "rf", "boom")  # failed: its v1 rows stay
+    later = datetime.now(UTC) + timedelta(hours=1)
+    summary = await ledger.summary(later)
+    assert summary.indexed_rows == 3 + 4 + 5
+    assert summary.stale_pending == 2
+    assert summary.oldest_pending is not None
+    assert (summary.oldest_pending.novel_id, summary.oldest_pending.chapter_id) == ("n", "b")
+    assert summary.oldest_pending.latest_version == 2
+    assert (await ledger.summary(now - timedelta(hours=1))).stale_pending == 0
+    await ledger.delete_novel("n", 9)
+    gone = await ledger.summary(later)
+    assert (gone.indexed_rows, gone.stale_pending) == (0, 1)
+
+
 CONTRACT: list[Callable[[Ledger], Awaitable[None]]] = [
     check_starts_empty,
     check_applied_rows_round_trip_and_replace,
@@ -200,4 +228,5 @@ CONTRACT: list[Callable[[Ledger], Awaitable[None]]] = [
     check_rows_by_key_in_one_call,
     check_a_stray_writer_never_moves_a_chapter_back,
     check_applied_removals_are_remembered_by_event_id,
+    check_summary_counts_rows_the_index_should_hold_and_old_pending,
 ]

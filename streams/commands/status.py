@@ -1,54 +1,30 @@
-"""``scribe status``: lag, flow runs, ledger, index and DLQ in one health report."""
+"""``scribe status``: lag, flow runs, ledger, index and DLQ in one health report.
+
+The I/O lives here (and in :mod:`streams.commands.status_kafka`); what is unhealthy is
+decided by the pure functions of :mod:`streams.commands.status_checks`.
+"""
 
 from __future__ import annotations
 
-import json
+import asyncio
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from streams.adapters.kafka.client import admin_client, client_config, partitions_of
+from streams.adapters.milvus.store import MilvusVectorStore
+from streams.commands.status_checks import findings, problems
+from streams.commands.status_facts import Limits, facts_of
+from streams.commands.status_kafka import kafka_report
+from streams.commands.status_view import load_previous, save
 from streams.settings import Settings
-from streams.wiring import apply_prefect_env, open_live_ledger, vector_store
+from streams.wiring import apply_prefect_env, open_ledger, open_live_ledger, vector_store
+
+__all__ = ["check", "gather", "kafka_report", "limits"]
+
+#: Pause before the index is counted again, when its first count was short.
+CONFIRM_SECONDS = 2.0
 
 RUN_STATES = ("SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-
-
-async def kafka_report(settings: Settings) -> dict[str, Any]:
-    """Committed and end offsets per partition of the worker's group; DLQ size."""
-    async with admin_client(settings) as admin:
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
-    consumer = AIOKafkaConsumer(**client_config(settings), group_id=None)
-    await consumer.start()
-    try:
-        partitions: list[dict[str, Any]] = []
-        for topic in (settings.topic_events, settings.topic_embeddings):
-            tps = [TopicPartition(topic, p) for p in await partitions_of(settings, topic)]
-            ends = await consumer.end_offsets(tps) if tps else {}
-            for tp in tps:
-                meta = committed.get(tp)
-                offset = meta.offset if meta is not None and meta.offset >= 0 else None
-                partitions.append(
-                    {
-                        "topic": topic,
-                        "partition": tp.partition,
-                        "committed": offset,
-                        "end": ends[tp],
-                        "lag": ends[tp] - (offset or 0),
-                    }
-                )
-        dlq = [
-            TopicPartition(settings.topic_dlq, p)
-            for p in await partitions_of(settings, settings.topic_dlq)
-        ]
-        dlq_size = 0
-        if dlq:
-            ends, starts = await consumer.end_offsets(dlq), await consumer.beginning_offsets(dlq)
-            dlq_size = sum(ends[tp] - starts[tp] for tp in dlq)
-        return {"group": settings.app_id, "partitions": partitions, "dlq_size": dlq_size}
-    finally:
-        await consumer.stop()
 
 
 async def prefect_report(settings: Settings) -> dict[str, Any]:
@@ -103,11 +79,13 @@ async def prefect_report(settings: Settings) -> dict[str, Any]:
     }
 
 
-async def ledger_report(settings: Settings) -> dict[str, Any]:
-    """Chapters by status and the newest failures."""
+async def ledger_report(settings: Settings, now: datetime) -> dict[str, Any]:
+    """Chapters by status, the newest failures, and the chapters pending too long."""
     ledger = await open_live_ledger(settings)
     try:
         failed = await ledger.chapters("failed", 10)
+        summary = await ledger.summary(now - timedelta(seconds=settings.status_pending_seconds))
+        oldest = summary.oldest_pending
         return {
             "counts": await ledger.counts(),
             "failed": [
@@ -120,28 +98,60 @@ async def ledger_report(settings: Settings) -> dict[str, Any]:
                 }
                 for f in failed
             ],
+            "stale_pending": summary.stale_pending,
+            "oldest_pending": None
+            if oldest is None
+            else {
+                "novel_id": oldest.novel_id,
+                "chapter_id": oldest.chapter_id,
+                "version": oldest.latest_version,
+                "since": (oldest.updated_at or now).isoformat(),
+            },
         }
     finally:
         await ledger.close()
 
 
+async def index_sample(settings: Settings, store: MilvusVectorStore) -> dict[str, Any]:
+    """The collection behind the alias, its rows, then what its ledger scope says it holds
+    (read after the rows: the sink writes the index first, the ledger second)."""
+    info = await store.describe()
+    ledger = await open_ledger(settings, info["collection"])
+    try:
+        summary = await ledger.summary(datetime.now(UTC))
+    finally:
+        await ledger.close()
+    return {**info, "expected_rows": summary.indexed_rows}
+
+
 async def index_report(settings: Settings) -> dict[str, Any]:
-    """The collection behind the alias, its model and row count."""
+    """The collection behind the alias, its model, its row count and the rows its ledger
+    says are indexed; a shortfall is sampled again after :data:`CONFIRM_SECONDS`."""
     store = vector_store(settings)
     try:
-        info = await store.describe()
-        return {"alias": settings.milvus_collection, **info}
+        samples = [await index_sample(settings, store)]
+        if samples[0]["expected_rows"] > samples[0]["rows"]:
+            await asyncio.sleep(CONFIRM_SECONDS)
+            samples.append(await index_sample(settings, store))
     finally:
         await store.close()
+    last = samples[-1]
+    return {
+        "alias": settings.milvus_collection,
+        **last,
+        "missing_rows": max(0, last["expected_rows"] - last["rows"]),
+        "samples": [{k: s[k] for k in ("collection", "rows", "expected_rows")} for s in samples],
+    }
 
 
 async def gather(settings: Settings) -> dict[str, Any]:
     """Every section; a section whose service is down carries an ``error``."""
-    report: dict[str, Any] = {"checked_at": datetime.now(UTC).isoformat()}
+    now = datetime.now(UTC)
+    report: dict[str, Any] = {"checked_at": now.isoformat()}
     for name, part in (
-        ("kafka", kafka_report),
+        ("kafka", partial(kafka_report, waited=True)),
         ("prefect", prefect_report),
-        ("ledger", ledger_report),
+        ("ledger", partial(ledger_report, now=now)),
         ("index", index_report),
     ):
         try:
@@ -151,80 +161,18 @@ async def gather(settings: Settings) -> dict[str, Any]:
     return report
 
 
-def problems(report: dict[str, Any], previous: dict[str, Any] | None) -> list[str]:
-    """What makes the report unhealthy (pure); compares with the previous report if any."""
-    found = [
-        f"{name}: {report[name]['error']}"
-        for name in ("kafka", "prefect", "ledger", "index")
-        if "error" in report.get(name, {})
-    ]
-    kafka = report.get("kafka", {})
-    before = {
-        (p["topic"], p["partition"]): p
-        for p in (previous or {}).get("kafka", {}).get("partitions", [])
-    }
-    for p in kafka.get("partitions", []):
-        if p["end"] > 0 and p["committed"] is None:
-            found.append(f"{p['topic']}[{p['partition']}] has messages but no committed offset")
-        old = before.get((p["topic"], p["partition"]))
-        if old and p["lag"] > 0 and old["lag"] > 0 and p["committed"] == old["committed"]:
-            found.append(
-                f"{p['topic']}[{p['partition']}] is not being consumed "
-                f"(lag {p['lag']}, offset unchanged)"
-            )
-    if previous and kafka.get("dlq_size", 0) > previous.get("kafka", {}).get("dlq_size", 0):
-        found.append(f"dead-letter topic grew to {kafka['dlq_size']}")
-    if report.get("prefect", {}).get("failed_last_hour", 0):
-        found.append(f"{report['prefect']['failed_last_hour']} failed flow runs in the last hour")
-    if report.get("ledger", {}).get("counts", {}).get("failed", 0):
-        found.append(f"{report['ledger']['counts']['failed']} chapters failed")
-    return found
+def limits(settings: Settings) -> Limits:
+    """The thresholds of :func:`~streams.commands.status_checks.findings`."""
+    return Limits(settings.status_pending_seconds, settings.status_result_wait_seconds)
 
 
-def load_previous(settings: Settings) -> dict[str, Any] | None:
-    """The last report written by ``scribe status`` in this data dir."""
-    path = settings.data_dir / "status.json"
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return None
-
-
-def save(settings: Settings, report: dict[str, Any]) -> None:
-    """Keep the report for the next comparison."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    (settings.data_dir / "status.json").write_text(json.dumps(report))
-
-
-def render(report: dict[str, Any], console: Any) -> None:
-    """Human-readable tables of a report."""
-    from rich.table import Table
-
-    kafka = report.get("kafka", {})
-    table = Table(
-        "topic", "partition", "committed", "end", "lag", title=f"group {kafka.get('group')}"
-    )
-    for p in kafka.get("partitions", []):
-        table.add_row(
-            p["topic"], str(p["partition"]), str(p["committed"]), str(p["end"]), str(p["lag"])
-        )
-    console.print(table)
-    console.print(f"dead letters: {kafka.get('dlq_size', '?')}")
-    prefect = report.get("prefect", {})
-    console.print(
-        f"flow runs of {prefect.get('deployment')}: {prefect.get('runs')} "
-        f"(failed in the last hour: {prefect.get('failed_last_hour')})"
-    )
-    ledger = report.get("ledger", {})
-    console.print(f"chapters: {ledger.get('counts')}")
-    for f in ledger.get("failed", []):
-        console.print(
-            f"  failed {f['novel_id']}/{f['chapter_id']}@v{f['version']} "
-            f"run {f['flow_run_id']}: {f['error']}"
-        )
-    console.print(f"index: {report.get('index')}")
-    for name in ("kafka", "prefect", "ledger", "index"):
-        if "error" in report.get(name, {}):
-            console.print(f"[red]{name}: {report[name]['error']}")
-    issues = report.get("problems", [])
-    console.print("[green]healthy" if not issues else "[red]unhealthy:\n  " + "\n  ".join(issues))
+async def check(settings: Settings) -> dict[str, Any]:
+    """Gather a report, judge it (against the previous one too), keep it for the next
+    call; the report carries ``findings`` (with their repairs) and every ``problems``."""
+    report = await gather(settings)
+    found = findings(facts_of(report, settings.topic_embeddings), limits(settings))
+    issues = problems(report, load_previous(settings)) + [f.line() for f in found]
+    save(settings, report)
+    report["findings"] = [f.as_json() for f in found]
+    report["problems"] = issues
+    return report

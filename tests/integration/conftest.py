@@ -88,6 +88,7 @@ ORDER = [
     "test_ledger_postgres",
     "test_replay",
     "test_operations",
+    "test_status",
     "test_guarantees",
     "test_crashes",
     "test_failures",

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.decisions import ChapterState
-from agents.ledger import LedgerUnavailable
+from agents.ledger import LedgerSummary, LedgerUnavailable
 from streams.adapters.ledger import sql as q
 
 
@@ -172,6 +172,15 @@ class PostgresLedger:
         """Rows in ``status``, newest first."""
         rows = await self._call("fetch", q.LIST_BY_STATUS, self._scope, status, limit)
         return [q.row_to_state(r) for r in rows]
+
+    async def summary(self, pending_before: datetime) -> LedgerSummary:
+        """See :meth:`agents.ledger.Ledger.summary`."""
+        rows = await self._call("fetchval", q.INDEXED_ROWS, self._scope)
+        stale = await self._call("fetchval", q.STALE_PENDING, self._scope, pending_before)
+        oldest = await self._call("fetchrow", q.OLDEST_PENDING, self._scope)
+        return LedgerSummary(
+            int(rows), int(stale), None if oldest is None else q.row_to_state(oldest)
+        )
 
     async def close(self) -> None:
         """Close the pool."""

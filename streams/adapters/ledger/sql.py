@@ -132,6 +132,21 @@ LIST_BY_STATUS = (
     " ORDER BY updated_at DESC LIMIT $3"
 )
 
+#: $1 scope: the chunk rows the index should hold (chapters not deleted).
+INDEXED_ROWS = (
+    "SELECT COALESCE(SUM(chunk_count), 0) FROM scribe_chapters WHERE scope = $1 AND NOT deleted"
+)
+#: $1 scope $2 cutoff: pending chapters last updated before the cutoff.
+STALE_PENDING = (
+    f"SELECT count(*) FROM scribe_chapters WHERE scope = $1 AND ({STATUS}) = 'pending'"
+    " AND updated_at < $2"
+)
+#: $1 scope: the pending chapter waiting longest.
+OLDEST_PENDING = (
+    f"SELECT {COLUMNS} FROM scribe_chapters WHERE scope = $1 AND ({STATUS}) = 'pending'"
+    " ORDER BY updated_at ASC LIMIT 1"
+)
+
 
 def for_sqlite(sql: str) -> str:
     """PostgreSQL dialect to SQLite: numbered ``?N`` parameters, scalar ``max``."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.decisions import ChapterState
-from agents.ledger import LedgerUnavailable
+from agents.ledger import LedgerSummary, LedgerUnavailable
 from streams.adapters.ledger import sql as q
 
 
@@ -165,6 +165,21 @@ class SqliteLedger:
             lambda: self._exec(q.LIST_BY_STATUS, self._scope, status, limit).fetchall()
         )
         return [q.row_to_state(r) for r in rows]
+
+    async def summary(self, pending_before: datetime) -> LedgerSummary:
+        """See :meth:`agents.ledger.Ledger.summary` (timestamps are UTC ISO 8601 text)."""
+        cutoff = pending_before.astimezone(UTC).isoformat()
+
+        def run() -> LedgerSummary:
+            rows = self._exec(q.INDEXED_ROWS, self._scope).fetchone()[0]
+            stale = self._exec(q.STALE_PENDING, self._scope, cutoff).fetchone()[0]
+            oldest = self._exec(q.OLDEST_PENDING, self._scope).fetchone()
+            return LedgerSummary(
+                int(rows), int(stale), None if oldest is None else q.row_to_state(oldest)
+            )
+
+        summary: LedgerSummary = await self._run(run)
+        return summary
 
     async def close(self) -> None:
         """Close the file."""

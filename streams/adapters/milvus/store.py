@@ -346,13 +346,17 @@ class MilvusVectorStore:
         return found
 
     async def describe(self) -> dict[str, Any]:
-        """The physical collection behind the alias, its model(s) and row count."""
+        """The physical collection behind the alias, its model and its rows (``count(*)``)."""
 
         def run() -> dict[str, Any]:
             client = self._connect()
             physical = client.describe_alias(self._alias)["collection_name"]
-            rows = client.query(self._alias, filter="", output_fields=["count(*)"])
-            sample = client.query(self._alias, filter="", output_fields=["model"], limit=1)
+            # Of that collection (the alias may move meanwhile), after every write so far:
+            # not the statistics, which count upserted and deleted rows until a compaction.
+            rows = client.query(
+                physical, filter="", output_fields=["count(*)"], consistency_level="Strong"
+            )
+            sample = client.query(physical, filter="", output_fields=["model"], limit=1)
             return {
                 "collection": physical,
                 "rows": int(rows[0]["count(*)"]),
