@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.integration.harness import (
@@ -136,6 +137,19 @@ def _runs_of(stack: Stack, novel: str) -> list[dict[str, Any]]:
     return runs
 
 
+def _deployment(stack: Stack) -> dict[str, Any] | None:
+    """The deployment, once the runner has created it (``None`` before)."""
+    try:
+        found: dict[str, Any] = stack.prefect(
+            f"/deployments/name/{stack.settings.deployment}", None, "GET"
+        )
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return None
+        raise
+    return found
+
+
 def _ledger_failed(stack: Stack, novel: str) -> dict[str, Any] | None:
     report = json.loads(stack.scribe("status", "--json").stdout)
     return next((f for f in report["ledger"]["failed"] if f["novel_id"] == novel), None)
@@ -157,11 +171,11 @@ def test_a_kafka_restart_under_a_reading_run_strands_no_chapter(stack: Stack) ->
     novel, doomed = f"kafka-away-{tag}", f"kafka-away-doomed-{tag}"
     body = event("chapter.created", novel, "c1", 1, title="第1章", text=_text(1, 1))
     kafka = service(stack, "kafka")
+    deployment = wait_for(lambda: _deployment(stack), 180, "the deployment", stack, interval=2)
     stack.runner.stop()
     try:
         asyncio.run(stack.produce([(novel.encode(), body)]))
-        wait_for(lambda: _runs_of(stack, novel), 120, "the chapter's flow run", interval=2)
-        deployment = stack.prefect(f"/deployments/name/{stack.settings.deployment}", None, "GET")
+        wait_for(lambda: _runs_of(stack, novel), 300, "the chapter's flow run", interval=2)
         identity = {"event_id": str(uuid.uuid4()), "chapter_id": "c1", "version": 1}
         stack.prefect(
             f"/deployments/{deployment['id']}/create_flow_run",
