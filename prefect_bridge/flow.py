@@ -7,12 +7,14 @@ import json
 import logging
 import re
 import time
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import anyio
-from prefect import flow, get_run_logger, task
+from prefect import State, flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
 from prefect.utilities.annotations import opaque
 
@@ -21,6 +23,8 @@ from prefect_bridge.embedding import Vector
 from prefect_bridge.failure_report import HOOK_TIMEOUT_SECONDS, report_run_failure
 from prefect_bridge.markdown import escape_markdown
 from prefect_bridge.runtime import FlowRuntime, get_runtime
+from prefect_bridge.try_later import awaiting_service
+from prefect_bridge.unreported import mark_reported
 from prefect_bridge.vector_reuse import VectorLookup, plan_reuse
 from schemas import (
     ChapterEmbedded,
@@ -121,6 +125,11 @@ async def report_failure(flow: Any, flow_run: Any, state: Any) -> None:
     except TimeoutError:
         log.error("flow run %s: failure not reported within %.0fs", run_id, HOOK_TIMEOUT_SECONDS)
         raise
+    try:  # the mark that keeps the watchdog from reporting it again
+        async with get_client() as client:
+            await mark_reported(client, flow_run.id, flow_run.tags)
+    except Exception as exc:  # Prefect away: reported twice later, which is harmless
+        log.warning("flow run %s: failure reported but not marked: %s", run_id, exc)
 
 
 @task(
@@ -174,8 +183,39 @@ async def novel_processing(
     redrive: int = 0,
     target: str | None = None,
     event: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """Process one ``chapter.created``/``chapter.updated`` event of ``novel-events``.
+
+    See :func:`process_chapter`; ``redrive`` is for the failure report. A service away
+    (a retriable error, after the tasks' own retries) is not a failure of the chapter:
+    the run ends ``AwaitingRetry``, a little later, and a runner runs it again then
+    (:mod:`prefect_bridge.try_later`); its failure hook does not run.
+    """
+    try:
+        return await process_chapter(source, event_id, novel_id, chapter_id, version, target, event)
+    except ScribeError as exc:
+        later = awaiting_service(exc, _run_count(), datetime.now(UTC))
+        if later is None:
+            raise
+        get_run_logger().warning("%s", later.message)
+        return later
+
+
+def _run_count() -> int:
+    run = getattr(get_run_context(), "flow_run", None)
+    return int(getattr(run, "run_count", 0) or 1)
+
+
+async def process_chapter(
+    source: dict[str, Any] | None,
+    event_id: str | None,
+    novel_id: str | None,
+    chapter_id: str | None,
+    version: int | None,
+    target: str | None,
+    event: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The body of :func:`novel_processing`, inside its flow run.
 
     The parameters say where the event is in Kafka (``source``) and which it is; the flow
     reads it there. ``novel_id``, ``chapter_id`` and ``version`` are for the Prefect UI and

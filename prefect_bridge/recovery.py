@@ -17,8 +17,10 @@ setting ``SCRIBE_HOST_ID``, by default the host name). The rules:
 Orphans are set to AwaitingRetry, so a runner runs them again (the flow is idempotent:
 same event, same rows). A run whose last attempt crashed is reported through ``report``
 (``chapter.failed``, the platform's notice, the event parked as retriable: its own
-failure hook never ran when its process died) and then set Failed, which takes it out
-of the runs a watchdog reads.
+failure hook never ran when its process died), marked reported (the tag of
+:mod:`prefect_bridge.unreported`) and then set Failed, which takes it out of the runs a
+watchdog reads here. Failed runs whose own report could not be published are reported by
+:func:`prefect_bridge.unreported.report_unreported`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.states import AwaitingRetry, Failed
+
+from prefect_bridge.unreported import is_reported, mark_reported
 
 log = logging.getLogger("scribe.recovery")
 
@@ -224,10 +228,13 @@ async def _watched_runs(client: PrefectClient, deployment_id: UUID) -> list[Any]
 async def _report_final_crash(
     client: PrefectClient, run: Any, attempts: int, here: str, report: CrashReport
 ) -> None:
-    """Report first, then mark: a report lost to an error is made again next round."""
+    """Report, mark, then set Failed: a report lost to an error is made again next round,
+    a marked one is not (the mark also keeps it from the reports of failed runs)."""
     state = run.state
     reason = f"CRASHED: crashed on all {attempts} attempts; the last: {state.message or state.name}"
-    await report(dict(run.parameters or {}), reason, str(run.id))
+    if not is_reported(run.tags):
+        await report(dict(run.parameters or {}), reason, str(run.id))
+        await mark_reported(client, run.id, run.tags)
     await client.set_flow_run_state(
         run.id, Failed(message=f"scribe on {here}: {reason} (reported)"), force=True
     )

@@ -23,6 +23,7 @@ from prefect_bridge.deployment import ensure_deployment
 from prefect_bridge.failure_report import HOOK_TIMEOUT_SECONDS, report_run_failure
 from prefect_bridge.publisher import SEND_TIMEOUT_SECONDS
 from prefect_bridge.recovery import recover_orphans
+from prefect_bridge.unreported import report_unreported
 from streams import check_prefect_env
 from streams.embedded.processes import terminate_children
 from streams.metrics import RUNS_FINISHED, Heartbeat, serve
@@ -165,8 +166,9 @@ def _count_finished(state: str) -> None:
 async def _watch_orphans(
     settings: Settings, heartbeat: Heartbeat | None = None, every: float = 30.0
 ) -> None:
-    """At start and then periodically, reschedule runs whose process died and report the
-    ones that crashed on their last attempt (with a publisher of this loop's own)."""
+    """At start and then periodically, reschedule runs whose process died, report the
+    ones that crashed on their last attempt, and report failed runs whose own report could
+    not be published (Kafka away), with a publisher of this loop's own."""
     publisher, events = build_result_publisher(settings), build_event_source(settings)
 
     async def report(params: dict[str, Any], reason: str, run_id: str) -> None:
@@ -184,6 +186,7 @@ async def _watch_orphans(
                     await recover_orphans(
                         client, deployment.id, host=settings.host_id, report=report
                     )
+                    await report_unreported(client, deployment.id, report)
             except Exception as exc:  # Prefect or Kafka briefly down: try again next round
                 log.warning("orphan check failed: %s", exc)
             await asyncio.sleep(every)

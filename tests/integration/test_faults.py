@@ -8,13 +8,24 @@ with all of its chunks, no duplicate ids, nothing of deleted chapters.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 import uuid
+from typing import Any
 
+import httpx
 import pytest
 
-from tests.integration.harness import Stack, converged, event, restart_service, service, wait_for
+from tests.integration.harness import (
+    Stack,
+    converged,
+    event,
+    not_pending,
+    restart_service,
+    service,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -113,3 +124,87 @@ def test_a_runner_started_while_prefect_is_down_waits_for_it(stack: Stack) -> No
         stack,
         interval=5,
     )
+
+
+#: Seconds the broker stays away once a run is reading its event: a broker restart.
+KAFKA_AWAY_SECONDS = 60
+
+
+def _runs_of(stack: Stack, novel: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = stack.prefect(
+        "/flow_runs/filter", {"flow_runs": {"tags": {"all_": [f"novel:{novel}"]}}}
+    )
+    return runs
+
+
+def _deployment(stack: Stack) -> dict[str, Any] | None:
+    """The deployment, once the runner has created it (``None`` before)."""
+    try:
+        found: dict[str, Any] = stack.prefect(
+            f"/deployments/name/{stack.settings.deployment}", None, "GET"
+        )
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return None
+        raise
+    return found
+
+
+def _ledger_failed(stack: Stack, novel: str) -> dict[str, Any] | None:
+    report = json.loads(stack.scribe("status", "--json").stdout)
+    return next((f for f in report["ledger"]["failed"] if f["novel_id"] == novel), None)
+
+
+def test_a_kafka_restart_under_a_reading_run_strands_no_chapter(stack: Stack) -> None:
+    """Issue 19, hole 2: with the broker refusing connections for a minute, a run's event
+    read retried ~50 s and failed, its failure hook could not publish ``chapter.failed``
+    either, and nothing reported it again: the chapter stayed pending for good.
+
+    The outage is deterministic: both runs are submitted while Kafka is up and the runner
+    is stopped; the runner starts once the broker is down. One run is a real chapter (a
+    service away is "try later": it must end indexed); the other fails for good without
+    needing Kafka (no event position), so only a report made after the outage can tell.
+    """
+    from streams.embedded.processes import port_open
+
+    tag = uuid.uuid4().hex[:6]
+    novel, doomed = f"kafka-away-{tag}", f"kafka-away-doomed-{tag}"
+    body = event("chapter.created", novel, "c1", 1, title="第1章", text=_text(1, 1))
+    kafka = service(stack, "kafka")
+    deployment = wait_for(lambda: _deployment(stack), 180, "the deployment", stack, interval=2)
+    stack.runner.stop()
+    try:
+        asyncio.run(stack.produce([(novel.encode(), body)]))
+        wait_for(lambda: _runs_of(stack, novel), 300, "the chapter's flow run", interval=2)
+        identity = {"event_id": str(uuid.uuid4()), "chapter_id": "c1", "version": 1}
+        stack.prefect(
+            f"/deployments/{deployment['id']}/create_flow_run",
+            {"parameters": {**identity, "novel_id": doomed}, "tags": [f"novel:{doomed}"]},
+        )
+        kafka.stop()
+        stack.runner.start()
+        wait_for(
+            lambda: any(r["state_type"] == "RUNNING" for r in _runs_of(stack, novel)),
+            180,
+            "the chapter's run reading its event",
+            stack,
+        )
+        time.sleep(KAFKA_AWAY_SECONDS)
+    finally:
+        if not kafka.running:
+            kafka.start()
+        wait_for(lambda: port_open(stack.settings.kafka_port), 180, "kafka back up")
+    wait_for(
+        lambda: converged(stack, novel, {"c1": (1, 1)}),
+        300,
+        "the chapter indexed after the broker restart",
+        stack,
+        interval=5,
+    )
+    assert not_pending(stack, novel, "c1")
+    failed = wait_for(
+        lambda: _ledger_failed(stack, doomed), 300, "the doomed chapter reported", stack, 5
+    )
+    [run] = _runs_of(stack, doomed)
+    assert failed["flow_run_id"] == run["id"] and run["state_type"] == "FAILED", run
+    assert "scribe:reported" in run["tags"], run["tags"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +17,14 @@ import pytest
 from prefect_bridge.chunking import ChunkingPolicy, chunk_text
 from prefect_bridge.embedding import HashingEmbedder, Vector
 from prefect_bridge.runtime import FlowRuntime, configure
-from schemas import ChapterEmbedded, ChapterFailed, ChapterProcessingFailed, ResultEvent, SourceRef
+from schemas import (
+    ChapterEmbedded,
+    ChapterFailed,
+    ChapterProcessingFailed,
+    ResultEvent,
+    ServiceUnavailable,
+    SourceRef,
+)
 from schemas.dead_letters import Headers
 from tests.fakes import InMemoryEventLog
 
@@ -172,3 +180,59 @@ async def test_a_run_submitted_by_the_previous_release_is_still_processed(
         SourceRef.model_validate(source),
     )
     assert done["chunks"] == len(result.chunks) > 0
+
+
+class AwayEventLog(InMemoryEventLog):
+    """An event source whose Kafka refuses connections."""
+
+    async def read(self, source: SourceRef) -> tuple[bytes | None, bytes]:
+        raise ServiceUnavailable("cannot read the input event: Unable to bootstrap")
+
+
+async def _run_tags(run_id: Any) -> list[str]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return list((await client.read_flow_run(run_id)).tags)
+
+
+async def test_a_run_that_cannot_reach_kafka_is_tried_later_not_failed(
+    prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19, hole 2: the event read failed for good after ~50 s of a broker restart,
+    the run ended Failed and its chapter pending forever. Now it ends AwaitingRetry,
+    scheduled later, and nothing is reported: the chapter did not fail."""
+    import prefect_bridge.flow as flow_module
+    from prefect_bridge.try_later import FIRST_DELAY_SECONDS
+
+    monkeypatch.setattr(
+        flow_module, "read_event", flow_module.read_event.with_options(retry_delay_seconds=0)
+    )
+    publisher, log = Publisher(), AwayEventLog()
+    configure(lambda: FlowRuntime(HashingEmbedder(), publisher, POLICY, 100_000, events=log))
+    began = datetime.now(UTC)
+    state = await flow_module.novel_processing(
+        **log.flow_params(event(1, "悟空。")), return_state=True
+    )
+    assert state.is_scheduled() and state.name == "AwaitingRetry", state
+    due = state.state_details.scheduled_time
+    assert due >= began + timedelta(seconds=FIRST_DELAY_SECONDS), due
+    assert "ServiceUnavailable" in (state.message or "")
+    assert publisher.published == [] and publisher.dead_letters == [] == publisher.failures
+
+
+async def test_a_failure_whose_report_is_published_is_marked_reported(
+    prefect_server: None,
+) -> None:
+    """The failure hook marks the run once its report is out, so the watchdog leaves it."""
+    import prefect_bridge.flow as flow_module
+    from prefect_bridge.unreported import REPORTED_TAG
+
+    publisher, log = Publisher(), InMemoryEventLog()
+    configure(lambda: FlowRuntime(HashingEmbedder(), publisher, POLICY, 100_000, events=log))
+    params = {**log.flow_params(event(1, "悟空。")), "event_id": str(uuid.uuid4())}  # not there
+    state = await flow_module.novel_processing.with_options(retries=0)(**params, return_state=True)
+    assert state.is_failed(), state
+    [failed] = publisher.published
+    assert isinstance(failed, ChapterFailed)
+    assert REPORTED_TAG in await _run_tags(state.state_details.flow_run_id)

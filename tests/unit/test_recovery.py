@@ -108,6 +108,9 @@ class FakePrefect:
     async def set_flow_run_state(self, run_id: Any, state: Any, force: bool = False) -> None:
         self.rescheduled.append((run_id, state.name, force))
 
+    async def update_flow_run(self, run_id: Any, tags: list[str]) -> None:
+        next(r for r in self.runs if r.id == run_id).tags = tags
+
     async def read_flow_run_states(self, run_id: Any) -> list[Any]:
         run = next(r for r in self.runs if r.id == run_id)
         return [SimpleNamespace(type=StateType[t]) for t in getattr(run, "history", [])]
@@ -118,6 +121,7 @@ def flow_run(name: str, owner: str | None, state: str = "RUNNING") -> SimpleName
         id=uuid.uuid4(),
         name=name,
         infrastructure_pid=owner,
+        tags=[],
         run_count=1,
         state=SimpleNamespace(type=SimpleNamespace(value=state), timestamp=datetime.now(UTC)),
     )
