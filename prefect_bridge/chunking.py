@@ -1,7 +1,8 @@
 """Content-defined, sentence-aware chunking for Chinese and English prose (pure: no I/O).
 
 Chunks are exact slices of the chapter text (``text[start:end]``) made of whole
-sentences (a sentence over ``max_tokens`` is cut into pieces of ``max_tokens``). Where a
+sentences (a sentence over ``max_tokens`` is cut into pieces of ``max_tokens``, in time linear
+in its length: see :mod:`prefect_bridge.long_sentences`). Where a
 chunk ends is decided by the text around that place, not by the chunks before it, so an
 edit changes only the chunks near it and every other chunk keeps its text (and can keep
 its embedding):
@@ -28,8 +29,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from prefect_bridge.long_sentences import cut_long
+
 #: Bump when the chunking output for the same input changes (part of the pipeline version).
-CHUNKER_VERSION = "cdc1"
+#: cdc2: long sentences are cut by galloping; for a tokenizer whose count of a prefix is not
+#: monotone (Latin words cut inside), a few cuts differ from cdc1's full-range bisection.
+CHUNKER_VERSION = "cdc2"
 
 TokenCounter = Callable[[str], int]
 _Unit = tuple[int, int, int]  # start, end, tokens
@@ -107,23 +112,6 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _cut_long(text: str, span: tuple[int, int], count: TokenCounter, limit: int) -> list[_Unit]:
-    """Cut one over-long sentence into pieces of at most ``limit`` tokens."""
-    start, end = span
-    pieces: list[_Unit] = []
-    while start < end:
-        lo, hi = start + 1, end
-        while lo < hi:  # largest cut whose prefix fits the limit
-            mid = (lo + hi + 1) // 2
-            if count(text[start:mid]) <= limit:
-                lo = mid
-            else:
-                hi = mid - 1
-        pieces.append((start, lo, count(text[start:lo])))
-        start = lo
-    return pieces
-
-
 def _unit_hash(text: str) -> int:
     """A stable 64-bit hash of a unit's text (not Python's ``hash``, which is salted)."""
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
@@ -135,7 +123,7 @@ def _units(text: str, policy: ChunkingPolicy, count: TokenCounter) -> list[_Unit
     for span in split_sentences(text):
         tokens = count(text[span[0] : span[1]])
         if tokens > policy.max_tokens:
-            units.extend(_cut_long(text, span, count, policy.max_tokens))
+            units.extend(cut_long(text, span, count, policy.max_tokens))
         else:
             units.append((span[0], span[1], tokens))
     return units

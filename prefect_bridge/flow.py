@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -21,6 +22,7 @@ from prefect.utilities.annotations import opaque
 from prefect_bridge.chunking import Chunk, chunk_text
 from prefect_bridge.embedding import Vector
 from prefect_bridge.failure_report import HOOK_TIMEOUT_SECONDS, report_run_failure
+from prefect_bridge.fair_embedding import FairEmbedder
 from prefect_bridge.markdown import escape_markdown
 from prefect_bridge.runtime import FlowRuntime, get_runtime
 from prefect_bridge.try_later import awaiting_service
@@ -82,10 +84,22 @@ async def embed_chunks(texts: list[str]) -> list[Vector]:
     """Embed chunk texts in a worker thread (keeps the event loop free).
 
     The thread is abandoned when the task times out: a thread cannot be killed, and
-    waiting for a hung model would turn the timeout into a hang.
+    waiting for a hung model would turn the timeout into a hang. A shared model
+    (:class:`FairEmbedder`) embeds in turns with the other runs, and the abandoned
+    thread stops at its next turn instead of embedding the rest for nobody.
     """
     embedder = get_runtime().embedder
-    return await anyio.to_thread.run_sync(embedder.embed_passages, texts, abandon_on_cancel=True)
+    cancelled = threading.Event()
+
+    def embed() -> list[Vector]:
+        if isinstance(embedder, FairEmbedder):
+            return embedder.embed_passages(texts, cancelled)
+        return embedder.embed_passages(texts)
+
+    try:
+        return await anyio.to_thread.run_sync(embed, abandon_on_cancel=True)
+    finally:
+        cancelled.set()
 
 
 @task(

@@ -16,7 +16,7 @@ from prefect_bridge.flow import novel_processing as _flow
 from prefect_bridge.runtime import FlowRuntime, configure
 from streams.preload import preload_pymilvus
 from streams.settings import Settings
-from streams.wiring import MeteredEmbedder, build_embedder, build_flow_runtime, flow_timeouts
+from streams.wiring import build_flow_runtime, flow_timeouts, shared_embedder
 
 _settings = Settings()
 _model_lock = threading.Lock()
@@ -27,7 +27,7 @@ def load_embedder() -> Embedder:
     """The process's embedding model, loaded on first call (from any thread)."""
     with _model_lock:
         if not _model:
-            _model.append(MeteredEmbedder(build_embedder(_settings)))
+            _model.append(shared_embedder(_settings))
         return _model[0]
 
 

