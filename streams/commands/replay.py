@@ -42,6 +42,7 @@ from streams.adapters.kafka.topic_reader import (
     worker_behind,
 )
 from streams.adapters.prefect.submitter import PrefectFlowSubmitter
+from streams.commands.rebuild_missing import MissingChapters, RebuildRuns
 from streams.commands.replay_rounds import Plan, ReplaySummary, Tick, pump
 from streams.commands.result_copies import Ancestry, Origin, resend
 from streams.settings import Settings
@@ -78,6 +79,7 @@ async def replay(
     novel: str | None,
     tick: Tick,
     wait_seconds: float = 1.0,
+    force: bool = False,
 ) -> ReplaySummary:
     """Run a replay to the end (see the module docstring)."""
     began = time.monotonic()
@@ -101,7 +103,7 @@ async def replay(
     if target:
         await admin.create_collection(target, dimension)
         summary.collection = target
-    plan = Plan(settings, summary, start, novel, target, live, admin, tick, wait_seconds)
+    plan = Plan(settings, summary, start, novel, target, live, admin, tick, wait_seconds, force)
     group = f"{settings.app_id}-replay-{stamp}"
     try:
         if mode == "reembed":
@@ -121,7 +123,8 @@ async def _reembed(plan: Plan, group: str, model: str) -> None:
     summary.pipeline_version = pv
     # The rebuild's own books (its pending submissions), or the live collection's.
     ledger = await open_ledger(settings, scope=plan.target or plan.live)
-    submitter = PrefectFlowSubmitter(settings.deployment)
+    prefect = PrefectFlowSubmitter(settings.deployment)
+    submitter = RebuildRuns(prefect, f"rebuild:{plan.target}")
     publisher = KafkaResultPublisher(
         settings.topic_embeddings, client_config(settings), settings.max_result_bytes
     )
@@ -165,12 +168,16 @@ async def _reembed(plan: Plan, group: str, model: str) -> None:
             log.debug("the worker has %d results of the round left to apply", behind)
             await asyncio.sleep(plan.wait_seconds)
 
+    live_books = await open_ledger(settings, scope=plan.live) if plan.target else None
     try:
-        await pump(plan, events, feed, settle)
+        missing = MissingChapters(submitter, live_books) if live_books else None
+        await pump(plan, events, feed, settle, missing)
     finally:
         summary.invalid_skipped = dlq.count
         await events.stop()
-        await submitter.close()
+        await prefect.close()
+        if live_books is not None:
+            await live_books.close()
         await publisher.close()
         await ledger.close()
 

@@ -1,7 +1,8 @@
-"""The gaps of a full rebuild's switch (issue 19, hole 5; RELIABILITY.md's "Open").
+"""The two gaps of a full rebuild's switch (issue 19, hole 5; RELIABILITY.md's "Open").
 
 A novel deleted and written again around the switch keeps what was written after its
-deletion.
+deletion; a chapter failing for good in the rebuild is parked with its target, run once
+more, and the rebuild refuses to switch without it unless forced.
 """
 
 from __future__ import annotations
@@ -111,3 +112,77 @@ def test_a_deletion_replayed_after_the_switch_keeps_the_novel_written_again(
         asyncio.run(admin.point_alias(live["collection"]))
         asyncio.run(admin.drop_collection(rebuilt))
         asyncio.run(admin.close())
+
+
+def test_a_chapter_failing_for_good_in_a_rebuild_blocks_the_switch_unless_forced(
+    stack: Stack,
+) -> None:
+    """Hole 5 (RELIABILITY.md, Open): a chapter whose run failed for good during a full
+    rebuild was simply missing from the new collection after the switch (the old one had
+    it), and nothing was parked to redrive. Now its event is parked with the target, it is
+    run once more, and the rebuild refuses to switch without it unless ``--force``."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from streams.adapters.kafka.client import client_config
+    from streams.wiring import embedder_identity
+    from tests.integration.test_failures import swapped_runner
+    from tests.integration.test_operations import LONG, _parked
+
+    suffix = uuid.uuid4().hex[:6]
+    alias, topic, novel = f"miss_{suffix}", f"miss-events-{suffix}", f"miss-{suffix}"
+    old = f"{alias}__old"
+    model, _ = embedder_identity(stack.settings)
+
+    async def setup() -> list[SourceRef]:
+        store = MilvusVectorStore(stack.settings.milvus_url, alias)
+        admin = AIOKafkaAdminClient(**client_config(stack.settings))
+        await admin.start()
+        producer = await start_producer(stack.settings)
+        try:
+            await store.create_collection(old, 384)
+            await store.point_alias(old)
+            await admin.create_topics([NewTopic(topic, 1, 1)])
+            logged = []
+            for chapter, text in (("short", "一句。"), ("long", LONG * 12)):
+                value = event("chapter.created", novel, chapter, 1, title="t", text=text)
+                sent = await producer.send_and_wait(topic, value, key=novel.encode())
+                logged.append(SourceRef(topic=topic, partition=0, offset=sent.offset))
+            return logged
+        finally:
+            await producer.stop()
+            await store.close()
+            await admin.close()
+
+    logged = asyncio.run(setup())
+    # The live index (the old collection and its books) holds both chapters.
+    for chapter, at in zip(("short", "long"), logged, strict=True):
+        _publish(stack, novel, _embedded(novel, chapter, 1, 1, model, 384, target=old, source=at))
+    wait_for(lambda: _chapters_in(stack, old, novel) == {"short", "long"}, 120, "live", stack)
+    env = {"SCRIBE_MILVUS_COLLECTION": alias, "SCRIBE_TOPIC_EVENTS": topic}
+
+    # Results over 4,000 bytes fail for good: the long chapter's (3 chunks), on each attempt;
+    # the short one's (one chunk) fits.
+    with swapped_runner(stack, "failing-runner", {"SCRIBE_MAX_RESULT_BYTES": "4000"}):
+        refused = stack.scribe("replay", "--reembed", timeout=600, env_extra=env)
+        assert refused.returncode == 1, refused.stderr[-3000:]
+        assert "RebuildIncomplete" in refused.stderr and f"{novel}/long" in refused.stderr
+        alias_now = asyncio.run(_physical(stack, alias))
+        assert alias_now == old  # not switched: search still finds the long chapter
+        letters = [p for p in _parked(stack, novel) if p["target"]]
+        assert len(letters) == 2, letters  # its run, and the run again: both parked
+        assert all(p["retriable"] and p["target"].startswith(f"{alias}__") for p in letters)
+
+        forced = stack.scribe("replay", "--reembed", "--force", timeout=600, env_extra=env)
+        assert forced.returncode == 0, forced.stderr[-3000:]
+    summary = json.loads(forced.stdout)
+    assert summary["missing"] == [f"{novel}/long"] and summary["retried"] == [f"{novel}/long"]
+    assert asyncio.run(_physical(stack, alias)) == summary["collection"]
+    assert _chapters_in(stack, summary["collection"], novel) == {"short"}
+
+
+async def _physical(stack: Stack, alias: str) -> str | None:
+    store = MilvusVectorStore(stack.settings.milvus_url, alias)
+    try:
+        return await store.physical()
+    finally:
+        await store.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.commands.cutover import ReadAgain, Switch, decide_cutover
+from streams.commands.cutover import ReadAgain, Refuse, RetryMissing, Switch, decide_cutover
 
 
 def test_a_rebuild_reads_again_while_more_than_the_bound_was_logged_meanwhile() -> None:
@@ -29,3 +29,25 @@ def test_steady_traffic_cannot_postpone_the_switch_past_the_round_bound() -> Non
 def test_a_zero_bound_means_switch_only_when_nothing_was_logged_meanwhile() -> None:
     assert isinstance(decide_cutover(lag=1, rounds=1, max_lag=0, max_rounds=10), ReadAgain)
     assert isinstance(decide_cutover(lag=0, rounds=1, max_lag=0, max_rounds=10), Switch)
+
+
+def test_chapters_missing_from_the_rebuild_are_run_again_once_before_the_switch() -> None:
+    """Hole 5: a chapter failing for good during a rebuild was simply missing after it."""
+    decision = decide_cutover(lag=0, rounds=2, max_lag=20, max_rounds=10, missing=2, unretried=1)
+    assert isinstance(decision, RetryMissing)
+    # Catching up comes first: a retry waits for the round that is still due.
+    assert isinstance(
+        decide_cutover(lag=50, rounds=2, max_lag=20, max_rounds=10, missing=2, unretried=2),
+        ReadAgain,
+    )
+
+
+def test_a_rebuild_missing_chapters_after_their_retry_refuses_to_switch_unless_forced() -> None:
+    refused = decide_cutover(lag=0, rounds=3, max_lag=20, max_rounds=10, missing=2)
+    assert isinstance(refused, Refuse) and "--force" in refused.reason
+    forced = decide_cutover(lag=0, rounds=3, max_lag=20, max_rounds=10, missing=2, force=True)
+    assert isinstance(forced, Switch)
+    # At the round bound too: the bound never switches past a missing chapter by itself.
+    assert isinstance(
+        decide_cutover(lag=99, rounds=10, max_lag=20, max_rounds=10, missing=1), Refuse
+    )
