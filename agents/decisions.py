@@ -138,6 +138,8 @@ class ChapterState:
     latest_version: int = 0
     failed_version: int | None = None
     error: str | None = None
+    #: Offset in the input log of the event whose effect this row records (unknown: None).
+    source_offset: int | None = None
 
     @property
     def status(self) -> ChapterStatus:
@@ -202,6 +204,19 @@ def decide_result(
     ):
         return Skip(f"version {result.version} was deleted")
     return Apply()
+
+
+def outlives_novel_deletion(chapter: ChapterState, deletion_offset: int) -> bool:
+    """Whether a chapter's row (and its rows in the index) survive a novel deletion logged
+    at ``deletion_offset``: only when the row records an event logged *after* it.
+
+    That happens when the novel was written again after its deletion and the new write
+    reached this index before the deletion did: a full rebuild's last round replays a
+    deletion logged before its switch after live results of the switch landed in the new
+    collection. A row of unknown position (submitted only, or older than positions in the
+    ledger) counts as logged before.
+    """
+    return chapter.source_offset is not None and chapter.source_offset > deletion_offset
 
 
 def _offset(source: SourceRef | None) -> int:

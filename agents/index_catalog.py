@@ -77,6 +77,10 @@ class LiveLedger:
             novel_id, chapter_id, version, flow_run_id, error
         )
 
+    async def chapters_of_novel(self, novel_id: str) -> list[ChapterState]:
+        """See :meth:`agents.ledger.Ledger.chapters_of_novel`."""
+        return await (await self._ledger()).chapters_of_novel(novel_id)
+
     async def delete_novel(self, novel_id: str, offset: int) -> None:
         """See :meth:`agents.ledger.Ledger.delete_novel`."""
         await (await self._ledger()).delete_novel(novel_id, offset)

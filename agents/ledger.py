@@ -78,8 +78,13 @@ class Ledger(Protocol):
         """Processing ``version`` failed for good (after the flow's retries)."""
         ...
 
+    async def chapters_of_novel(self, novel_id: str) -> list[ChapterState]:
+        """Every row of the novel's chapters."""
+        ...
+
     async def delete_novel(self, novel_id: str, offset: int) -> None:
-        """Drop the novel's chapter rows and record its tombstone at ``offset``."""
+        """Drop the novel's chapter rows logged before ``offset`` (see
+        :func:`agents.decisions.outlives_novel_deletion`) and record its tombstone there."""
         ...
 
     async def removals_applied(self, event_ids: Sequence[str]) -> set[str]:

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 
-from agents.decisions import ChapterState, IndexResult, Skip, decide_failure, decide_result
+from agents.decisions import (
+    ChapterState,
+    IndexResult,
+    Skip,
+    decide_failure,
+    decide_result,
+    outlives_novel_deletion,
+)
 from agents.ledger import Ledger
 from agents.ports import DeadLetters, Index, IndexCatalog
 from agents.retry import Backoff, retrying
@@ -252,6 +259,7 @@ class ResultAgent:
             )
             return None
         now = datetime.now(UTC)
+        position = result.source.offset if result.source is not None else None
         if isinstance(result, ChapterEmbedded):
             batch.writes.add(result, trim=needs_trim(current, len(result.chunks)))
             return ChapterState(
@@ -264,6 +272,7 @@ class ResultAgent:
                 chunk_count=len(result.chunks),
                 flow_run_id=result.flow_run_id,
                 updated_at=now,
+                source_offset=position,
             )
         await batch.writes.apply()  # earlier upserts of this batch land before any delete
         if isinstance(result, ChapterRemoved):
@@ -276,8 +285,16 @@ class ResultAgent:
                 indexed_version=None,
                 chunk_count=0,
                 updated_at=now,
+                source_offset=position,
             )
-        await store.delete_novel(result.novel_id)
+        # Chapters written again after the deletion stay (their results came first here).
+        deleted_at = -1 if position is None else position
+        later = [
+            c.chapter_id
+            for c in await batch.novel_chapters(result.novel_id)
+            if outlives_novel_deletion(c, deleted_at) and not c.deleted
+        ]
+        await store.delete_novel(result.novel_id, keep=later)
         return ChapterState(result.novel_id, "", result.version, True, updated_at=now)
 
     async def _record(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from agents.decisions import ChapterState, IndexResult
+from agents.decisions import ChapterState, IndexResult, outlives_novel_deletion
 from agents.ledger import Ledger
 from agents.vector_store import VectorStore
 from schemas import ChapterEmbedded, NovelRemoved, ScribeError
@@ -121,11 +121,29 @@ class BatchView:
         key = (novel_id, chapter_id)
         if key in self._chapters:
             return self._chapters[key]
-        if novel_id in self._novels:  # deleted earlier in this batch: no rows left
-            return None
         if key in self._stored:
-            return self._stored[key]
-        return await self._ledger.chapter(novel_id, chapter_id)
+            stored = self._stored[key]
+        else:
+            stored = await self._ledger.chapter(novel_id, chapter_id)
+        deleted_at = self._novels.get(novel_id)  # deleted earlier in this batch
+        if deleted_at is not None and stored is not None:
+            return stored if outlives_novel_deletion(stored, deleted_at) else None
+        return stored
+
+    async def novel_chapters(self, novel_id: str) -> list[ChapterState]:
+        """The novel's chapter rows, as this batch left them so far."""
+        rows = {
+            (s.novel_id, s.chapter_id): s for s in await self._ledger.chapters_of_novel(novel_id)
+        }
+        if novel_id in self._novels:
+            deleted_at = self._novels[novel_id]
+            rows = {k: s for k, s in rows.items() if outlives_novel_deletion(s, deleted_at)}
+        for key, state in self._chapters.items():
+            if key[0] == novel_id:
+                rows.pop(key, None)
+                if state is not None:
+                    rows[key] = state
+        return list(rows.values())
 
     async def novel_deleted_offset(self, novel_id: str) -> int | None:
         if novel_id in self._novels:
@@ -138,8 +156,12 @@ class BatchView:
         if not isinstance(result, ChapterEmbedded):
             self._removals.add(str(result.event_id))
         if isinstance(result, NovelRemoved):
-            self._novels[result.novel_id] = result.source.offset if result.source else -1
-            for key in [k for k in self._chapters if k[0] == result.novel_id]:
-                self._chapters[key] = None
+            offset = result.source.offset if result.source else -1
+            self._novels[result.novel_id] = offset
+            for key, kept in list(self._chapters.items()):
+                if key[0] == result.novel_id and not (
+                    kept is not None and outlives_novel_deletion(kept, offset)
+                ):
+                    self._chapters[key] = None
         else:
             self._chapters[(state.novel_id, state.chapter_id)] = state

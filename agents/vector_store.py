@@ -52,8 +52,8 @@ class VectorStore(Protocol):
         """Drop every chunk of the chapter."""
         ...
 
-    async def delete_novel(self, novel_id: str) -> None:
-        """Drop every chunk of the novel."""
+    async def delete_novel(self, novel_id: str, keep: Sequence[str] = ()) -> None:
+        """Drop every chunk of the novel but those of the chapters in ``keep``."""
         ...
 
     async def flush(self) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from prefect_bridge.event_source import EventSource
 from prefect_bridge.publisher import ResultPublisher
 from schemas import ChapterFailed, ChapterProcessingFailed, ScribeError, SourceRef
-from schemas.dead_letters import H_REDRIVE, dead_letter_headers
+from schemas.dead_letters import H_REDRIVE, H_TARGET, dead_letter_headers
 
 log = logging.getLogger("scribe.flow")
 
@@ -65,9 +65,11 @@ async def report_run_failure(
 ) -> None:
     """Publish the final failure of the run with ``params`` and park its event.
 
-    A rebuild's run (``target`` set) is recorded in the rebuild's ledger only: the platform
-    is not notified and the live DLQ stays clean. Raises what the publisher raises (the
-    caller bounds and retries it); an event gone from the log is logged, not parked.
+    A rebuild's run (``target`` set) is recorded in the rebuild's ledger and parked with
+    its target (``scribe.target``): the rebuild runs it once more and refuses to switch
+    without it unless forced; the platform is not notified. Raises what the publisher
+    raises (the caller bounds and retries it); an event gone from the log is logged, not
+    parked.
     """
     reason = reason[:2000]
     source, target = run_source(params), params.get("target")
@@ -97,8 +99,6 @@ async def report_run_failure(
                     source=source,
                 )
             )
-    if target:
-        return
     if source is None or events is None:
         log.error("flow run %s: no event position, nothing to park in the DLQ", run_id)
         return
@@ -109,4 +109,6 @@ async def report_run_failure(
         return
     headers = dead_letter_headers(source, "FlowRunFailed", reason, True, run_id)
     headers.append((H_REDRIVE, str(int(params.get("redrive") or 0)).encode()))
+    if target:
+        headers.append((H_TARGET, str(target).encode()))
     await publisher.dead_letter(key, value, headers)

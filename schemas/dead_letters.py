@@ -19,6 +19,9 @@ H_AT = "scribe.dead_lettered_at"
 H_FLOW_RUN = "scribe.flow_run_id"
 #: Set by ``scribe dlq redrive`` on the re-published message: how often it was redriven.
 H_REDRIVE = "scribe.redrive"
+#: Set on the letter of a full rebuild's run that failed for good: the collection it was
+#: missing from (the rebuild refuses to switch without it unless forced).
+H_TARGET = "scribe.target"
 #: Set by ``scribe dlq redrive``: the original position of the event in the input topic.
 #: Ordering decisions (a novel deletion beats what was logged before it) use it, so a
 #: redriven event sorts where it was first logged, not at the end of the log.
@@ -76,6 +79,7 @@ class DeadLetter(BaseModel):
     source: SourceRef | None = None
     flow_run_id: str | None = None
     redrive: int = 0
+    target: str | None = None
 
     @classmethod
     def from_headers(cls, headers: Headers) -> DeadLetter:
@@ -94,6 +98,7 @@ class DeadLetter(BaseModel):
             source=source,
             flow_run_id=h.get(H_FLOW_RUN),
             redrive=int(h.get(H_REDRIVE, "0") or 0),
+            target=h.get(H_TARGET),
         )
 
 

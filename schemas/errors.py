@@ -86,6 +86,11 @@ class VectorStoreRejected(ScribeError):
     a value over a field's limit): the same write fails again, so it is not retried."""
 
 
+class RebuildIncomplete(ScribeError):
+    """A full rebuild lacks chapters the live index holds (their runs failed for good):
+    it does not switch the alias unless told to (``scribe replay --force``)."""
+
+
 class ConfigurationError(ScribeError):
     """The configuration or the environment is wrong; retrying will not help."""
 

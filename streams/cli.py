@@ -285,6 +285,14 @@ def replay(
             "--resink/--reembed", help="Rebuild from the results topic alone / run the flows again."
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="A full rebuild switches even while chapters the live index holds failed "
+            "for good in it (they are missing from search until redriven).",
+        ),
+    ] = False,
 ) -> None:
     """Reprocess history beside the running workers (see README: Replay)."""
     from datetime import datetime
@@ -320,7 +328,9 @@ def replay(
         def tick(done: int, total: int) -> None:
             progress.update(task, completed=done, total=max(total, done))
 
-        summary = asyncio.run(run_replay(settings, mode, when, novel, tick))  # type: ignore[arg-type]
+        summary = asyncio.run(
+            run_replay(settings, mode, when, novel, tick, force=force)  # type: ignore[arg-type]
+        )
     typer.echo(json.dumps(summary.__dict__, indent=2, default=str))
 
 

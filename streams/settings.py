@@ -142,6 +142,20 @@ class Settings(BaseSettings):
         "follows a flush within it back by the rest of it.",
     )
 
+    # Full rebuilds (scribe replay)
+    rebuild_switch_lag: int = Field(
+        20,
+        ge=0,
+        description="A full rebuild switches the alias once at most this many input messages "
+        "logged during its last catch-up round are left to apply.",
+    )
+    rebuild_max_rounds: int = Field(
+        10,
+        ge=1,
+        description="A full rebuild switches after this many catch-up rounds whatever its lag, "
+        "so steady traffic cannot postpone the switch for ever.",
+    )
+
     # Health (scribe status)
     status_pending_seconds: float = Field(
         900.0,

@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.decisions import ChapterState
+from agents.decisions import ChapterState, outlives_novel_deletion
 from agents.ledger import LedgerSummary, applies_over
 from agents.vector_store import Hit, Trim, chunk_rows
 from schemas import (
@@ -120,10 +120,15 @@ class InMemoryLedger:
             updated_at=_now(),
         )
 
+    async def chapters_of_novel(self, novel_id: str) -> list[ChapterState]:
+        """The novel's rows."""
+        return [state for (novel, _), state in self.rows.items() if novel == novel_id]
+
     async def delete_novel(self, novel_id: str, offset: int) -> None:
-        """Drop rows, keep the highest tombstone."""
-        for key in [k for k in self.rows if k[0] == novel_id]:
-            del self.rows[key]
+        """Drop rows logged before ``offset``, keep the highest tombstone."""
+        for key, state in list(self.rows.items()):
+            if key[0] == novel_id and not outlives_novel_deletion(state, offset):
+                del self.rows[key]
         self.novels[novel_id] = max(offset, self.novels.get(novel_id, offset))
 
     async def removals_applied(self, event_ids: Sequence[str]) -> set[str]:
@@ -215,9 +220,13 @@ class InMemoryVectorStore:
         ]:
             del self.rows[key]
 
-    async def delete_novel(self, novel_id: str) -> None:
-        """Drop the novel's rows."""
-        for key in [k for k, r in self.rows.items() if r["novel_id"] == novel_id]:
+    async def delete_novel(self, novel_id: str, keep: Sequence[str] = ()) -> None:
+        """Drop the novel's rows but those of the chapters in ``keep``."""
+        for key in [
+            k
+            for k, r in self.rows.items()
+            if r["novel_id"] == novel_id and r["chapter_id"] not in keep
+        ]:
             del self.rows[key]
 
     async def flush(self) -> None:

@@ -134,6 +134,28 @@ async def check_novel_deletion_drops_rows_and_keeps_highest_tombstone(ledger: Le
     assert await ledger.counts() == {**EMPTY, "indexed": 1}
 
 
+async def check_a_novel_deletion_keeps_rows_logged_after_it(ledger: Ledger) -> None:
+    """Issue 19, hole 5: rows carry their source offset; a novel deletion at offset 10
+    drops rows of events logged before it (or of unknown position) and keeps later ones."""
+    from dataclasses import replace
+
+    await ledger.record_applied(replace(applied("n", "old", 1), source_offset=4))
+    await ledger.record_applied(replace(applied("n", "again", 1), source_offset=12))
+    await ledger.record_applied(replace(applied("n", "gone", 2, deleted=True), source_offset=15))
+    await ledger.record_applied(applied("n", "unknown", 1))
+    await ledger.record_submitted("n", "pending", 1, "r1")
+    rows = {c.chapter_id: c.source_offset for c in await ledger.chapters_of_novel("n")}
+    assert rows == {"old": 4, "again": 12, "gone": 15, "unknown": None, "pending": None}
+    await ledger.delete_novel("n", 10)
+    kept = {c.chapter_id for c in await ledger.chapters_of_novel("n")}
+    assert kept == {"again", "gone"}
+    assert await ledger.novel_deleted_offset("n") == 10
+    row = await ledger.chapter("n", "again")
+    assert row is not None and row.status == "indexed" and row.source_offset == 12
+    await ledger.delete_novel("n", 20)
+    assert await ledger.chapters_of_novel("n") == []
+
+
 async def check_many_applied_rows_land_in_order(ledger: Ledger) -> None:
     await ledger.record_failed("n", "b", 5, "r5", "v5 failed")
     await ledger.record_applied_many(
@@ -224,6 +246,7 @@ CONTRACT: list[Callable[[Ledger], Awaitable[None]]] = [
     check_failure_is_shown_until_a_newer_version_applies,
     check_an_older_failure_does_not_mark_a_newer_index_failed,
     check_novel_deletion_drops_rows_and_keeps_highest_tombstone,
+    check_a_novel_deletion_keeps_rows_logged_after_it,
     check_many_applied_rows_land_in_order,
     check_rows_by_key_in_one_call,
     check_a_stray_writer_never_moves_a_chapter_back,

@@ -5,11 +5,13 @@ Two modes, two scopes:
 * ``reembed`` runs the flows again under a new pipeline version; ``resink`` rebuilds the
   index from the results topic alone, without embedding.
 * A *full* replay (``--from earliest``, all novels) builds a **new physical collection**
-  (with its own ledger scope) while search keeps using the old one; when it has caught up
-  with the live stream it points the alias at the new collection atomically, catches up
-  once more (events that raced the switch), and keeps the old collection until
-  ``scribe index drop``. A *partial* replay (``--novel`` or ``--from <time>``) works **in
-  place** on the live index, where the ledger's newest-wins rules keep it correct.
+  (with its own ledger scope) while search keeps using the old one; it reads the log in
+  catch-up rounds until at most ``SCRIBE_REBUILD_SWITCH_LAG`` messages were logged during
+  the last one (or ``SCRIBE_REBUILD_MAX_ROUNDS`` rounds ran), points the alias at the new
+  collection atomically, applies those last messages, and keeps the old collection until
+  ``scribe index drop`` (``streams.commands.replay_rounds``). A *partial* replay
+  (``--novel`` or ``--from <time>``) works **in place** on the live index, where the
+  ledger's newest-wins rules keep it correct.
 
 A replay never writes the index itself. The worker's result agent stays the one writer
 of every novel: re-embedded chapters reach it through the results topic like any flow's
@@ -22,8 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -41,8 +41,9 @@ from streams.adapters.kafka.topic_reader import (
     results_end,
     worker_behind,
 )
-from streams.adapters.milvus.store import MilvusVectorStore
 from streams.adapters.prefect.submitter import PrefectFlowSubmitter
+from streams.commands.rebuild_missing import MissingChapters, RebuildRuns
+from streams.commands.replay_rounds import Plan, ReplaySummary, Tick, pump
 from streams.commands.result_copies import Ancestry, Origin, resend
 from streams.settings import Settings
 from streams.wiring import chunking_policy, embedder_identity, open_ledger, vector_store
@@ -50,7 +51,6 @@ from streams.wiring import chunking_policy, embedder_identity, open_ledger, vect
 log = logging.getLogger("scribe.replay")
 
 Mode = Literal["reembed", "resink"]
-Tick = Callable[[int, int], None]  # (done, total)
 
 
 class DiscardDeadLetters:
@@ -72,25 +72,6 @@ class DiscardDeadLetters:
         self.count += 1
 
 
-@dataclass
-class ReplaySummary:
-    """What a replay did."""
-
-    mode: str
-    scope: str
-    read: int = 0
-    skipped_other_novels: int = 0
-    runs_submitted: int = 0
-    results_sent: int = 0
-    copies_skipped: int = 0
-    invalid_skipped: int = 0
-    collection: str | None = None
-    previous_collection: str | None = None
-    pipeline_version: str | None = None
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-
 async def replay(
     settings: Settings,
     mode: Mode,
@@ -98,6 +79,7 @@ async def replay(
     novel: str | None,
     tick: Tick,
     wait_seconds: float = 1.0,
+    force: bool = False,
 ) -> ReplaySummary:
     """Run a replay to the end (see the module docstring)."""
     began = time.monotonic()
@@ -121,7 +103,7 @@ async def replay(
     if target:
         await admin.create_collection(target, dimension)
         summary.collection = target
-    plan = _Plan(settings, summary, start, novel, target, live, admin, tick, wait_seconds)
+    plan = Plan(settings, summary, start, novel, target, live, admin, tick, wait_seconds, force)
     group = f"{settings.app_id}-replay-{stamp}"
     try:
         if mode == "reembed":
@@ -135,41 +117,14 @@ async def replay(
     return summary
 
 
-@dataclass
-class _Plan:
-    """What every replay step needs."""
-
-    settings: Settings
-    summary: ReplaySummary
-    start: Start
-    novel: str | None
-    target: str | None
-    live: str
-    admin: MilvusVectorStore
-    tick: Tick
-    wait_seconds: float
-
-    def wanted(self, key: bytes | None) -> bool:
-        """Whether a message of this key is the replay's (``--novel``), counting the rest."""
-        if self.novel is None or key == self.novel.encode():
-            return True
-        self.summary.skipped_other_novels += 1
-        return False
-
-    async def switch(self) -> None:
-        """Point the alias at the rebuilt collection."""
-        assert self.target is not None
-        self.summary.previous_collection = await self.admin.point_alias(self.target)
-        log.info("alias now points at %s (was %s)", self.target, self.summary.previous_collection)
-
-
-async def _reembed(plan: _Plan, group: str, model: str) -> None:
+async def _reembed(plan: Plan, group: str, model: str) -> None:
     settings, summary = plan.settings, plan.summary
     pv = f"{pipeline_version(model, chunking_policy(settings))}+replay{group.rsplit('-', 1)[1]}"
     summary.pipeline_version = pv
     # The rebuild's own books (its pending submissions), or the live collection's.
     ledger = await open_ledger(settings, scope=plan.target or plan.live)
-    submitter = PrefectFlowSubmitter(settings.deployment)
+    prefect = PrefectFlowSubmitter(settings.deployment)
+    submitter = RebuildRuns(prefect, f"rebuild:{plan.target}")
     publisher = KafkaResultPublisher(
         settings.topic_embeddings, client_config(settings), settings.max_result_bytes
     )
@@ -197,28 +152,37 @@ async def _reembed(plan: _Plan, group: str, model: str) -> None:
             if await agent.handle(m.key, m.value, source, redrive) is not None:
                 summary.runs_submitted += 1
 
-    async def settled() -> bool:
-        """Every run the rebuild submitted has ended, and the worker has applied what the
-        results topic holds now (their results among it). Not the ledger's pending rows:
-        live runs add to them after the switch, and a write that stands before its
-        novel's deletion can leave one that no result clears; either kept a rebuild
-        waiting forever."""
-        assert plan.target is not None  # only a full rebuild waits to settle
-        if await submitter.in_flight(f"rebuild:{plan.target}") > 0:
-            return False
-        return await worker_behind(settings, await results_end(settings)) == 0
+    async def settle() -> None:
+        """Wait until every run the rebuild submitted has ended and the worker has applied
+        the results topic up to its end *as read once they had ended* (their results are
+        below it). Not an end read again at each check: live results keep moving it, and
+        under steady traffic the worker was never caught up with it. Not the ledger's
+        pending rows either: live runs add to them after the switch, and a write standing
+        before its novel's deletion can leave one that no result clears."""
+        tag = f"rebuild:{plan.target}"
+        while (running := await submitter.in_flight(tag)) > 0:
+            log.debug("%d runs of the rebuild in flight", running)
+            await asyncio.sleep(plan.wait_seconds)
+        ends = await results_end(settings)
+        while (behind := await worker_behind(settings, ends)) > 0:
+            log.debug("the worker has %d results of the round left to apply", behind)
+            await asyncio.sleep(plan.wait_seconds)
 
+    live_books = await open_ledger(settings, scope=plan.live) if plan.target else None
     try:
-        await _pump(plan, events, feed, settled)
+        missing = MissingChapters(submitter, live_books) if live_books else None
+        await pump(plan, events, feed, settle, missing)
     finally:
         summary.invalid_skipped = dlq.count
         await events.stop()
-        await submitter.close()
+        await prefect.close()
+        if live_books is not None:
+            await live_books.close()
         await publisher.close()
         await ledger.close()
 
 
-async def _resink(plan: _Plan, group: str, model: str | None, dimension: int) -> None:
+async def _resink(plan: Plan, group: str, model: str | None, dimension: int) -> None:
     """Feed the results topic to the worker again, for the live index or a rebuild."""
     settings, summary = plan.settings, plan.summary
     results = TopicReader(settings, settings.topic_embeddings, group)
@@ -249,42 +213,12 @@ async def _resink(plan: _Plan, group: str, model: str | None, dimension: int) ->
             await feeder.send(m.key, out.value, ancestry.copied_as(origin).headers())
             summary.results_sent += 1
 
-    async def settled() -> bool:
+    async def settle() -> None:
         await feeder.drained(plan.wait_seconds)
-        return True
 
     try:
-        await _pump(plan, results, feed, settled)
+        await pump(plan, results, feed, settle)
         await feeder.drained(plan.wait_seconds)
     finally:
         await results.stop()
         await producer.stop()
-
-
-async def _pump(
-    plan: _Plan,
-    reader: TopicReader,
-    feed: Callable[[list[Any]], Awaitable[None]],
-    settled: Callable[[], Awaitable[bool]],
-) -> None:
-    """Read and feed until caught up; a full rebuild then switches and catches up again."""
-    switched = False
-    while True:
-        messages = await reader.batches()
-        if messages:
-            await feed(messages)
-            await reader.commit()
-        plan.summary.read = reader.read
-        plan.tick(reader.read, await reader.total())
-        if messages or await reader.backlog() > 0:
-            continue
-        if plan.target is None:
-            return  # in place: done at the end of the log as it was
-        if not await settled():
-            await asyncio.sleep(plan.wait_seconds)
-            continue
-        if switched:
-            return
-        await plan.switch()
-        switched = True  # one more round: events that raced the switch
-        await reader.extend()

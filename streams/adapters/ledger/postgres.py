@@ -54,6 +54,7 @@ class PostgresLedger:
             async with pool.acquire() as conn:
                 for ddl in q.DDL:
                     await conn.execute(ddl.format(ts="TIMESTAMPTZ"))
+                await conn.execute(q.ADD_SOURCE_OFFSET.format(if_missing="IF NOT EXISTS "))
         except transient_errors() as exc:
             if pool is not None:
                 await pool.close()
@@ -134,13 +135,18 @@ class PostgresLedger:
             _now(),
         )
 
+    async def chapters_of_novel(self, novel_id: str) -> list[ChapterState]:
+        """See :meth:`agents.ledger.Ledger.chapters_of_novel`."""
+        rows = await self._call("fetch", q.SELECT_NOVEL_CHAPTERS, self._scope, novel_id)
+        return [q.row_to_state(r) for r in rows]
+
     async def delete_novel(self, novel_id: str, offset: int) -> None:
         """Drop rows and keep the highest tombstone, in one transaction."""
         if self._pool is None:
             await self.connect()
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(q.DELETE_NOVEL_CHAPTERS, self._scope, novel_id)
+                await conn.execute(q.DELETE_NOVEL_CHAPTERS, self._scope, novel_id, offset)
                 await conn.execute(q.UPSERT_TOMBSTONE, self._scope, novel_id, offset, _now())
         except transient_errors() as exc:
             raise LedgerUnavailable(f"ledger: {exc}") from exc

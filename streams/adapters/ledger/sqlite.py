@@ -32,6 +32,8 @@ class SqliteLedger:
         self._db.execute("PRAGMA busy_timeout=5000")
         for ddl in q.DDL:
             self._db.execute(ddl.format(ts="TEXT"))
+        if self._db.execute(q.HAS_SOURCE_OFFSET).fetchone() is None:
+            self._db.execute(q.ADD_SOURCE_OFFSET.format(if_missing=""))
         self._lock = asyncio.Lock()
 
     async def _run(self, fn: Any) -> Any:
@@ -82,7 +84,7 @@ class SqliteLedger:
     async def record_applied_many(self, states: Sequence[ChapterState]) -> None:
         """See :meth:`Ledger.record_applied_many`."""
         rows = [
-            (*args[:-1], args[-1].isoformat())
+            (*args[:9], args[9].isoformat(), *args[10:])  # $10 is the time
             for args in (q.applied_args(self._scope, s, _now()) for s in states)
         ]
 
@@ -116,13 +118,20 @@ class SqliteLedger:
             )
         )
 
+    async def chapters_of_novel(self, novel_id: str) -> list[ChapterState]:
+        """See :meth:`Ledger.chapters_of_novel`."""
+        rows = await self._run(
+            lambda: self._exec(q.SELECT_NOVEL_CHAPTERS, self._scope, novel_id).fetchall()
+        )
+        return [q.row_to_state(r) for r in rows]
+
     async def delete_novel(self, novel_id: str, offset: int) -> None:
         """Drop rows and keep the highest tombstone offset, in one transaction."""
 
         def run() -> None:
             with self._db:
                 self._db.execute("BEGIN")
-                self._exec(q.DELETE_NOVEL_CHAPTERS, self._scope, novel_id)
+                self._exec(q.DELETE_NOVEL_CHAPTERS, self._scope, novel_id, offset)
                 self._exec(q.UPSERT_TOMBSTONE, self._scope, novel_id, offset, _now().isoformat())
 
         await self._run(run)

@@ -286,9 +286,12 @@ class MilvusVectorStore:
         expr = f"novel_id == {quote(novel_id)} and chapter_id == {quote(chapter_id)}"
         await self._call("delete", "delete", self._alias, filter=expr)
 
-    async def delete_novel(self, novel_id: str) -> None:
-        """Delete by filter."""
-        await self._call("delete", "delete", self._alias, filter=f"novel_id == {quote(novel_id)}")
+    async def delete_novel(self, novel_id: str, keep: Sequence[str] = ()) -> None:
+        """Delete by filter, but the chapters in ``keep``."""
+        expr = f"novel_id == {quote(novel_id)}"
+        if keep:
+            expr += f" and chapter_id not in [{', '.join(quote(c) for c in keep)}]"
+        await self._call("delete", "delete", self._alias, filter=expr)
 
     async def flush(self) -> None:
         """Seal the segment: durable and fast to search."""

@@ -21,6 +21,9 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from schemas import ConfigurationError, FlowSubmissionError
 from schemas.submissions import SubmittedRun
 
+#: Runs per page of Prefect's API (its default limit is 200).
+PAGE_SIZE = 200
+
 
 class PrefectFlowSubmitter:
     """Creates one flow run per call with ``create_flow_run_from_deployment``.
@@ -97,6 +100,32 @@ class PrefectFlowSubmitter:
                     deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
                 )
             )
+        except (httpx.TransportError, PrefectHTTPStatusError) as exc:
+            raise FlowSubmissionError(f"Prefect API unreachable: {exc}") from exc
+
+    async def failed(self, tag: str) -> set[str]:
+        """Ids of the deployment's runs with ``tag`` that ended Failed (every page).
+
+        Prefect sets the state before the run's failure hook reports it, so this knows a
+        failure before the results topic does."""
+        client, deployment_id = await self._ready()
+        found: list[Any] = []
+        try:
+            while True:
+                page = await client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        state=FlowRunFilterState(
+                            type=FlowRunFilterStateType(any_=[StateType.FAILED])
+                        ),
+                        tags=FlowRunFilterTags(all_=[tag]),
+                    ),
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+                    limit=PAGE_SIZE,
+                    offset=len(found),
+                )
+                found += page
+                if len(page) < PAGE_SIZE:
+                    return {str(run.id) for run in found}
         except (httpx.TransportError, PrefectHTTPStatusError) as exc:
             raise FlowSubmissionError(f"Prefect API unreachable: {exc}") from exc
 
