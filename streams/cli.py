@@ -254,23 +254,28 @@ def dlq_show(position: Annotated[str, typer.Argument(help="PARTITION:OFFSET or O
 def dlq_redrive(
     positions: Annotated[list[str] | None, typer.Argument(help="PARTITION:OFFSET ...")] = None,
     redrive_all: Annotated[
-        bool, typer.Option("--all", help="Every retriable dead letter.")
+        bool,
+        typer.Option(
+            "--all",
+            help="Every retriable dead letter of the input topic (others are skipped, counted).",
+        ),
     ] = False,
     any_error: Annotated[bool, typer.Option(help="With --all: non-retriable ones too.")] = False,
 ) -> None:
     """Re-publish dead letters to the input topic (after a fix, or for retriable failures)."""
-    from streams.commands.dlq import read_all, redrive, select
+    from streams.commands import dlq
 
     settings = _settings()
-    parked = asyncio.run(read_all(settings))
+    parked = asyncio.run(dlq.read_all(settings))
     if redrive_all:
-        chosen = [p for p in parked if any_error or p.letter.retriable]
-    elif positions:
-        chosen = select(parked, positions)
+        report = asyncio.run(dlq.redrive_all(settings, parked, any_error))
+    elif positions:  # a letter named explicitly that cannot be redriven is refused
+        sent = asyncio.run(dlq.redrive(settings, dlq.select(parked, positions)))
+        report = dlq.RedriveReport(sent, [])
     else:
         raise typer.BadParameter("give positions or --all")
-    count = asyncio.run(redrive(settings, chosen))
-    console.print(f"redrove {count} events to {settings.topic_events}")
+    for line in report.lines(settings.topic_events):
+        console.print(line, soft_wrap=True, markup=False)
 
 
 @app.command()

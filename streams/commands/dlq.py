@@ -99,6 +99,38 @@ def not_redrivable(settings: Settings, parked: list[Parked]) -> list[Parked]:
     ]
 
 
+@dataclass(frozen=True)
+class RedriveReport:
+    """What ``scribe dlq redrive --all`` did: how many it sent, which it left parked."""
+
+    sent: int
+    skipped: list[Parked]
+
+    def lines(self, topic: str) -> list[str]:
+        """What to tell the operator."""
+        out = []
+        if self.skipped:
+            positions = ", ".join(f"{p.position} ({p.letter.source})" for p in self.skipped[:20])
+            more = f" and {len(self.skipped) - 20} more" if len(self.skipped) > 20 else ""
+            out.append(
+                f"skipped {len(self.skipped)} dead letters not from the input topic (results"
+                f" the sink could not apply; redriving them would only park them again):"
+                f" {positions}{more}; see `scribe dlq show POSITION`"
+            )
+        out.append(f"redrove {self.sent} events to {topic}")
+        return out
+
+
+async def redrive_all(settings: Settings, parked: list[Parked], any_error: bool) -> RedriveReport:
+    """``redrive --all``: the retriable letters (every one with ``any_error``) of the input
+    topic; the letters of other topics are skipped and counted, not a reason to refuse."""
+    chosen = [p for p in parked if any_error or p.letter.retriable]
+    foreign = not_redrivable(settings, chosen)
+    skip = {(p.partition, p.offset) for p in foreign}
+    sent = await redrive(settings, [p for p in chosen if (p.partition, p.offset) not in skip])
+    return RedriveReport(sent, foreign)
+
+
 def _origin_partition(parked: Parked) -> int | None:
     """The partition the message was first logged on (where its position orders it)."""
     source = parked.letter.source
