@@ -349,18 +349,13 @@ def index_list() -> None:
 
 @index_app.command("drop")
 def index_drop(name: str) -> None:
-    """Drop a collection that no alias uses (e.g. the one a rebuild replaced)."""
-    from streams.wiring import vector_store
+    """Drop a collection that no alias uses (e.g. the one a rebuild replaced), and its
+    ledger scope, so that a collection created later under that name starts empty."""
+    from streams.commands.index import drop
 
-    async def run() -> None:
-        store = vector_store(_settings())
-        try:
-            await store.drop_collection(name)
-        finally:
-            await store.close()
-
-    asyncio.run(run())
-    console.print(f"dropped {name}")
+    existed = asyncio.run(drop(_settings(), name))
+    what = "" if existed else " (no such collection: only its books were left)"
+    console.print(f"dropped {name} and its ledger scope{what}", markup=False)
 
 
 @app.command()

@@ -217,6 +217,24 @@ async def check_summary_counts_rows_the_index_should_hold_and_old_pending(
     assert (gone.indexed_rows, gone.stale_pending) == (0, 1)
 
 
+async def check_dropping_the_scope_forgets_all_its_books(ledger: Ledger) -> None:
+    """``scribe index drop``: a collection re-created under the same name starts empty."""
+    await ledger.record_applied_many([applied("n", "a", 7), applied("n", "b", 2, deleted=True)])
+    await ledger.record_submitted("n", "c", 3, "r3")
+    await ledger.record_failed("n", "d", 4, "r4", "boom")
+    await ledger.delete_novel("m", 11)
+    await ledger.record_removals(["e1"])
+    await ledger.drop_scope()
+    await check_starts_empty(ledger)
+    assert await ledger.chapters_by_key([("n", "a"), ("n", "c"), ("n", "d")]) == {}
+    assert await ledger.removals_applied(["e1"]) == set()
+    assert (await ledger.summary(datetime.now(UTC) + timedelta(hours=1))).indexed_rows == 0
+    await ledger.drop_scope()  # again: harmless
+    await ledger.record_applied(applied("n", "a", 1))  # the new collection's books
+    row = await ledger.chapter("n", "a")
+    assert row is not None and (row.version, row.status) == (1, "indexed")
+
+
 CONTRACT: list[Callable[[Ledger], Awaitable[None]]] = [
     check_starts_empty,
     check_applied_rows_round_trip_and_replace,
@@ -229,4 +247,5 @@ CONTRACT: list[Callable[[Ledger], Awaitable[None]]] = [
     check_a_stray_writer_never_moves_a_chapter_back,
     check_applied_removals_are_remembered_by_event_id,
     check_summary_counts_rows_the_index_should_hold_and_old_pending,
+    check_dropping_the_scope_forgets_all_its_books,
 ]

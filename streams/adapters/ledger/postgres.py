@@ -145,6 +145,17 @@ class PostgresLedger:
         except transient_errors() as exc:
             raise LedgerUnavailable(f"ledger: {exc}") from exc
 
+    async def drop_scope(self) -> None:
+        """See :meth:`agents.ledger.Ledger.drop_scope`."""
+        if self._pool is None:
+            await self.connect()
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                for statement in q.DROP_SCOPE:
+                    await conn.execute(statement, self._scope)
+        except transient_errors() as exc:
+            raise LedgerUnavailable(f"ledger: {exc}") from exc
+
     async def removals_applied(self, event_ids: Sequence[str]) -> set[str]:
         """See :meth:`agents.ledger.Ledger.removals_applied`."""
         unique = list(dict.fromkeys(event_ids))

@@ -103,6 +103,13 @@ RECORD_FAILED = (
     " updated_at = excluded.updated_at"
 )
 
+#: $1 scope: everything a scope holds, table by table (``Ledger.drop_scope``).
+DROP_SCOPE = [
+    "DELETE FROM scribe_chapters WHERE scope = $1",
+    "DELETE FROM scribe_novels WHERE scope = $1",
+    "DELETE FROM scribe_removals WHERE scope = $1",
+]
+
 DELETE_NOVEL_CHAPTERS = "DELETE FROM scribe_chapters WHERE scope = $1 AND novel_id = $2"
 
 #: $1 scope $2 event id $3 now

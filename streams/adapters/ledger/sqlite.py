@@ -127,6 +127,17 @@ class SqliteLedger:
 
         await self._run(run)
 
+    async def drop_scope(self) -> None:
+        """See :meth:`agents.ledger.Ledger.drop_scope`."""
+
+        def run() -> None:
+            with self._db:
+                self._db.execute("BEGIN")
+                for statement in q.DROP_SCOPE:
+                    self._exec(statement, self._scope)
+
+        await self._run(run)
+
     async def removals_applied(self, event_ids: Sequence[str]) -> set[str]:
         """See :meth:`Ledger.removals_applied`."""
         unique = list(dict.fromkeys(event_ids))
