@@ -231,9 +231,9 @@ def dlq_list(
 @dlq_app.command("show")
 def dlq_show(position: Annotated[str, typer.Argument(help="PARTITION:OFFSET or OFFSET")]) -> None:
     """One dead letter: headers and the original value."""
-    from streams.commands.dlq import read_all, select
+    from streams.commands.dlq import find
 
-    [p] = select(asyncio.run(read_all(_settings())), [position])
+    [p] = asyncio.run(find(_settings(), [position]))
     typer.echo(
         json.dumps(
             {"position": p.position, **p.letter.model_dump(mode="json")},
@@ -263,15 +263,15 @@ def dlq_redrive(
     any_error: Annotated[bool, typer.Option(help="With --all: non-retriable ones too.")] = False,
 ) -> None:
     """Re-publish dead letters to the input topic (after a fix, or for retriable failures)."""
-    from streams.commands import dlq
+    from streams.commands import redrive as rd
+    from streams.commands.dlq import find
 
     settings = _settings()
-    parked = asyncio.run(dlq.read_all(settings))
     if redrive_all:
-        report = asyncio.run(dlq.redrive_all(settings, parked, any_error))
+        report = asyncio.run(rd.redrive_all(settings, any_error))
     elif positions:  # a letter named explicitly that cannot be redriven is refused
-        sent = asyncio.run(dlq.redrive(settings, dlq.select(parked, positions)))
-        report = dlq.RedriveReport(sent, [])
+        named = asyncio.run(find(settings, positions))
+        report = rd.RedriveReport(sent=asyncio.run(rd.redrive(settings, named)))
     else:
         raise typer.BadParameter("give positions or --all")
     for line in report.lines(settings.topic_events):

@@ -8,6 +8,11 @@ other tests share.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 
@@ -124,3 +129,61 @@ def test_redrive_all_skips_letters_of_the_results_topic_and_redrives_the_rest(
     assert named.returncode != 0
     assert "0:1" in named.stderr + named.stdout
     assert "input topic" in named.stderr + named.stdout
+
+
+#: Runs the CLI and prints its peak resident memory (KiB) on stderr when it exits: the
+#: ``VmHWM`` of its own address space (``ru_maxrss`` would include the forking parent's).
+PEAK_RSS = (
+    "import atexit, re, runpy, sys\n"
+    "def peak():\n"
+    "    status = open('/proc/self/status').read()\n"
+    "    peak = re.search(r'VmHWM:\\s+(\\d+)', status).group(1)\n"
+    "    print('peak-rss-kib=' + peak, file=sys.stderr)\n"
+    "atexit.register(peak)\n"
+    "sys.argv = ['scribe', *sys.argv[1:]]\n"
+    "runpy.run_module('streams.cli', run_name='__main__')\n"
+)
+
+
+def scribe_peak(stack: Stack, env: dict[str, str], *args: str) -> tuple[str, int]:
+    """Run ``scribe ARGS``; its stdout and its peak RSS in MiB."""
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *args],
+        env={**os.environ, **stack.env, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    peak = re.search(r"peak-rss-kib=(\d+)", done.stderr)
+    assert peak is not None, done.stderr[-3000:]
+    return done.stdout + done.stderr, int(peak.group(1)) // 1024
+
+
+def test_dlq_list_and_redrive_all_stream_the_dlq_in_bounded_memory(stack: Stack) -> None:
+    """``dlq list`` and ``redrive`` read the whole DLQ into memory: a DLQ of 112 MiB made
+    ``list --limit 2`` hold 112 MiB. Listing keeps the last N while reading; redrive sends
+    as it reads, each partition in offset order."""
+    settings, env = own_topics(stack)
+    _, empty = scribe_peak(stack, env, "dlq", "list", "--limit", "2", "--json")
+    count, size, parts = 160, 700 * 1024, settings.topic_partitions
+    letters = [
+        Letter(bytes([i % 256]) + os.urandom(size), settings.topic_events, i % parts, 1000 + i)
+        for i in range(count)
+    ]
+    park(settings, b"novel-big", letters)
+
+    listed, peak = scribe_peak(stack, env, "dlq", "list", "--limit", "2", "--json")
+    newest = json.loads(listed[: listed.rindex("]") + 1])
+    assert [p["source"]["offset"] for p in newest] == [1000 + count - 2, 1000 + count - 1]
+    assert peak - empty < 48, f"list --limit 2 peaked at {peak} MiB (empty DLQ: {empty} MiB)"
+
+    said, peak = scribe_peak(stack, env, "dlq", "redrive", "--all", "--any-error")
+    assert f"redrove {count} " in said, said
+    assert peak - empty < 64, f"redrive --all peaked at {peak} MiB (empty DLQ: {empty} MiB)"
+    redriven = read_topic(settings, settings.topic_events)
+    for partition, messages in redriven.items():
+        origins = [origin for _, origin in messages]
+        assert origins == [1000 + i for i in range(partition, count, parts)], partition
+        assert [v[:1] for v, _ in messages] == [bytes([(o - 1000) % 256]) for o in origins]
