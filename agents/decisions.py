@@ -124,6 +124,8 @@ class ChapterState:
     ``version`` is the newest version applied to the index (embedded or deleted, see
     ``deleted``); ``latest_version`` the newest seen on the input topic; a processing
     failure of ``failed_version`` is remembered until a version at least as new applies.
+    ``deleted_offset`` is the input-log offset of the deletion applied last (``None`` when
+    the chapter is not deleted, or for a deletion recorded before offsets were kept).
     """
 
     novel_id: str
@@ -138,6 +140,7 @@ class ChapterState:
     latest_version: int = 0
     failed_version: int | None = None
     error: str | None = None
+    deleted_offset: int | None = None
 
     @property
     def status(self) -> ChapterStatus:
@@ -162,9 +165,11 @@ class Apply:
 
 @dataclass(frozen=True)
 class Skip:
-    """Ignore the result: something newer already won."""
+    """Ignore the result: something newer already won. With ``dead_letter`` the result
+    can never win and the operator must hear of it (it is parked with the reason)."""
 
     reason: str
+    dead_letter: bool = False
 
 
 SinkDecision = Apply | Skip
@@ -193,6 +198,9 @@ def decide_result(
         return Skip("the novel was deleted later in the log")
     if chapter is None:
         return Apply()
+    recreated = _recreated_below_deletion(result, chapter)
+    if recreated is not None:
+        return recreated
     if result.version < chapter.version:
         return Skip(f"version {result.version} is older than {chapter.version}")
     if (
@@ -202,6 +210,26 @@ def decide_result(
     ):
         return Skip(f"version {result.version} was deleted")
     return Apply()
+
+
+def _recreated_below_deletion(result: IndexResult, chapter: ChapterState) -> Skip | None:
+    """A chapter written again after its deletion (later in the log) at a version not
+    above the deleted one: newest wins, so it never can; the producer restarted its
+    numbering. Skipped with a dead letter naming the deleted version, not silently. A
+    result logged before the deletion (a replay, a redrive of history) is no news."""
+    if not (isinstance(result, ChapterEmbedded) and chapter.deleted):
+        return None
+    if result.version > chapter.version or chapter.deleted_offset is None:
+        return None
+    if result.source is None or result.source.offset <= chapter.deleted_offset:
+        return None
+    return Skip(
+        f"{result.novel_id}/{result.chapter_id} was deleted at version {chapter.version}"
+        f" (offset {chapter.deleted_offset}) and written again later (offset"
+        f" {result.source.offset}) at version {result.version}, which can never win:"
+        f" re-create it with a version above {chapter.version}",
+        dead_letter=True,
+    )
 
 
 def _offset(source: SourceRef | None) -> int:

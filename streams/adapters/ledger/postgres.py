@@ -54,6 +54,10 @@ class PostgresLedger:
             async with pool.acquire() as conn:
                 for ddl in q.DDL:
                     await conn.execute(ddl.format(ts="TIMESTAMPTZ"))
+                for table, column, kind in q.ADDED_COLUMNS:
+                    await conn.execute(
+                        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}"
+                    )
         except transient_errors() as exc:
             if pool is not None:
                 await pool.close()

@@ -10,7 +10,7 @@ from agents.decisions import ChapterState
 
 COLUMNS = (
     "novel_id, chapter_id, version, deleted, indexed_version, model, chunk_count, flow_run_id,"
-    " updated_at, latest_version, failed_version, error"
+    " updated_at, latest_version, failed_version, error, deleted_offset"
 )
 
 STATUS = (
@@ -25,7 +25,7 @@ DDL = [
         version BIGINT NOT NULL, deleted BOOLEAN NOT NULL, indexed_version BIGINT,
         model TEXT, chunk_count BIGINT NOT NULL, flow_run_id TEXT,
         latest_version BIGINT NOT NULL, failed_version BIGINT, error TEXT,
-        created_at {ts} NOT NULL, updated_at {ts} NOT NULL,
+        created_at {ts} NOT NULL, updated_at {ts} NOT NULL, deleted_offset BIGINT,
         PRIMARY KEY (scope, novel_id, chapter_id))""",
     """CREATE TABLE IF NOT EXISTS scribe_novels (
         scope TEXT NOT NULL, novel_id TEXT NOT NULL, deleted_offset BIGINT NOT NULL,
@@ -34,6 +34,10 @@ DDL = [
         scope TEXT NOT NULL, event_id TEXT NOT NULL, applied_at {ts} NOT NULL,
         PRIMARY KEY (scope, event_id))""",
 ]
+
+#: Columns added after the first release, for tables created before them (each adapter
+#: adds a missing one when it connects): (table, column, type).
+ADDED_COLUMNS = [("scribe_chapters", "deleted_offset", "BIGINT")]
 
 _INSERT = (
     "INSERT INTO scribe_chapters (scope, novel_id, chapter_id, version, deleted,"
@@ -61,12 +65,15 @@ def select_chapters(keys: int) -> str:
 SELECT_TOMBSTONE = "SELECT deleted_offset FROM scribe_novels WHERE scope = $1 AND novel_id = $2"
 
 #: $1 scope $2 novel $3 chapter $4 version $5 deleted $6 indexed_version $7 model
-#: $8 chunk_count $9 flow_run_id $10 now
+#: $8 chunk_count $9 flow_run_id $10 deleted_offset $11 now
 RECORD_APPLIED = (
-    _INSERT
-    + "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $4, NULL, NULL, $10, $10)"
+    "INSERT INTO scribe_chapters (scope, novel_id, chapter_id, version, deleted,"
+    " indexed_version, model, chunk_count, flow_run_id, latest_version, failed_version, error,"
+    " deleted_offset, created_at, updated_at) "
+    + "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $4, NULL, NULL, $10, $11, $11)"
     + _CONFLICT
     + "version = excluded.version, deleted = excluded.deleted,"
+    " deleted_offset = excluded.deleted_offset,"
     " indexed_version = excluded.indexed_version, model = excluded.model,"
     " chunk_count = excluded.chunk_count,"
     f" flow_run_id = COALESCE(excluded.flow_run_id, {_OLD}flow_run_id),"
@@ -161,7 +168,7 @@ def for_sqlite(sql: str) -> str:
 
 
 def applied_args(scope: str, state: ChapterState, now: datetime) -> tuple[Any, ...]:
-    """Parameters $1-$10 of :data:`RECORD_APPLIED` for ``state``."""
+    """Parameters $1-$11 of :data:`RECORD_APPLIED` for ``state`` (``now`` last)."""
     return (
         scope,
         state.novel_id,
@@ -172,6 +179,7 @@ def applied_args(scope: str, state: ChapterState, now: datetime) -> tuple[Any, .
         state.model,
         state.chunk_count,
         state.flow_run_id,
+        state.deleted_offset if state.deleted else None,
         state.updated_at or now,
     )
 
@@ -194,6 +202,7 @@ def row_to_state(row: Any) -> ChapterState:
         latest_version=int(row[9]),
         failed_version=row[10],
         error=row[11],
+        deleted_offset=row[12],
     )
 
 

@@ -32,6 +32,9 @@ class SqliteLedger:
         self._db.execute("PRAGMA busy_timeout=5000")
         for ddl in q.DDL:
             self._db.execute(ddl.format(ts="TEXT"))
+        for table, column, kind in q.ADDED_COLUMNS:  # a file of an older release
+            if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self._lock = asyncio.Lock()
 
     async def _run(self, fn: Any) -> Any:
