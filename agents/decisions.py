@@ -124,6 +124,8 @@ class ChapterState:
     ``version`` is the newest version applied to the index (embedded or deleted, see
     ``deleted``); ``latest_version`` the newest seen on the input topic; a processing
     failure of ``failed_version`` is remembered until a version at least as new applies.
+    ``deleted_offset`` is the input-log offset of the deletion applied last (``None`` when
+    the chapter is not deleted, or for a deletion recorded before offsets were kept).
     """
 
     novel_id: str
@@ -140,6 +142,7 @@ class ChapterState:
     error: str | None = None
     #: Offset in the input log of the event whose effect this row records (unknown: None).
     source_offset: int | None = None
+    deleted_offset: int | None = None
 
     @property
     def status(self) -> ChapterStatus:
@@ -164,9 +167,11 @@ class Apply:
 
 @dataclass(frozen=True)
 class Skip:
-    """Ignore the result: something newer already won."""
+    """Ignore the result: something newer already won. With ``dead_letter`` the result
+    can never win and the operator must hear of it (it is parked with the reason)."""
 
     reason: str
+    dead_letter: bool = False
 
 
 SinkDecision = Apply | Skip
@@ -195,6 +200,9 @@ def decide_result(
         return Skip("the novel was deleted later in the log")
     if chapter is None:
         return Apply()
+    recreated = _recreated_below_deletion(result, chapter)
+    if recreated is not None:
+        return recreated
     if result.version < chapter.version:
         return Skip(f"version {result.version} is older than {chapter.version}")
     if (
@@ -217,6 +225,26 @@ def outlives_novel_deletion(chapter: ChapterState, deletion_offset: int) -> bool
     ledger) counts as logged before.
     """
     return chapter.source_offset is not None and chapter.source_offset > deletion_offset
+
+
+def _recreated_below_deletion(result: IndexResult, chapter: ChapterState) -> Skip | None:
+    """A chapter written again after its deletion (later in the log) at a version not
+    above the deleted one: newest wins, so it never can; the producer restarted its
+    numbering. Skipped with a dead letter naming the deleted version, not silently. A
+    result logged before the deletion (a replay, a redrive of history) is no news."""
+    if not (isinstance(result, ChapterEmbedded) and chapter.deleted):
+        return None
+    if result.version > chapter.version or chapter.deleted_offset is None:
+        return None
+    if result.source is None or result.source.offset <= chapter.deleted_offset:
+        return None
+    return Skip(
+        f"{result.novel_id}/{result.chapter_id} was deleted at version {chapter.version}"
+        f" (offset {chapter.deleted_offset}) and written again later (offset"
+        f" {result.source.offset}) at version {result.version}, which can never win:"
+        f" re-create it with a version above {chapter.version}",
+        dead_letter=True,
+    )
 
 
 def _offset(source: SourceRef | None) -> int:

@@ -14,6 +14,7 @@ from agents.decisions import ChapterState
 from agents.ledger import Ledger, LedgerSummary
 from agents.ports import Index, IndexCatalog
 from agents.vector_store import VectorStore
+from schemas import ConfigurationError
 
 
 class SingleIndex:
@@ -84,6 +85,10 @@ class LiveLedger:
     async def delete_novel(self, novel_id: str, offset: int) -> None:
         """See :meth:`agents.ledger.Ledger.delete_novel`."""
         await (await self._ledger()).delete_novel(novel_id, offset)
+
+    async def drop_scope(self) -> None:
+        """Refused: the books of the collection behind the alias are never dropped."""
+        raise ConfigurationError("the ledger scope of the live collection is never dropped")
 
     async def removals_applied(self, event_ids: Sequence[str]) -> set[str]:
         """See :meth:`agents.ledger.Ledger.removals_applied`."""

@@ -95,6 +95,14 @@ class Ledger(Protocol):
         """Remember deletion events as applied: a re-sent copy must not apply again."""
         ...
 
+    async def drop_scope(self) -> None:
+        """Forget every row, tombstone and removal of this scope, in one transaction.
+
+        Its collection was dropped (``scribe index drop``): a collection created later
+        under the same name must not inherit its books (the sink would skip its results
+        as older than versions it never held)."""
+        ...
+
     async def counts(self) -> dict[str, int]:
         """Chapters by status: pending, indexed, deleted, failed."""
         ...

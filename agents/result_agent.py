@@ -28,6 +28,7 @@ from schemas import (
     ChapterRemoved,
     InvalidEvent,
     NovelRemoved,
+    RecreatedBelowDeletion,
     ScribeError,
     SourceRef,
     parse_result,
@@ -139,7 +140,7 @@ class ResultAgent:
                 state = await retrying(
                     partial(self._apply, result, batch, index.store), self._bounded, "sink"
                 )
-            except ScribeError as exc:  # not retriable: Milvus rejected this result
+            except ScribeError as exc:  # not retriable: Milvus rejected it, or it never wins
                 await self._dead_letter(msg, exc)
                 continue
             if state is not None:
@@ -248,6 +249,9 @@ class ResultAgent:
             # A deletion event re-sent later in the log: its first copy already applied, and
             # applying the copy at its later position would delete what came in between.
             decision = Skip("a copy of this deletion event was applied already")
+        if isinstance(decision, Skip) and decision.dead_letter:
+            log.warning("dead-lettering %s: %s", result.event_type, decision.reason)
+            raise RecreatedBelowDeletion(decision.reason)
         if isinstance(decision, Skip):
             self.telemetry.result_skipped(result.event_type)
             log.info(
@@ -286,6 +290,7 @@ class ResultAgent:
                 chunk_count=0,
                 updated_at=now,
                 source_offset=position,
+                deleted_offset=result.source.offset if result.source else None,
             )
         # Chapters written again after the deletion stay (their results came first here).
         deleted_at = -1 if position is None else position

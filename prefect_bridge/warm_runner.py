@@ -20,6 +20,13 @@ the embedding model stays loaded and at most ``limit`` runs execute at once.
   Prefect, unless a run outlived its deadline and its cancellation: the process's
   health beats there, so /health turns red when the runner cannot claim runs or its
   slots are stuck.
+* Outages: a round that cannot reach Prefect (claims, cancellation checks) is retried
+  with backoff while the runs in flight go on: they drive their own engine clients, and
+  cancelling them would leave them Running (their end cannot be recorded while Prefect is
+  away) or for the watchdog. No health beat while rounds fail. Only after
+  ``give_up_after`` seconds of failed rounds does the loop stop claiming, wait for its
+  runs to end (deadlines still apply) and raise, so that ``serve_warm`` starts a new
+  loop with fresh clients.
 * Wake-up: the runner subscribes to the server's event stream for the deployment's
   ``prefect.flow-run.Scheduled`` events and claims a new run at once instead of at the
   next poll; polling stays as the fallback (the stream may be down or unavailable).
@@ -51,6 +58,12 @@ log = logging.getLogger("scribe.warm_runner")
 #: Seconds between attempts to (re)open the event stream.
 STREAM_RETRY_SECONDS = 10.0
 
+#: Longest pause between two rounds while rounds fail (Prefect away).
+ROUND_RETRY_MAX_SECONDS = 30.0
+
+#: Seconds of failed rounds after which the loop drains its runs and raises.
+GIVE_UP_SECONDS = 600.0
+
 #: Seconds a run cancelled at its deadline may take to end before the runner is unhealthy.
 CANCEL_GRACE_SECONDS = 60.0
 
@@ -75,6 +88,7 @@ class WarmRunner:
         run_deadline: float | None = None,
         on_progress: Callable[[], None] | None = None,
         host: str | None = None,
+        give_up_after: float = GIVE_UP_SECONDS,
     ) -> None:
         self._client = client
         self._owner = owner_id(host)
@@ -88,34 +102,64 @@ class WarmRunner:
         self._on_finished = on_finished
         self._deadline = run_deadline
         self._on_progress = on_progress
+        self._give_up_after = give_up_after
         self._wake = asyncio.Event()
         self.completed = 0
         #: Wake-ups by the event stream (a run scheduled between two polls).
         self.woken = 0
 
     async def run_forever(self) -> None:
-        """Poll and execute until cancelled; in-flight runs are cancelled with it."""
+        """Poll and execute until cancelled (in-flight runs are cancelled with it), or
+        until rounds failed for ``give_up_after`` seconds (raised once its runs ended)."""
         listener = asyncio.create_task(self._listen(), name="scheduled-run events")
+        failures, failing_since = 0, 0.0
         try:
             while True:
-                await self._fill()
-                await self._watch_cancellations()
+                try:
+                    await self._fill()
+                    await self._watch_cancellations()
+                except Exception as exc:  # Prefect away: the runs in flight do not need us
+                    failures += 1
+                    failing_since = failing_since or time.monotonic()
+                    if time.monotonic() - failing_since > self._give_up_after:
+                        log.error(
+                            "rounds failed for %.0fs (%s): draining", self._give_up_after, exc
+                        )
+                        await self._drain()
+                        raise
+                    delay = min(self._poll * 2**failures, ROUND_RETRY_MAX_SECONDS)
+                    log.warning(
+                        "round failed (%s); %d runs in flight go on; next try in %.1fs",
+                        exc,
+                        len(self._running),
+                        delay,
+                    )
+                    self.check_deadlines()
+                    await self._idle(delay)
+                    continue
+                failures, failing_since = 0, 0.0
                 if self.check_deadlines() and self._on_progress is not None:
                     self._on_progress()
-                await self._idle()
+                await self._idle(self._poll)
         finally:
             listener.cancel()
             for task in self._running.values():
                 task.cancel()
             await asyncio.gather(listener, *self._running.values(), return_exceptions=True)
 
-    async def _idle(self) -> None:
-        """Until a run ends, a run is scheduled (event) or the poll interval is over."""
+    async def _drain(self) -> None:
+        """Claim nothing more; wait until every run in flight ended (deadlines apply)."""
+        while self._running:
+            self.check_deadlines()
+            await asyncio.wait(set(self._running.values()), timeout=self._poll)
+
+    async def _idle(self, seconds: float) -> None:
+        """Until a run ends, a run is scheduled (event) or ``seconds`` are over."""
         wake = asyncio.create_task(self._wake.wait())
         try:
             await asyncio.wait(
                 {wake, *self._running.values()},
-                timeout=self._poll,
+                timeout=seconds,
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:

@@ -56,6 +56,12 @@ class EventUnavailable(ScribeError):
     retention, or a position that does not exist): retrying cannot bring it back."""
 
 
+class RecreatedBelowDeletion(ScribeError):
+    """A chapter written again after its deletion with a version not above the deleted
+    one: newest wins, so it can never reach the index (not retriable; the producer must
+    re-create the chapter with a higher version)."""
+
+
 class ResultTooLarge(ScribeError):
     """A result message would exceed the results topic's size limit (not retriable)."""
 

@@ -231,9 +231,9 @@ def dlq_list(
 @dlq_app.command("show")
 def dlq_show(position: Annotated[str, typer.Argument(help="PARTITION:OFFSET or OFFSET")]) -> None:
     """One dead letter: headers and the original value."""
-    from streams.commands.dlq import read_all, select
+    from streams.commands.dlq import find
 
-    [p] = select(asyncio.run(read_all(_settings())), [position])
+    [p] = asyncio.run(find(_settings(), [position]))
     typer.echo(
         json.dumps(
             {"position": p.position, **p.letter.model_dump(mode="json")},
@@ -254,23 +254,28 @@ def dlq_show(position: Annotated[str, typer.Argument(help="PARTITION:OFFSET or O
 def dlq_redrive(
     positions: Annotated[list[str] | None, typer.Argument(help="PARTITION:OFFSET ...")] = None,
     redrive_all: Annotated[
-        bool, typer.Option("--all", help="Every retriable dead letter.")
+        bool,
+        typer.Option(
+            "--all",
+            help="Every retriable dead letter of the input topic (others are skipped, counted).",
+        ),
     ] = False,
     any_error: Annotated[bool, typer.Option(help="With --all: non-retriable ones too.")] = False,
 ) -> None:
     """Re-publish dead letters to the input topic (after a fix, or for retriable failures)."""
-    from streams.commands.dlq import read_all, redrive, select
+    from streams.commands import redrive as rd
+    from streams.commands.dlq import find
 
     settings = _settings()
-    parked = asyncio.run(read_all(settings))
     if redrive_all:
-        chosen = [p for p in parked if any_error or p.letter.retriable]
-    elif positions:
-        chosen = select(parked, positions)
+        report = asyncio.run(rd.redrive_all(settings, any_error))
+    elif positions:  # a letter named explicitly that cannot be redriven is refused
+        named = asyncio.run(find(settings, positions))
+        report = rd.RedriveReport(sent=asyncio.run(rd.redrive(settings, named)))
     else:
         raise typer.BadParameter("give positions or --all")
-    count = asyncio.run(redrive(settings, chosen))
-    console.print(f"redrove {count} events to {settings.topic_events}")
+    for line in report.lines(settings.topic_events):
+        console.print(line, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -354,18 +359,13 @@ def index_list() -> None:
 
 @index_app.command("drop")
 def index_drop(name: str) -> None:
-    """Drop a collection that no alias uses (e.g. the one a rebuild replaced)."""
-    from streams.wiring import vector_store
+    """Drop a collection that no alias uses (e.g. the one a rebuild replaced), and its
+    ledger scope, so that a collection created later under that name starts empty."""
+    from streams.commands.index import drop
 
-    async def run() -> None:
-        store = vector_store(_settings())
-        try:
-            await store.drop_collection(name)
-        finally:
-            await store.close()
-
-    asyncio.run(run())
-    console.print(f"dropped {name}")
+    existed = asyncio.run(drop(_settings(), name))
+    what = "" if existed else " (no such collection: only its books were left)"
+    console.print(f"dropped {name} and its ledger scope{what}", markup=False)
 
 
 @app.command()

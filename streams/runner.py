@@ -214,12 +214,14 @@ def serve_warm(settings: Settings) -> None:
     loop, which cancels the runs in flight (the watchdog of the next runner reschedules
     them).
 
-    When Prefect is unreachable for longer than its client retries, ``main()`` raises and
-    the loop is started again. Everything bound to a loop (the Prefect client, the flow
-    runtime with its Kafka producer) is built inside ``main()`` and closed when it ends;
-    only the loaded model outlives a loop. /health is beaten by the runner's rounds that
-    reached Prefect with no run stuck past its deadline, so it turns red while the runner
-    cannot claim runs or its slots are stuck.
+    While Prefect is unreachable the runner retries its rounds in the same loop and the
+    runs in flight go on (see ``prefect_bridge.warm_runner``); when ``main()`` raises
+    (Prefect away at its start, or rounds failing for ``GIVE_UP_SECONDS``, raised only
+    once the runs in flight ended) the loop is started again. Everything bound to a loop
+    (the Prefect client, the flow runtime with its Kafka producer) is built inside
+    ``main()`` and closed when it ends; only the loaded model outlives a loop. /health is
+    beaten by the runner's rounds that reached Prefect with no run stuck past its
+    deadline, so it turns red while the runner cannot claim runs or its slots are stuck.
     """
     import threading
 

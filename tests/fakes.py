@@ -131,6 +131,12 @@ class InMemoryLedger:
                 del self.rows[key]
         self.novels[novel_id] = max(offset, self.novels.get(novel_id, offset))
 
+    async def drop_scope(self) -> None:
+        """Forget everything."""
+        self.rows.clear()
+        self.novels.clear()
+        self.removals.clear()
+
     async def removals_applied(self, event_ids: Sequence[str]) -> set[str]:
         """Set lookup."""
         return self.removals & set(event_ids)

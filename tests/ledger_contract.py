@@ -8,6 +8,7 @@ on PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from agents.decisions import ChapterState
@@ -239,6 +240,39 @@ async def check_summary_counts_rows_the_index_should_hold_and_old_pending(
     assert (gone.indexed_rows, gone.stale_pending) == (0, 1)
 
 
+async def check_dropping_the_scope_forgets_all_its_books(ledger: Ledger) -> None:
+    """``scribe index drop``: a collection re-created under the same name starts empty."""
+    await ledger.record_applied_many([applied("n", "a", 7), applied("n", "b", 2, deleted=True)])
+    await ledger.record_submitted("n", "c", 3, "r3")
+    await ledger.record_failed("n", "d", 4, "r4", "boom")
+    await ledger.delete_novel("m", 11)
+    await ledger.record_removals(["e1"])
+    await ledger.drop_scope()
+    await check_starts_empty(ledger)
+    assert await ledger.chapters_by_key([("n", "a"), ("n", "c"), ("n", "d")]) == {}
+    assert await ledger.removals_applied(["e1"]) == set()
+    assert (await ledger.summary(datetime.now(UTC) + timedelta(hours=1))).indexed_rows == 0
+    await ledger.drop_scope()  # again: harmless
+    await ledger.record_applied(applied("n", "a", 1))  # the new collection's books
+    row = await ledger.chapter("n", "a")
+    assert row is not None and (row.version, row.status) == (1, "indexed")
+
+
+async def check_a_deletion_keeps_its_log_position(ledger: Ledger) -> None:
+    """The sink tells a re-creation logged after a chapter's deletion from history."""
+    await ledger.record_applied(applied("n", "c", 5))
+    row = await ledger.chapter("n", "c")
+    assert row is not None and row.deleted_offset is None
+    gone = replace(applied("n", "c", 6, deleted=True), deleted_offset=42)
+    await ledger.record_applied_many([gone])
+    row = await ledger.chapter("n", "c")
+    assert row is not None and (row.deleted, row.deleted_offset) == (True, 42)
+    assert (await ledger.chapters_by_key([("n", "c")]))[("n", "c")].deleted_offset == 42
+    await ledger.record_applied(applied("n", "c", 7))  # re-created above: no deletion now
+    row = await ledger.chapter("n", "c")
+    assert row is not None and row.deleted_offset is None
+
+
 CONTRACT: list[Callable[[Ledger], Awaitable[None]]] = [
     check_starts_empty,
     check_applied_rows_round_trip_and_replace,
@@ -252,4 +286,6 @@ CONTRACT: list[Callable[[Ledger], Awaitable[None]]] = [
     check_a_stray_writer_never_moves_a_chapter_back,
     check_applied_removals_are_remembered_by_event_id,
     check_summary_counts_rows_the_index_should_hold_and_old_pending,
+    check_dropping_the_scope_forgets_all_its_books,
+    check_a_deletion_keeps_its_log_position,
 ]

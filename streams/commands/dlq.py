@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import heapq
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import ConfigurationError, ServiceUnavailable
-from schemas.dead_letters import DeadLetter, redrive_headers
-from streams.adapters.kafka.client import client_config, partitions_of, start_producer
+from schemas.dead_letters import DeadLetter
+from streams.adapters.kafka.client import client_config, partitions_of
 from streams.settings import Settings
 
 
@@ -30,46 +32,85 @@ class Parked:
         return f"{self.partition}:{self.offset}"
 
 
-async def read_all(
-    settings: Settings, limit: int | None = None, read_seconds: float = 60.0
-) -> list[Parked]:
-    """Every message of the DLQ (oldest first per partition), without a consumer group."""
+#: Messages per page of :func:`pages` (besides the fetch size that bounds its bytes).
+PAGE_RECORDS = 200
+
+#: Skipped positions named in the report of ``redrive --all`` (the rest are counted).
+NAMED_SKIPS = 20
+
+
+async def pages(settings: Settings, read_seconds: float = 60.0) -> AsyncGenerator[list[Parked]]:
+    """The DLQ as it stood when reading began, page by page, without a consumer group.
+
+    Memory stays bounded by a page (``PAGE_RECORDS`` messages, at most a fetch's bytes
+    per partition). Each page holds each partition's messages in offset order and pages
+    follow one another, so every partition is read in offset order; messages parked
+    after the start (a redriven letter parked again) are left for the next read.
+    """
     consumer = AIOKafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
         partitions = await partitions_of(settings, settings.topic_dlq)
         tps = [TopicPartition(settings.topic_dlq, p) for p in partitions]
         if not tps:
-            return []
+            return
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        out: list[Parked] = []
         remaining = {tp for tp in tps if ends[tp] > 0}
         deadline = time.monotonic() + read_seconds
-        while remaining and time.monotonic() < deadline:
-            batches = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, messages in batches.items():
-                out.extend(
-                    Parked(
-                        tp.partition,
-                        m.offset,
-                        m.key,
-                        m.value,
-                        DeadLetter.from_headers(list(m.headers)),
-                    )
-                    for m in messages
-                    if m.offset < ends[tp]
-                )
+        while remaining:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"could not read the whole DLQ within {read_seconds:.0f}s")
+            batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=PAGE_RECORDS)
+            page = [
+                Parked(tp.partition, m.offset, m.key, m.value, DeadLetter.from_headers(m.headers))
+                for tp, messages in batches.items()
+                for m in messages
+                if m.offset < ends[tp]
+            ]
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
-        if remaining:
-            raise ServiceUnavailable(f"could not read the whole DLQ within {read_seconds:.0f}s")
-        out.sort(key=lambda p: (p.letter.dead_lettered_at or "", p.partition, p.offset))
-        return out[-limit:] if limit else out
+            if page:
+                deadline = time.monotonic() + read_seconds  # progress: a big DLQ may take long
+                yield page
     finally:
         await consumer.stop()
+
+
+def _newest_first_key(p: Parked) -> tuple[str, int, int]:
+    return (p.letter.dead_lettered_at or "", p.partition, p.offset)
+
+
+async def read_all(
+    settings: Settings, limit: int | None = None, read_seconds: float = 60.0
+) -> list[Parked]:
+    """The DLQ oldest first (by the time each was parked); with ``limit``, only the newest
+    ``limit``, keeping no more than those while reading."""
+    kept: list[tuple[tuple[str, int, int], Parked]] = []
+    async with aclosing(pages(settings, read_seconds)) as reading:
+        async for page in reading:
+            for p in page:
+                if not limit:
+                    kept.append((_newest_first_key(p), p))
+                elif len(kept) < limit:
+                    heapq.heappush(kept, (_newest_first_key(p), p))
+                elif _newest_first_key(p) > kept[0][0]:
+                    heapq.heapreplace(kept, (_newest_first_key(p), p))
+    return [p for _, p in sorted(kept, key=lambda kp: kp[0])]
+
+
+async def find(settings: Settings, positions: Iterable[str]) -> list[Parked]:
+    """The messages ``positions`` name (see :func:`select`), keeping only those in memory."""
+    wanted = list(positions)
+    exact = {tuple(int(x) for x in w.split(":", 1)) for w in wanted if ":" in w}
+    bare = {int(w) for w in wanted if ":" not in w}
+    found: list[Parked] = []
+    async with aclosing(pages(settings)) as reading:
+        async for page in reading:
+            found += [p for p in page if (p.partition, p.offset) in exact or p.offset in bare]
+    return select(found, wanted)
 
 
 def select(parked: list[Parked], positions: Iterable[str]) -> list[Parked]:
@@ -87,50 +128,3 @@ def select(parked: list[Parked], positions: Iterable[str]) -> list[Parked]:
             )
         chosen.extend(match)
     return chosen
-
-
-def not_redrivable(settings: Settings, parked: list[Parked]) -> list[Parked]:
-    """Dead letters that did not come from the input topic (a result the sink could not
-    parse): sending them to the input topic would only park them again, or worse."""
-    return [
-        p
-        for p in parked
-        if p.letter.source is not None and p.letter.source.topic != settings.topic_events
-    ]
-
-
-def _origin_partition(parked: Parked) -> int | None:
-    """The partition the message was first logged on (where its position orders it)."""
-    source = parked.letter.source
-    return source.partition if source is not None else None
-
-
-async def redrive(settings: Settings, parked: list[Parked]) -> int:
-    """Re-publish input-topic dead letters to the input topic, keeping their position.
-
-    Each message carries ``scribe.redrive`` = previous + 1 and its original position
-    (``scribe.origin.*``), which ordering decisions use: a chapter parked before its
-    novel was deleted stays behind that deletion. It goes back to the partition it was
-    first logged on, not where its key would put it now (a keyless record anywhere, a
-    key after the partition count grew): offsets order messages within one partition
-    only, and a copy on another partition would stand at its own, later position.
-    """
-    foreign = not_redrivable(settings, parked)
-    if foreign:
-        raise ConfigurationError(
-            "not from the input topic, cannot be redriven: "
-            + ", ".join(f"{p.position} ({p.letter.source})" for p in foreign)
-        )
-    producer = await start_producer(settings)
-    try:
-        for p in parked:
-            await producer.send_and_wait(
-                settings.topic_events,
-                value=p.value,
-                key=p.key,
-                partition=_origin_partition(p),
-                headers=redrive_headers(p.letter),
-            )
-    finally:
-        await producer.stop()
-    return len(parked)

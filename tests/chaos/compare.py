@@ -18,6 +18,7 @@ MismatchKind = Literal[
     "wrong_row",
     "missing_dead_letter",
     "extra_dead_letter",
+    "unexpected_recreation_letter",
 ]
 
 
@@ -28,6 +29,8 @@ class DeadLetterSeen:
 
     position: Position
     retriable: bool
+    #: A result parked as ``RecreatedBelowDeletion``; ``position`` is its input's origin.
+    recreated: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ def compare(
     Rows: each expected id exactly once with the expected version and text; nothing else.
     Dead letters: the invalid inputs, each at least once (at-least-once delivery may park
     one twice); retriable letters (failed runs, redriven later) are not input errors and
-    are ignored.
+    are ignored. A result parked because its write can never win must be one the oracle
+    allows (``may_park``); whether it is parked depends on timing, so none is required.
     """
     out: list[Mismatch] = []
     counts = Counter(row.id for row in rows)
@@ -82,7 +86,10 @@ def compare(
         for rid, row in actual.items()
         if rid not in expected.rows
     ]
-    parked = {letter.position for letter in dead_letters if not letter.retriable}
+    letters = list(dead_letters)
+    recreated = {letter.position for letter in letters if letter.recreated}
+    out += [Mismatch("unexpected_recreation_letter", str(p)) for p in recreated - expected.may_park]
+    parked = {p.position for p in letters if not p.retriable and not p.recreated}
     out += [Mismatch("missing_dead_letter", str(p)) for p in expected.dead_letters - parked]
     out += [Mismatch("extra_dead_letter", str(p)) for p in parked - expected.dead_letters]
     return sorted(out, key=lambda m: (m.kind, m.subject))

@@ -548,6 +548,11 @@ class ClusterDriver:
         out = []
         for p in parked:
             source = p.letter.source
+            if p.letter.error_class == "RecreatedBelowDeletion" and p.value is not None:
+                origin = json.loads(p.value).get("source") or {}
+                at = Position(int(origin.get("partition", -1)), int(origin.get("offset", -1)))
+                out.append(DeadLetterSeen(at, False, recreated=True))
+                continue
             if source is None or source.topic != self.settings.topic_events:
                 out.append(DeadLetterSeen(Position(-1, p.offset), p.letter.retriable))
                 continue

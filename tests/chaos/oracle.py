@@ -15,6 +15,8 @@ replayed on the way. This module is that function, written to be read:
 * Per chapter the newest ``version`` wins; at equal versions a delete beats a write. Two
   different writes at one version are outside the contract (the platform never sends
   them); here the later one in the log wins, the live system promises neither.
+* A write logged after a deletion of its chapter (since the novel's last deletion) whose
+  version is not above the deleted one can never win; its result may be parked.
 * The index holds, for every chapter whose winner is a write, the chunks that the chunker
   makes of that version's text: id ``<novel>:<chapter>:<chunk_no>``, the version, the text.
 
@@ -89,6 +91,10 @@ class Expected:
     chapters: Mapping[tuple[str, str], int]
     #: Positions (origins) of the invalid messages.
     dead_letters: frozenset[Position]
+    #: Positions (origins) of writes logged after a deletion of their chapter at a version
+    #: at least theirs: they can never win, and the sink may park their result
+    #: (``RecreatedBelowDeletion``; not when a later deletion applied first).
+    may_park: frozenset[Position] = frozenset()
 
     def describe(self) -> str:
         """Rows per novel and chapter, and the DLQ, one line each."""
@@ -157,6 +163,8 @@ def expected_index(
     partition_of: dict[str, int] = {}
     seen: set[str] = set()
     dead: set[Position] = set()
+    deleted_at: dict[str, dict[str, int]] = {}  # per novel: chapter -> highest deletion
+    may_park: set[Position] = set()
     for message in sorted(log, key=lambda m: (m.origin, m.redrive_of is not None)):
         event = valid_event(message, max_text_bytes)
         if event is None:
@@ -172,13 +180,18 @@ def expected_index(
                 f"{message.origin.partition}: its events are not ordered"
             )
         chapters = novels.setdefault(event.novel_id, {})
+        deletions = deleted_at.setdefault(event.novel_id, {})
         if isinstance(event, NovelDeleted):
             chapters.clear()
+            deletions.clear()
             continue
         if isinstance(event, ChapterDeleted):
             candidate = _Winner(event.version, deleted=True)
+            deletions[event.chapter_id] = max(event.version, deletions.get(event.chapter_id, 0))
         else:
             candidate = _Winner(event.version, deleted=False, text=event.text)
+            if deletions.get(event.chapter_id, 0) >= event.version:
+                may_park.add(message.origin)
         if candidate.beats(chapters.get(event.chapter_id)):
             chapters[event.chapter_id] = candidate
 
@@ -199,4 +212,4 @@ def expected_index(
                     chunk.chunk_no,
                     chunk.text[:MAX_TEXT_CHARS],
                 )
-    return Expected(rows, live, frozenset(dead))
+    return Expected(rows, live, frozenset(dead), frozenset(may_park))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tests.chaos.compare import DeadLetterSeen, Mismatch, compare
 from tests.chaos.oracle import Expected, Position, Row
 
@@ -64,3 +66,16 @@ def test_dead_letters_compare_as_a_set_of_invalid_inputs() -> None:
         Mismatch("extra_dead_letter", "2:3"),
         Mismatch("missing_dead_letter", "1:0"),
     ]
+
+
+def test_a_parked_result_that_can_never_win_is_allowed_only_where_the_oracle_says() -> None:
+    allowed = replace(EXPECTED, may_park=frozenset({Position(0, 7)}))
+    parked = [
+        *PARKED,
+        DeadLetterSeen(Position(0, 7), False, recreated=True),
+        DeadLetterSeen(Position(0, 8), False, recreated=True),
+    ]
+    assert compare(allowed, list(EXPECTED.rows.values()), parked) == [
+        Mismatch("unexpected_recreation_letter", "0:8")
+    ]
+    assert compare(allowed, list(EXPECTED.rows.values()), PARKED) == []  # none is required

@@ -174,6 +174,22 @@ def test_a_delete_beats_an_older_write_logged_after_it() -> None:
     assert log.oracle().rows == {}
 
 
+def test_a_write_after_a_delete_at_a_version_not_above_it_may_be_parked() -> None:
+    log = Log()
+    before = log.write("xyj", "c1", 1, TEXT_1)
+    log.delete("xyj", "c1", 3)
+    again = log.write("xyj", "c1", 1, TEXT_1)  # re-created, numbering restarted
+    equal = log.write("xyj", "c1", 3, TEXT_3)
+    above = log.write("xyj", "c1", 4, TEXT_3)
+    log.delete_novel("xyj")
+    fresh = log.write("xyj", "c1", 1, TEXT_1)  # a new incarnation of the novel
+    expected = log.oracle()
+    assert expected.may_park == {again.position, equal.position}
+    assert before.position not in expected.may_park
+    assert above.position not in expected.may_park and fresh.position not in expected.may_park
+    assert expected.rows == rows_of("xyj", "c1", 1, TEXT_1)
+
+
 def test_a_newer_write_after_a_delete_brings_the_chapter_back() -> None:
     log = Log()
     log.write("xyj", "c1", 1, TEXT_1)

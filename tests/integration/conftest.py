@@ -88,6 +88,8 @@ ORDER = [
     "test_ledger_postgres",
     "test_replay",
     "test_operations",
+    "test_dlq",
+    "test_index",
     "test_status",
     "test_guarantees",
     "test_crashes",

@@ -298,9 +298,7 @@ def test_records_no_schema_names_are_dead_lettered_and_the_partition_goes_on(
     )
     keyless = event("chapter.created", novel, "c2", 1, title="无键", text=_prose(1, "丁"))
     good = event("chapter.created", novel, "ok", 1, title="好", text=_prose(2, "戊"))
-    asyncio.run(
-        stack.produce([(novel.encode(), huge), (novel.encode(), None), (None, keyless)])
-    )
+    asyncio.run(stack.produce([(novel.encode(), huge), (novel.encode(), None), (None, keyless)]))
     asyncio.run(stack.produce([(novel.encode(), good)]))
     wait_for(lambda: rows_of(stack, f'novel_id == "{novel}"'), 300, "the good event indexed", stack)
 

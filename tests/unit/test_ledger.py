@@ -53,3 +53,45 @@ async def test_scopes_keep_separate_books(tmp_path: Path) -> None:
     finally:
         await live.close()
         await rebuild.close()
+
+
+async def test_dropping_a_scope_leaves_the_other_scopes_books(tmp_path: Path) -> None:
+    live = SqliteLedger(tmp_path / "l.db", scope="novel_chunks")
+    old = SqliteLedger(tmp_path / "l.db", scope="novel_chunks__old")
+    try:
+        for ledger in (live, old):
+            await ledger.record_applied(applied("n", "a", 3))
+            await ledger.delete_novel("m", 5)
+            await ledger.record_removals(["e1"])
+        await old.drop_scope()
+        assert await old.chapter("n", "a") is None
+        row = await live.chapter("n", "a")
+        assert row is not None and row.version == 3
+        assert await live.novel_deleted_offset("m") == 5
+        assert await live.removals_applied(["e1"]) == {"e1"}
+    finally:
+        await live.close()
+        await old.close()
+
+
+async def test_a_ledger_file_of_an_older_release_gains_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+    from dataclasses import replace
+
+    from streams.adapters.ledger import sql as q
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    for ddl in q.DDL:
+        old.execute(ddl.format(ts="TEXT").replace(" deleted_offset BIGINT,", ""))
+    old.commit()
+    old.close()
+    ledger = SqliteLedger(path)
+    try:
+        await ledger.record_applied(replace(applied("n", "a", 2, deleted=True), deleted_offset=9))
+        row = await ledger.chapter("n", "a")
+        assert row is not None and row.deleted_offset == 9
+    finally:
+        await ledger.close()
+    reopened = SqliteLedger(path)  # the column is there now: nothing to add
+    await reopened.close()

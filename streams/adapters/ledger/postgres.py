@@ -54,7 +54,10 @@ class PostgresLedger:
             async with pool.acquire() as conn:
                 for ddl in q.DDL:
                     await conn.execute(ddl.format(ts="TIMESTAMPTZ"))
-                await conn.execute(q.ADD_SOURCE_OFFSET.format(if_missing="IF NOT EXISTS "))
+                for table, column, kind in q.ADDED_COLUMNS:
+                    await conn.execute(
+                        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}"
+                    )
         except transient_errors() as exc:
             if pool is not None:
                 await pool.close()
@@ -148,6 +151,17 @@ class PostgresLedger:
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(q.DELETE_NOVEL_CHAPTERS, self._scope, novel_id, offset)
                 await conn.execute(q.UPSERT_TOMBSTONE, self._scope, novel_id, offset, _now())
+        except transient_errors() as exc:
+            raise LedgerUnavailable(f"ledger: {exc}") from exc
+
+    async def drop_scope(self) -> None:
+        """See :meth:`agents.ledger.Ledger.drop_scope`."""
+        if self._pool is None:
+            await self.connect()
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                for statement in q.DROP_SCOPE:
+                    await conn.execute(statement, self._scope)
         except transient_errors() as exc:
             raise LedgerUnavailable(f"ledger: {exc}") from exc
 

@@ -10,7 +10,7 @@ from agents.decisions import ChapterState
 
 COLUMNS = (
     "novel_id, chapter_id, version, deleted, indexed_version, model, chunk_count, flow_run_id,"
-    " updated_at, latest_version, failed_version, error, source_offset"
+    " updated_at, latest_version, failed_version, error, source_offset, deleted_offset"
 )
 
 STATUS = (
@@ -26,6 +26,7 @@ DDL = [
         model TEXT, chunk_count BIGINT NOT NULL, flow_run_id TEXT,
         latest_version BIGINT NOT NULL, failed_version BIGINT, error TEXT,
         created_at {ts} NOT NULL, updated_at {ts} NOT NULL, source_offset BIGINT,
+        deleted_offset BIGINT,
         PRIMARY KEY (scope, novel_id, chapter_id))""",
     """CREATE TABLE IF NOT EXISTS scribe_novels (
         scope TEXT NOT NULL, novel_id TEXT NOT NULL, deleted_offset BIGINT NOT NULL,
@@ -35,16 +36,17 @@ DDL = [
         PRIMARY KEY (scope, event_id))""",
 ]
 
+#: Columns added after the first release, for tables created before them (each adapter
+#: adds a missing one when it connects): (table, column, type).
+ADDED_COLUMNS = [
+    ("scribe_chapters", "source_offset", "BIGINT"),
+    ("scribe_chapters", "deleted_offset", "BIGINT"),
+]
+
 _INSERT = (
     "INSERT INTO scribe_chapters (scope, novel_id, chapter_id, version, deleted,"
     " indexed_version, model, chunk_count, flow_run_id, latest_version, failed_version, error,"
     " created_at, updated_at) "
-)
-#: Ledgers created before rows carried their source position gain the column (SQLite has
-#: no ``IF NOT EXISTS`` here: it looks first, see :data:`HAS_SOURCE_OFFSET`).
-ADD_SOURCE_OFFSET = "ALTER TABLE scribe_chapters ADD COLUMN {if_missing}source_offset BIGINT"
-HAS_SOURCE_OFFSET = (
-    "SELECT 1 FROM pragma_table_info('scribe_chapters') WHERE name = 'source_offset'"
 )
 _CONFLICT = " ON CONFLICT (scope, novel_id, chapter_id) DO UPDATE SET "
 _OLD = "scribe_chapters."
@@ -67,13 +69,15 @@ def select_chapters(keys: int) -> str:
 SELECT_TOMBSTONE = "SELECT deleted_offset FROM scribe_novels WHERE scope = $1 AND novel_id = $2"
 
 #: $1 scope $2 novel $3 chapter $4 version $5 deleted $6 indexed_version $7 model
-#: $8 chunk_count $9 flow_run_id $10 now $11 source_offset
+#: $8 chunk_count $9 flow_run_id $10 deleted_offset $11 now $12 source_offset
 RECORD_APPLIED = (
-    _INSERT.replace("updated_at) ", "updated_at, source_offset) ")
-    + "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $4, NULL, NULL, $10, $10, $11)"
+    "INSERT INTO scribe_chapters (scope, novel_id, chapter_id, version, deleted,"
+    " indexed_version, model, chunk_count, flow_run_id, latest_version, failed_version, error,"
+    " deleted_offset, created_at, updated_at, source_offset) "
+    + "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $4, NULL, NULL, $10, $11, $11, $12)"
     + _CONFLICT
     + "version = excluded.version, deleted = excluded.deleted,"
-    " source_offset = excluded.source_offset,"
+    " deleted_offset = excluded.deleted_offset, source_offset = excluded.source_offset,"
     " indexed_version = excluded.indexed_version, model = excluded.model,"
     " chunk_count = excluded.chunk_count,"
     f" flow_run_id = COALESCE(excluded.flow_run_id, {_OLD}flow_run_id),"
@@ -116,6 +120,13 @@ DELETE_NOVEL_CHAPTERS = (
     "DELETE FROM scribe_chapters WHERE scope = $1 AND novel_id = $2"
     " AND (source_offset IS NULL OR source_offset <= $3)"
 )
+
+#: $1 scope: everything a scope holds, table by table (``Ledger.drop_scope``).
+DROP_SCOPE = [
+    "DELETE FROM scribe_chapters WHERE scope = $1",
+    "DELETE FROM scribe_novels WHERE scope = $1",
+    "DELETE FROM scribe_removals WHERE scope = $1",
+]
 
 #: $1 scope $2 event id $3 now
 RECORD_REMOVAL = (
@@ -166,7 +177,7 @@ def for_sqlite(sql: str) -> str:
 
 
 def applied_args(scope: str, state: ChapterState, now: datetime) -> tuple[Any, ...]:
-    """Parameters $1-$11 of :data:`RECORD_APPLIED` for ``state``."""
+    """Parameters $1-$12 of :data:`RECORD_APPLIED` for ``state``."""
     return (
         scope,
         state.novel_id,
@@ -177,6 +188,7 @@ def applied_args(scope: str, state: ChapterState, now: datetime) -> tuple[Any, .
         state.model,
         state.chunk_count,
         state.flow_run_id,
+        state.deleted_offset if state.deleted else None,
         state.updated_at or now,
         state.source_offset,
     )
@@ -201,6 +213,7 @@ def row_to_state(row: Any) -> ChapterState:
         failed_version=row[10],
         error=row[11],
         source_offset=None if row[12] is None else int(row[12]),
+        deleted_offset=None if row[13] is None else int(row[13]),
     )
 
 

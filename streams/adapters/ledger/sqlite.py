@@ -32,8 +32,9 @@ class SqliteLedger:
         self._db.execute("PRAGMA busy_timeout=5000")
         for ddl in q.DDL:
             self._db.execute(ddl.format(ts="TEXT"))
-        if self._db.execute(q.HAS_SOURCE_OFFSET).fetchone() is None:
-            self._db.execute(q.ADD_SOURCE_OFFSET.format(if_missing=""))
+        for table, column, kind in q.ADDED_COLUMNS:  # a file of an older release
+            if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self._lock = asyncio.Lock()
 
     async def _run(self, fn: Any) -> Any:
@@ -84,7 +85,7 @@ class SqliteLedger:
     async def record_applied_many(self, states: Sequence[ChapterState]) -> None:
         """See :meth:`Ledger.record_applied_many`."""
         rows = [
-            (*args[:9], args[9].isoformat(), *args[10:])  # $10 is the time
+            (*args[:10], args[10].isoformat(), *args[11:])  # $11 is the time
             for args in (q.applied_args(self._scope, s, _now()) for s in states)
         ]
 
@@ -133,6 +134,17 @@ class SqliteLedger:
                 self._db.execute("BEGIN")
                 self._exec(q.DELETE_NOVEL_CHAPTERS, self._scope, novel_id, offset)
                 self._exec(q.UPSERT_TOMBSTONE, self._scope, novel_id, offset, _now().isoformat())
+
+        await self._run(run)
+
+    async def drop_scope(self) -> None:
+        """See :meth:`agents.ledger.Ledger.drop_scope`."""
+
+        def run() -> None:
+            with self._db:
+                self._db.execute("BEGIN")
+                for statement in q.DROP_SCOPE:
+                    self._exec(statement, self._scope)
 
         await self._run(run)
 
