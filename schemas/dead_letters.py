@@ -120,8 +120,9 @@ def message_source(
     """The position an input message stands for, and how often it was redriven.
 
     A redriven message stands at its original position (``scribe.origin.*``) when that
-    position is in the same topic and partition (offsets order only within one); the
-    message's own position otherwise.
+    position is in the same topic and partition (offsets order only within one), and is
+    read at its own (``read_offset``: retention may have taken the original); at its own
+    position otherwise.
     """
     h = {k: v.decode("utf-8", "replace") for k, v in headers}
     try:
@@ -136,7 +137,13 @@ def message_source(
         and h.get(H_ORIGIN_TOPIC) == topic
         and origin_partition == partition
     ):
-        offset = origin_offset
+        return SourceRef(
+            topic=topic,
+            partition=partition,
+            offset=origin_offset,
+            timestamp_ms=timestamp_ms,
+            read_offset=offset,
+        ), redrive
     return SourceRef(
         topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp_ms
     ), redrive

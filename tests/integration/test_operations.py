@@ -15,9 +15,11 @@ import uuid
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from schemas import ChapterEmbedded, ChunkVector, SourceRef
-from streams.adapters.kafka.client import start_producer
+from streams.adapters.kafka.client import client_config, start_producer
 from streams.adapters.milvus.store import MilvusVectorStore
 from streams.commands.status import kafka_report
 from streams.wiring import open_live_ledger
@@ -275,3 +277,46 @@ def test_a_result_milvus_rejects_is_dead_lettered_and_the_sink_goes_on(stack: St
     refused = stack.scribe("dlq", "redrive", letter["position"])
     assert refused.returncode != 0  # a result's letter is not sent to the input topic
     assert "input topic" in (refused.stderr + refused.stdout)
+
+
+def test_a_redrive_after_retention_took_the_original_reads_the_copy(stack: Stack) -> None:
+    """A run reads its event by position. A redriven copy stands at its original position
+    (ordering) but is read at its own: retention may long have taken the original (issue
+    19, hole 6). Before the fix the run read the original position, found it deleted and
+    parked the chapter again, for good."""
+    novel = f"retained-{uuid.uuid4().hex[:6]}"
+    with swapped_runner(stack, "failing-runner", {"SCRIBE_MAX_RESULT_BYTES": "1200"}):
+        _send(stack, event("chapter.created", novel, "c1", 1, title="t", text=LONG), novel=novel)
+        [letter] = wait_for(
+            lambda: [p for p in _parked(stack, novel) if p["retriable"]] or None,
+            300,
+            "the failed chapter parked in the DLQ",
+            stack,
+            interval=3,
+        )
+    original = letter["source"]
+
+    async def retention() -> None:  # as retention.ms would, on the original's partition
+        admin = AIOKafkaAdminClient(**client_config(stack.settings))
+        await admin.start()
+        try:
+            await admin.delete_records(
+                {
+                    TopicPartition(original["topic"], original["partition"]): RecordsToDelete(
+                        original["offset"] + 1
+                    )
+                }
+            )
+        finally:
+            await admin.close()
+
+    asyncio.run(retention())
+    redriven = stack.scribe("dlq", "redrive", letter["position"])
+    assert redriven.returncode == 0, redriven.stderr
+    wait_for(
+        lambda: converged(stack, novel, {"c1": (1, 1)}),
+        300,
+        "the redriven chapter indexed from the copy's bytes",
+        stack,
+    )
+    assert [p["position"] for p in _parked(stack, novel)] == [letter["position"]]

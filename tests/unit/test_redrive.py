@@ -29,6 +29,15 @@ def test_a_redriven_message_stands_at_its_original_position() -> None:
     assert redrive == 1
 
 
+def test_a_redriven_message_is_read_at_its_own_position() -> None:
+    """Ordering uses where it was first logged; its bytes are read where they still are
+    (retention may have taken the original; issue 19, hole 6)."""
+    source, _ = message_source("events", 1, 90, None, redrive_headers(letter()))
+    assert (source.offset, source.read_offset, source.stored_at) == (7, 90, 90)
+    plain, _ = message_source("events", 1, 90, None, [])
+    assert (plain.offset, plain.read_offset, plain.stored_at) == (90, None, 90)
+
+
 def test_a_second_redrive_keeps_the_first_position_and_counts() -> None:
     first, _ = message_source("events", 1, 90, None, redrive_headers(letter()))
     parked_again = DeadLetter.from_headers(

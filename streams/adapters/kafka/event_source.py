@@ -59,13 +59,15 @@ class KafkaEventSource:
                 # fetch_max_wait_ms, 0.5 s) and hold the fetch at ``offset`` back that long.
                 first = (await consumer.beginning_offsets([tp]))[tp]
                 end = (await consumer.end_offsets([tp]))[tp]
-                if not first <= source.offset < end:
+                at = source.stored_at
+                if not first <= at < end:
                     raise EventUnavailable(
-                        f"{source} is not in the log (it holds offsets {first} to {end - 1}): "
+                        f"{source} (read at {at}) is not in the log"
+                        f" (it holds offsets {first} to {end - 1}): "
                         "deleted by retention, or a position from another cluster"
                     )
                 consumer.assign([tp])  # a new assignment: cancels the fetches of the last one
-                consumer.seek(tp, source.offset)  # no await in between: the first fetch is here
+                consumer.seek(tp, at)  # no await in between: the first fetch is here
                 message = await asyncio.wait_for(consumer.getone(tp), READ_TIMEOUT_SECONDS)
             except (KafkaError, TimeoutError) as exc:
                 raise ServiceUnavailable(
