@@ -87,6 +87,8 @@ ORDER = [
     "test_edits",
     "test_ledger_postgres",
     "test_replay",
+    "test_rebuild_switch",
+    "test_rebuild_gaps",
     "test_operations",
     "test_dlq",
     "test_index",
