@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from agents.decisions import ChapterState, outlives_novel_deletion
 from agents.ledger import LedgerSummary, applies_over
@@ -16,14 +16,88 @@ from schemas import (
     ChapterProcessingFailed,
     EventUnavailable,
     ResultEvent,
+    ScribeError,
     SourceRef,
 )
-from schemas.dead_letters import Headers
+from schemas.dead_letters import Headers, error_headers
+from schemas.submissions import SubmittedRun
 from streams.adapters.ledger import sql as q
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class InMemorySubmitter:
+    """Fake FlowSubmitter: records each submission and raises the queued ``failures``
+    first; ``in_flight`` gives the successive answers of ``running`` (the last repeats)."""
+
+    def __init__(
+        self, failures: Sequence[Exception] = (), running: int | Sequence[int] = 0
+    ) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.failures = list(failures)
+        self.answers = [running] if isinstance(running, int) else list(running)
+        self.counted = 0
+
+    @property
+    def keys(self) -> list[str]:
+        """The idempotency keys submitted, in order."""
+        return [c["idempotency_key"] for c in self.calls]
+
+    async def in_flight(self) -> int:
+        self.counted += 1
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+    async def submit(
+        self, *, name: str, idempotency_key: str, tags: list[str], parameters: dict[str, Any]
+    ) -> SubmittedRun:
+        self.calls.append(
+            {
+                "name": name,
+                "idempotency_key": idempotency_key,
+                "tags": tags,
+                "parameters": parameters,
+            }
+        )
+        if self.failures:
+            raise self.failures.pop(0)
+        return SubmittedRun(id=f"run-{len(self.calls)}")
+
+
+class DeadLettered(NamedTuple):
+    """One letter the fake DLQ keeps."""
+
+    key: bytes | None
+    value: bytes | None
+    source: SourceRef
+    error: ScribeError
+    redrive: int = 0
+
+
+class InMemoryDeadLetters:
+    """Fake DeadLetters: keeps each letter (headers built as the real writer builds them)
+    and raises the queued ``failures`` first; ``attempts`` counts the calls."""
+
+    def __init__(self, failures: Sequence[Exception] = ()) -> None:
+        self.items: list[DeadLettered] = []
+        self.attempts = 0
+        self.failures = list(failures)
+
+    async def dead_letter(
+        self,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        source: SourceRef,
+        error: ScribeError,
+        redrive: int = 0,
+    ) -> None:
+        self.attempts += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        error_headers(source, error, redrive)  # what the real DLQ writer does with them
+        self.items.append(DeadLettered(key, value, source, error, redrive))
 
 
 class InMemoryPublisher:

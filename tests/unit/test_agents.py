@@ -27,14 +27,19 @@ from schemas import (
     NovelRemoved,
     PublishError,
     SchemaViolation,
-    ScribeError,
     SourceRef,
     VectorStoreError,
     parse_event,
 )
 from schemas.submissions import SubmittedRun
 from streams.adapters.ledger.sqlite import SqliteLedger
-from tests.fakes import InMemoryLedger, InMemoryPublisher, InMemoryVectorStore
+from tests.fakes import (
+    InMemoryDeadLetters,
+    InMemoryLedger,
+    InMemoryPublisher,
+    InMemorySubmitter,
+    InMemoryVectorStore,
+)
 
 FAST = Backoff(initial=0.001, cap=0.01)
 WHEN = datetime(2024, 5, 1, 12, tzinfo=UTC)
@@ -42,56 +47,6 @@ SOURCE = SourceRef(topic="novel-events", partition=1, offset=7)
 
 
 # -- fakes ---------------------------------------------------------------------------------
-
-
-class FakeSubmitter:
-    """Records submissions; raises the queued errors first."""
-
-    def __init__(self, failures: list[Exception] | None = None, running: int = 0) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.failures = list(failures or [])
-        self.running = running
-        self.counted = 0
-
-    async def in_flight(self) -> int:
-        self.counted += 1
-        return self.running
-
-    async def submit(
-        self, *, name: str, idempotency_key: str, tags: list[str], parameters: dict[str, Any]
-    ) -> SubmittedRun:
-        self.calls.append(
-            {
-                "name": name,
-                "idempotency_key": idempotency_key,
-                "tags": tags,
-                "parameters": parameters,
-            }
-        )
-        if self.failures:
-            raise self.failures.pop(0)
-        return SubmittedRun(id=f"run-{len(self.calls)}")
-
-
-class FakeDeadLetters:
-    def __init__(self, failures: list[Exception] | None = None) -> None:
-        self.items: list[dict[str, Any]] = []
-        self.attempts = 0
-        self.failures = list(failures or [])
-
-    async def dead_letter(
-        self,
-        *,
-        key: bytes | None,
-        value: bytes,
-        source: SourceRef,
-        error: ScribeError,
-        redrive: int = 0,
-    ) -> None:
-        self.attempts += 1
-        if self.failures:
-            raise self.failures.pop(0)
-        self.items.append({"key": key, "value": value, "source": source, "error": error})
 
 
 def event_bytes(event_type: str = "chapter.created", **overrides: Any) -> bytes:
@@ -111,13 +66,13 @@ def event_bytes(event_type: str = "chapter.created", **overrides: Any) -> bytes:
 
 
 def chapter_agent(
-    submitter: FakeSubmitter | None = None,
-    dead_letters: FakeDeadLetters | None = None,
+    submitter: InMemorySubmitter | None = None,
+    dead_letters: InMemoryDeadLetters | None = None,
     backoff: Backoff = FAST,
-) -> tuple[ChapterAgent, FakeSubmitter, InMemoryPublisher, FakeDeadLetters]:
-    sub = submitter or FakeSubmitter()
+) -> tuple[ChapterAgent, InMemorySubmitter, InMemoryPublisher, InMemoryDeadLetters]:
+    sub = submitter or InMemorySubmitter()
     pub = InMemoryPublisher()
-    dlq = dead_letters or FakeDeadLetters()
+    dlq = dead_letters or InMemoryDeadLetters()
     agent = ChapterAgent(
         submitter=sub,
         results=pub,
@@ -166,7 +121,7 @@ async def test_a_write_standing_before_its_novels_deletion_is_ignored() -> None:
 async def test_a_run_that_had_already_ended_is_not_recorded_as_pending() -> None:
     """A re-sent event: Prefect returns its run, which ended long ago."""
 
-    class Ended(FakeSubmitter):
+    class Ended(InMemorySubmitter):
         async def submit(self, **kwargs: Any) -> SubmittedRun:
             return SubmittedRun(id=(await super().submit(**kwargs)).id, ended=True)
 
@@ -185,7 +140,7 @@ async def test_message_without_key_is_dead_lettered() -> None:
     agent, sub, _, dlq = chapter_agent()
     assert await agent.handle(None, event_bytes("chapter.updated"), SOURCE) is None
     assert sub.calls == [] and len(dlq.items) == 1
-    assert isinstance(dlq.items[0]["error"], SchemaViolation)
+    assert isinstance(dlq.items[0].error, SchemaViolation)
 
 
 async def test_invalid_bytes_are_dead_lettered_not_submitted() -> None:
@@ -194,8 +149,8 @@ async def test_invalid_bytes_are_dead_lettered_not_submitted() -> None:
     assert sub.calls == [] and pub.published == []
     assert len(dlq.items) == 1
     item = dlq.items[0]
-    assert item["key"] == b"k" and item["value"] == b"{not json" and item["source"] == SOURCE
-    assert isinstance(item["error"], MalformedJSON)
+    assert item.key == b"k" and item.value == b"{not json" and item.source == SOURCE
+    assert isinstance(item.error, MalformedJSON)
 
 
 async def test_key_other_than_novel_id_is_dead_lettered() -> None:
@@ -203,8 +158,8 @@ async def test_key_other_than_novel_id_is_dead_lettered() -> None:
     assert await agent.handle(b"other-novel", event_bytes(), SOURCE) is None
     assert sub.calls == []
     assert len(dlq.items) == 1
-    assert isinstance(dlq.items[0]["error"], SchemaViolation)
-    assert "novel_id" in dlq.items[0]["error"].reason
+    assert isinstance(dlq.items[0].error, SchemaViolation)
+    assert "novel_id" in dlq.items[0].error.reason
 
 
 async def test_too_large_text_is_dead_lettered() -> None:
@@ -214,7 +169,7 @@ async def test_too_large_text_is_dead_lettered() -> None:
 
 
 async def test_retriable_submit_failures_are_retried() -> None:
-    sub = FakeSubmitter([FlowSubmissionError("503"), FlowSubmissionError("503")])
+    sub = InMemorySubmitter([FlowSubmissionError("503"), FlowSubmissionError("503")])
     agent, _, _, dlq = chapter_agent(submitter=sub)
     assert await agent.handle(b"xiyouji", event_bytes(), SOURCE) == "run-3"
     assert len(sub.calls) == 3
@@ -223,7 +178,7 @@ async def test_retriable_submit_failures_are_retried() -> None:
 
 
 async def test_retries_stop_after_the_attempt_budget() -> None:
-    sub = FakeSubmitter([FlowSubmissionError(m) for m in ("a", "b", "c")])
+    sub = InMemorySubmitter([FlowSubmissionError(m) for m in ("a", "b", "c")])
     agent, _, _, _ = chapter_agent(submitter=sub, backoff=Backoff(initial=0.001, attempts=2))
     with pytest.raises(FlowSubmissionError, match="b"):
         await agent.handle(b"xiyouji", event_bytes(), SOURCE)
@@ -232,7 +187,7 @@ async def test_retries_stop_after_the_attempt_budget() -> None:
 
 @pytest.mark.parametrize("error", [ConfigurationError("rejected"), RuntimeError("bug")])
 async def test_non_retriable_submit_error_propagates(error: Exception) -> None:
-    sub = FakeSubmitter([error])
+    sub = InMemorySubmitter([error])
     agent, _, _, dlq = chapter_agent(submitter=sub)
     with pytest.raises(type(error)):
         await agent.handle(b"xiyouji", event_bytes(), SOURCE)
@@ -241,7 +196,7 @@ async def test_non_retriable_submit_error_propagates(error: Exception) -> None:
 
 
 async def test_retriable_dead_letter_failure_is_retried() -> None:
-    dlq = FakeDeadLetters([PublishError("broker down")])
+    dlq = InMemoryDeadLetters([PublishError("broker down")])
     agent, _, _, _ = chapter_agent(dead_letters=dlq)
     await agent.handle(b"k", b"\xff", SOURCE)
     assert dlq.attempts == 2 and len(dlq.items) == 1
@@ -369,9 +324,9 @@ def rows_of(store: InMemoryVectorStore, chapter: str = "c1") -> list[tuple[int, 
 
 
 @pytest.fixture
-def sink(ledger: Ledger) -> tuple[ResultAgent, CountingStore, FakeDeadLetters]:
+def sink(ledger: Ledger) -> tuple[ResultAgent, CountingStore, InMemoryDeadLetters]:
     store = CountingStore()
-    dlq = FakeDeadLetters()
+    dlq = InMemoryDeadLetters()
     return (
         ResultAgent(catalog=SingleIndex(store, ledger), dead_letters=dlq, backoff=FAST),
         store,
@@ -379,7 +334,7 @@ def sink(ledger: Ledger) -> tuple[ResultAgent, CountingStore, FakeDeadLetters]:
     )
 
 
-Sink = tuple[ResultAgent, CountingStore, FakeDeadLetters]
+Sink = tuple[ResultAgent, CountingStore, InMemoryDeadLetters]
 
 
 async def test_embedding_is_written_and_recorded(sink: Sink, ledger: Ledger) -> None:
@@ -525,15 +480,15 @@ async def test_invalid_result_is_dead_lettered_and_batch_goes_on(sink: Sink) -> 
     bad = msg(b'{"event_type": "chapter.embedded"}')
     assert await agent.handle_batch([bad, msg(embedded(1, 1))]) == 1
     assert len(dlq.items) == 1
-    assert dlq.items[0]["value"] == bad.value and dlq.items[0]["source"] == bad.source
-    assert isinstance(dlq.items[0]["error"], SchemaViolation)
+    assert dlq.items[0].value == bad.value and dlq.items[0].source == bad.source
+    assert isinstance(dlq.items[0].error, SchemaViolation)
     assert len(store.rows) == 1
 
 
 async def test_retriable_store_failure_is_retried(ledger: Ledger) -> None:
     store = CountingStore([VectorStoreError("busy")])
     agent = ResultAgent(
-        catalog=SingleIndex(store, ledger), dead_letters=FakeDeadLetters(), backoff=FAST
+        catalog=SingleIndex(store, ledger), dead_letters=InMemoryDeadLetters(), backoff=FAST
     )
     assert await agent.handle_batch([msg(embedded(1, 2))]) == 1
     assert store.writes == 2 and len(store.rows) == 2
@@ -545,7 +500,7 @@ async def test_ledger_is_not_updated_when_flush_fails(ledger: Ledger) -> None:
             raise ConfigurationError("collection dropped")
 
     agent = ResultAgent(
-        catalog=SingleIndex(BrokenFlush(), ledger), dead_letters=FakeDeadLetters(), backoff=FAST
+        catalog=SingleIndex(BrokenFlush(), ledger), dead_letters=InMemoryDeadLetters(), backoff=FAST
     )
     with pytest.raises(ConfigurationError):
         await agent.handle_batch([msg(embedded(1, 2))])
@@ -560,7 +515,7 @@ async def test_result_version_beyond_int64_does_not_crash_the_sink(tmp_path: Pat
     index write: that crashes the sink and the same message crashes it on every replay.
     """
     led = SqliteLedger(tmp_path / "ledger.db")
-    dlq = FakeDeadLetters()
+    dlq = InMemoryDeadLetters()
     agent = ResultAgent(
         catalog=SingleIndex(InMemoryVectorStore(), led), dead_letters=dlq, backoff=FAST
     )
@@ -576,7 +531,7 @@ async def test_result_version_beyond_int64_does_not_crash_the_sink(tmp_path: Pat
 async def test_a_batch_is_one_upsert_and_trims_only_what_may_be_stale(ledger: Ledger) -> None:
     store = InMemoryVectorStore()
     agent = ResultAgent(
-        catalog=SingleIndex(store, ledger), dead_letters=FakeDeadLetters(), backoff=FAST
+        catalog=SingleIndex(store, ledger), dead_letters=InMemoryDeadLetters(), backoff=FAST
     )
     for chapter in ("a", "b", "c"):  # submitted first, as the chapter agent records it
         await ledger.record_submitted("n1", chapter, 1, "run")
@@ -596,7 +551,7 @@ async def test_a_batch_is_one_upsert_and_trims_only_what_may_be_stale(ledger: Le
 async def test_in_batch_versions_keep_the_trim_of_an_older_shrink(ledger: Ledger) -> None:
     store = InMemoryVectorStore()
     agent = ResultAgent(
-        catalog=SingleIndex(store, ledger), dead_letters=FakeDeadLetters(), backoff=FAST
+        catalog=SingleIndex(store, ledger), dead_letters=InMemoryDeadLetters(), backoff=FAST
     )
     assert await agent.handle_batch([msg(embedded(1, 10))]) == 1
     # v2 (3 chunks) and v3 (5 chunks) in one batch: rows 5..9 of v1 must still go
@@ -609,7 +564,7 @@ async def test_in_batch_versions_keep_the_trim_of_an_older_shrink(ledger: Ledger
 async def test_a_delete_after_an_embedding_in_the_same_batch_wins(ledger: Ledger) -> None:
     store = InMemoryVectorStore()
     agent = ResultAgent(
-        catalog=SingleIndex(store, ledger), dead_letters=FakeDeadLetters(), backoff=FAST
+        catalog=SingleIndex(store, ledger), dead_letters=InMemoryDeadLetters(), backoff=FAST
     )
     assert await agent.handle_batch([msg(embedded(1, 4)), msg(removed(2))]) == 2
     assert not [r for r in store.rows.values() if r["chapter_id"] == "c1"]
@@ -640,7 +595,7 @@ async def test_a_batch_reads_the_ledger_once_and_records_it_once() -> None:
     ledger = Counting()
     agent = ResultAgent(
         catalog=SingleIndex(InMemoryVectorStore(), ledger),
-        dead_letters=FakeDeadLetters(),
+        dead_letters=InMemoryDeadLetters(),
         backoff=FAST,
     )
     batch = [msg(embedded(1, 2, chapter=c)) for c in "abcde"] + [msg(removed(1, chapter="z"))]

@@ -7,7 +7,6 @@ import json
 import uuid
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any
 
 from agents.chapter_agent import ChapterAgent
 from agents.index_catalog import SingleIndex
@@ -17,43 +16,18 @@ from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.embedding import HashingEmbedder
 from prefect_bridge.flow import report_failure
 from prefect_bridge.runtime import FlowRuntime, configure
-from schemas import ChapterFailed, ScribeError, SourceRef
+from schemas import ChapterFailed, SourceRef
 from schemas.dead_letters import DeadLetter
-from schemas.submissions import SubmittedRun
-from tests.fakes import InMemoryEventLog, InMemoryLedger, InMemoryPublisher, InMemoryVectorStore
+from tests.fakes import (
+    InMemoryDeadLetters,
+    InMemoryEventLog,
+    InMemoryLedger,
+    InMemoryPublisher,
+    InMemorySubmitter,
+    InMemoryVectorStore,
+)
 
 SOURCE = SourceRef(topic="novel-events", partition=1, offset=7)
-
-
-class Submitter:
-    def __init__(self, running: list[int]) -> None:
-        self.running = running  # successive answers of in_flight()
-        self.keys: list[str] = []
-
-    async def in_flight(self) -> int:
-        return self.running.pop(0) if len(self.running) > 1 else self.running[0]
-
-    async def submit(
-        self, *, name: str, idempotency_key: str, tags: list[str], parameters: dict[str, Any]
-    ) -> SubmittedRun:
-        self.keys.append(idempotency_key)
-        return SubmittedRun(id=f"run-{len(self.keys)}")
-
-
-class Letters:
-    def __init__(self) -> None:
-        self.items: list[ScribeError] = []
-
-    async def dead_letter(
-        self,
-        *,
-        key: bytes | None,
-        value: bytes,
-        source: SourceRef,
-        error: ScribeError,
-        redrive: int = 0,
-    ) -> None:
-        self.items.append(error)
 
 
 def chapter_event(chapter: str = "c1", version: int = 1) -> bytes:
@@ -71,11 +45,11 @@ def chapter_event(chapter: str = "c1", version: int = 1) -> bytes:
     ).encode()
 
 
-def agent(sub: Submitter, ledger: InMemoryLedger, bound: int = 2) -> ChapterAgent:
+def agent(sub: InMemorySubmitter, ledger: InMemoryLedger, bound: int = 2) -> ChapterAgent:
     return ChapterAgent(
         submitter=sub,
         results=InMemoryPublisher(),
-        dead_letters=Letters(),
+        dead_letters=InMemoryDeadLetters(),
         ledger=ledger,
         pipeline_version="pv",
         max_text_bytes=1000,
@@ -86,7 +60,7 @@ def agent(sub: Submitter, ledger: InMemoryLedger, bound: int = 2) -> ChapterAgen
 
 
 async def test_agent_waits_while_the_bound_is_reached_and_resumes_when_runs_finish() -> None:
-    sub = Submitter(running=[2, 2, 2, 1])
+    sub = InMemorySubmitter(running=[2, 2, 2, 1])
     ledger = InMemoryLedger()
     task = asyncio.create_task(agent(sub, ledger).handle(b"n", chapter_event(), SOURCE))
     await asyncio.sleep(0.005)
@@ -96,7 +70,7 @@ async def test_agent_waits_while_the_bound_is_reached_and_resumes_when_runs_fini
 
 
 async def test_budget_is_spent_locally_and_refreshed_only_when_used_up() -> None:
-    sub = Submitter(running=[0])
+    sub = InMemorySubmitter(running=[0])
     calls = 0
     original = sub.in_flight
 
@@ -115,14 +89,14 @@ async def test_budget_is_spent_locally_and_refreshed_only_when_used_up() -> None
 
 async def test_submission_is_recorded_as_pending_in_the_ledger() -> None:
     ledger = InMemoryLedger()
-    await agent(Submitter([0]), ledger).handle(b"n", chapter_event("c9", 4), SOURCE)
+    await agent(InMemorySubmitter(running=[0]), ledger).handle(b"n", chapter_event("c9", 4), SOURCE)
     row = await ledger.chapter("n", "c9")
     assert row is not None
     assert (row.status, row.latest_version, row.flow_run_id) == ("pending", 4, "run-1")
 
 
 async def test_a_redriven_event_gets_a_new_idempotency_key() -> None:
-    sub = Submitter([0])
+    sub = InMemorySubmitter(running=[0])
     chapter_agent = agent(sub, InMemoryLedger())
     value = chapter_event()
     await chapter_agent.handle(b"n", value, SOURCE)
@@ -135,7 +109,9 @@ async def test_a_redriven_event_gets_a_new_idempotency_key() -> None:
 async def test_result_agent_records_a_failed_chapter_without_touching_the_index() -> None:
     ledger, store = InMemoryLedger(), InMemoryVectorStore()
     sink = ResultAgent(
-        catalog=SingleIndex(store, ledger), dead_letters=Letters(), backoff=Backoff(initial=0.001)
+        catalog=SingleIndex(store, ledger),
+        dead_letters=InMemoryDeadLetters(),
+        backoff=Backoff(initial=0.001),
     )
     failed = ChapterFailed(
         event_id=uuid.uuid4(),
@@ -252,23 +228,12 @@ async def test_the_report_of_a_legacy_run_names_its_chapter() -> None:
 async def test_a_redriven_invalid_event_keeps_its_redrive_count_in_the_dlq() -> None:
     from schemas.dead_letters import DeadLetter, error_headers
 
-    seen: list[int] = []
-
-    class Counting(Letters):
-        async def dead_letter(
-            self,
-            *,
-            key: bytes | None,
-            value: bytes,
-            source: SourceRef,
-            error: ScribeError,
-            redrive: int = 0,
-        ) -> None:
-            seen.append(redrive)
-            assert DeadLetter.from_headers(error_headers(source, error, redrive)).redrive == redrive
-
-    chapter_agent = agent(Submitter([0]), InMemoryLedger())
-    chapter_agent.dead_letters = Counting()
+    letters = InMemoryDeadLetters()
+    chapter_agent = agent(InMemorySubmitter(running=[0]), InMemoryLedger())
+    chapter_agent.dead_letters = letters
     await chapter_agent.handle(b"n", b"not json", SOURCE, redrive=2)
     await chapter_agent.handle(b"n", b"not json", SOURCE)
-    assert seen == [2, 0]
+    assert [i.redrive for i in letters.items] == [2, 0]
+    for item in letters.items:
+        headers = error_headers(item.source, item.error, item.redrive)
+        assert DeadLetter.from_headers(headers).redrive == item.redrive

@@ -20,44 +20,14 @@ from hypothesis import strategies as st
 
 from agents.chapter_agent import ChapterAgent
 from agents.retry import Backoff
-from schemas import InvalidEvent, ScribeError, SourceRef
+from schemas import InvalidEvent, SourceRef
 from schemas.dead_letters import error_headers
 from schemas.events import EVENT_TYPES
-from schemas.submissions import SubmittedRun
-from tests.fakes import InMemoryLedger, InMemoryPublisher
+from tests.fakes import InMemoryDeadLetters, InMemoryLedger, InMemoryPublisher, InMemorySubmitter
 
 MAX_TEXT_BYTES = 64
 SOURCE = SourceRef(topic="novel-events", partition=0, offset=5)
 T = TypeVar("T")
-
-
-class FakeSubmitter:
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    async def in_flight(self) -> int:
-        return 0
-
-    async def submit(self, **kwargs: Any) -> SubmittedRun:
-        self.calls.append(kwargs)
-        return SubmittedRun(id=f"run-{len(self.calls)}")
-
-
-class FakeDeadLetters:
-    def __init__(self) -> None:
-        self.items: list[tuple[bytes | None, bytes | None, SourceRef, ScribeError]] = []
-
-    async def dead_letter(
-        self,
-        *,
-        key: bytes | None,
-        value: bytes | None,
-        source: SourceRef,
-        error: ScribeError,
-        redrive: int = 0,
-    ) -> None:
-        error_headers(source, error)  # what the real DLQ topic writer does with it
-        self.items.append((key, value, source, error))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -70,8 +40,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 def handle(
     key: bytes | None, value: bytes | None
-) -> tuple[FakeSubmitter, InMemoryPublisher, FakeDeadLetters, str | None]:
-    sub, pub, dlq = FakeSubmitter(), InMemoryPublisher(), FakeDeadLetters()
+) -> tuple[InMemorySubmitter, InMemoryPublisher, InMemoryDeadLetters, str | None]:
+    sub, pub, dlq = InMemorySubmitter(), InMemoryPublisher(), InMemoryDeadLetters()
     agent = ChapterAgent(
         submitter=sub,
         results=pub,
@@ -275,7 +245,7 @@ def test_every_malformed_message_is_dead_lettered(
     assert run_id is None
     assert sub.calls == [] and pub.published == []
     assert len(dlq.items) == 1, kind
-    got_key, got_value, got_source, error = dlq.items[0]
+    got_key, got_value, got_source, error, _ = dlq.items[0]
     assert (got_key, got_value, got_source) == (key, value, SOURCE)
     assert isinstance(error, InvalidEvent)
     assert error.retriable is False

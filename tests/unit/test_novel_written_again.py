@@ -16,7 +16,7 @@ from pathlib import Path
 from agents.decisions import ChapterState, outlives_novel_deletion
 from agents.result_agent import ResultAgent
 from streams.adapters.ledger.sqlite import SqliteLedger
-from tests.unit.test_agents import FakeDeadLetters, embedded, msg, novel_removed
+from tests.unit.test_agents import InMemoryDeadLetters, embedded, msg, novel_removed
 from tests.unit.test_one_writer import FAST, Catalog, retarget
 
 
@@ -35,7 +35,7 @@ def _chapters(catalog: Catalog, name: str) -> set[str]:
 
 async def test_a_replayed_deletion_keeps_the_novel_written_again_after_the_switch() -> None:
     catalog = Catalog("old", "new")
-    sink = ResultAgent(catalog=catalog, dead_letters=FakeDeadLetters(), backoff=FAST)
+    sink = ResultAgent(catalog=catalog, dead_letters=InMemoryDeadLetters(), backoff=FAST)
     # The rebuild indexed c1 (logged at 5) into its collection; the novel's deletion was
     # logged at 10, after its last round before the switch.
     await sink.handle_batch([msg(retarget(embedded(1, 2, chapter="c1", offset=5), "new"))])
@@ -54,7 +54,7 @@ async def test_a_replayed_deletion_keeps_the_novel_written_again_after_the_switc
 
 async def test_in_one_batch_a_deletion_keeps_what_was_logged_after_it() -> None:
     catalog = Catalog("live")
-    sink = ResultAgent(catalog=catalog, dead_letters=FakeDeadLetters(), backoff=FAST)
+    sink = ResultAgent(catalog=catalog, dead_letters=InMemoryDeadLetters(), backoff=FAST)
     await sink.handle_batch(
         [
             msg(embedded(1, 2, chapter="c1", offset=5)),
@@ -70,7 +70,7 @@ async def test_in_one_batch_a_deletion_keeps_what_was_logged_after_it() -> None:
 
 async def test_a_deletion_without_later_writes_still_removes_the_whole_novel() -> None:
     catalog = Catalog("live")
-    sink = ResultAgent(catalog=catalog, dead_letters=FakeDeadLetters(), backoff=FAST)
+    sink = ResultAgent(catalog=catalog, dead_letters=InMemoryDeadLetters(), backoff=FAST)
     await sink.handle_batch([msg(embedded(1, 2, chapter="c1", offset=5))])
     await sink.handle_batch([msg(embedded(1, 2, chapter="c2", offset=7))])
     await sink.handle_batch([msg(novel_removed(10))])

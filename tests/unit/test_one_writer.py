@@ -16,7 +16,7 @@ from schemas import ChapterEmbedded, VectorStoreError, VectorStoreRejected
 from streams.adapters.milvus.store import milvus_error
 from tests.fakes import InMemoryLedger, InMemoryVectorStore
 from tests.unit.test_agents import (
-    FakeDeadLetters,
+    InMemoryDeadLetters,
     embedded,
     msg,
     novel_removed,
@@ -52,7 +52,7 @@ def retarget(result: ChapterEmbedded, target: str) -> ChapterEmbedded:
 
 async def test_results_go_to_their_target_and_live_ones_follow_the_alias() -> None:
     catalog = Catalog("old", "new")
-    sink = ResultAgent(catalog=catalog, dead_letters=FakeDeadLetters(), backoff=FAST)
+    sink = ResultAgent(catalog=catalog, dead_letters=InMemoryDeadLetters(), backoff=FAST)
     await sink.handle_batch([msg(embedded(1, 2)), msg(retarget(embedded(1, 10), "new"))])
     assert len(rows_of(catalog.store("old"))) == 2
     assert len(rows_of(catalog.store("new"))) == 10
@@ -67,7 +67,7 @@ async def test_results_go_to_their_target_and_live_ones_follow_the_alias() -> No
 
 async def test_results_for_a_dropped_collection_are_skipped() -> None:
     catalog = Catalog("live")
-    sink = ResultAgent(catalog=catalog, dead_letters=FakeDeadLetters(), backoff=FAST)
+    sink = ResultAgent(catalog=catalog, dead_letters=InMemoryDeadLetters(), backoff=FAST)
     assert await sink.handle_batch([msg(retarget(embedded(1, 2), "gone"))]) == 0
     assert not catalog.store("live").rows
 
@@ -98,7 +98,7 @@ class Rejecting(InMemoryVectorStore):
 
 
 async def test_a_rejected_result_is_dead_lettered_and_the_rest_lands() -> None:
-    store, ledger, dlq = Rejecting(), InMemoryLedger(), FakeDeadLetters()
+    store, ledger, dlq = Rejecting(), InMemoryLedger(), InMemoryDeadLetters()
     catalog = Catalog("live")
     catalog.indexes["live"] = Index("live", store, ledger)
     sink = ResultAgent(catalog=catalog, dead_letters=dlq, backoff=FAST)
@@ -109,8 +109,8 @@ async def test_a_rejected_result_is_dead_lettered_and_the_rest_lands() -> None:
     ]
     assert await sink.handle_batch(batch) == 2
     assert {r["chapter_id"] for r in store.rows.values()} == {"a", "b"}
-    assert [d["error"].retriable for d in dlq.items] == [False]
-    assert "expected dim" in dlq.items[0]["error"].reason
+    assert [d.error.retriable for d in dlq.items] == [False]
+    assert "expected dim" in dlq.items[0].error.reason
     assert await ledger.chapter("n1", "bad") is None  # not recorded as applied
     assert await sink.handle_batch([msg(removed(2, chapter="bad"))]) == 0
     assert len(dlq.items) == 2
@@ -143,7 +143,7 @@ async def test_a_resent_novel_deletion_does_not_delete_what_came_after_the_first
     """Found by the chaos oracle: the copy sits later in the log than the chapters written
     after the original deletion; applying it at its own offset would delete them."""
     catalog = Catalog("live")
-    sink = ResultAgent(catalog=catalog, dead_letters=FakeDeadLetters(), backoff=FAST)
+    sink = ResultAgent(catalog=catalog, dead_letters=InMemoryDeadLetters(), backoff=FAST)
     deletion = novel_removed(10)
     await sink.handle_batch([msg(embedded(1, 2, offset=5)), msg(deletion)])
     await sink.handle_batch([msg(embedded(1, 3, chapter="c2", offset=11))])
@@ -154,7 +154,7 @@ async def test_a_resent_novel_deletion_does_not_delete_what_came_after_the_first
 
 async def test_a_resent_chapter_deletion_spares_the_chapter_created_again() -> None:
     catalog = Catalog("live")
-    sink = ResultAgent(catalog=catalog, dead_letters=FakeDeadLetters(), backoff=FAST)
+    sink = ResultAgent(catalog=catalog, dead_letters=InMemoryDeadLetters(), backoff=FAST)
     gone = removed(2, offset=3)
     await sink.handle_batch([msg(embedded(1, 2, offset=1)), msg(gone), msg(novel_removed(4))])
     await sink.handle_batch([msg(embedded(1, 2, offset=6))])  # the chapter, created again

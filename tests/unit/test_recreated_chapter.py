@@ -52,9 +52,9 @@ async def test_the_sink_dead_letters_a_recreation_below_the_deletion(
 
     await agent.handle_batch([msg(embedded(1, 2, offset=30))])  # re-created at v1
     [letter] = dlq.items
-    assert isinstance(letter["error"], RecreatedBelowDeletion)
-    assert not letter["error"].retriable
-    assert "deleted at version 6" in letter["error"].reason
+    assert isinstance(letter.error, RecreatedBelowDeletion)
+    assert not letter.error.retriable
+    assert "deleted at version 6" in letter.error.reason
     assert rows_of(store) == []
 
     await agent.handle_batch([msg(embedded(5, 2, offset=10))])  # history: quiet skip

@@ -34,7 +34,7 @@ from schemas import (
 )
 from streams.adapters.ledger.sqlite import SqliteLedger
 from tests.fakes import InMemoryLedger, InMemoryVectorStore
-from tests.unit.test_agents import FAST, FakeDeadLetters, embedded, msg, novel_removed, rows_of
+from tests.unit.test_agents import FAST, InMemoryDeadLetters, embedded, msg, novel_removed, rows_of
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -74,17 +74,17 @@ def failed(version: int, offset: int = 100) -> ChapterFailed:
 async def test_a_rejected_newer_version_leaves_the_older_one_written_and_recorded(
     ledger: Ledger,
 ) -> None:
-    store, dlq = PickyStore(bad={2}), FakeDeadLetters()
+    store, dlq = PickyStore(bad={2}), InMemoryDeadLetters()
     agent = ResultAgent(catalog=SingleIndex(store, ledger), dead_letters=dlq, backoff=FAST)
     await agent.handle_batch([msg(embedded(1, 2)), msg(embedded(2, 3))])
-    assert [type(i["error"]) for i in dlq.items] == [VectorStoreRejected]
+    assert [type(i.error) for i in dlq.items] == [VectorStoreRejected]
     state = await ledger.chapter("n1", "c1")
     assert state is not None and state.indexed_version == 1 and state.chunk_count == 2
     assert rows_of(store) == [(1, 0, "c1 v1 #0"), (1, 1, "c1 v1 #1")]
 
 
 async def test_when_every_version_is_rejected_none_is_recorded(ledger: Ledger) -> None:
-    store, dlq = PickyStore(bad={1, 2}), FakeDeadLetters()
+    store, dlq = PickyStore(bad={1, 2}), InMemoryDeadLetters()
     agent = ResultAgent(catalog=SingleIndex(store, ledger), dead_letters=dlq, backoff=FAST)
     await agent.handle_batch([msg(embedded(1, 2)), msg(embedded(2, 3))])
     assert len(dlq.items) == 2 and rows_of(store) == []
@@ -98,7 +98,7 @@ async def test_a_failure_and_a_success_of_one_version_in_a_batch_leave_it_indexe
 ) -> None:
     agent = ResultAgent(
         catalog=SingleIndex(InMemoryVectorStore(), ledger),
-        dead_letters=FakeDeadLetters(),
+        dead_letters=InMemoryDeadLetters(),
         backoff=FAST,
     )
     batch = [msg(failed(1)), msg(embedded(1, 2))]
@@ -110,7 +110,7 @@ async def test_a_failure_and_a_success_of_one_version_in_a_batch_leave_it_indexe
 async def test_a_failure_of_a_newer_version_is_still_recorded(ledger: Ledger) -> None:
     agent = ResultAgent(
         catalog=SingleIndex(InMemoryVectorStore(), ledger),
-        dead_letters=FakeDeadLetters(),
+        dead_letters=InMemoryDeadLetters(),
         backoff=FAST,
     )
     await agent.handle_batch([msg(embedded(1, 2)), msg(failed(2))])
@@ -121,7 +121,7 @@ async def test_a_failure_of_a_newer_version_is_still_recorded(ledger: Ledger) ->
 async def test_a_failure_from_before_the_novels_deletion_is_not_recorded(ledger: Ledger) -> None:
     agent = ResultAgent(
         catalog=SingleIndex(InMemoryVectorStore(), ledger),
-        dead_letters=FakeDeadLetters(),
+        dead_letters=InMemoryDeadLetters(),
         backoff=FAST,
     )
     await agent.handle_batch([msg(novel_removed(offset=50))])
@@ -158,7 +158,7 @@ class GoneStore(InMemoryVectorStore):
 
 async def test_a_collection_dropped_under_the_sink_does_not_stall_it(ledger: Ledger) -> None:
     catalog = DroppingCatalog(ledger)
-    agent = ResultAgent(catalog=catalog, dead_letters=FakeDeadLetters(), backoff=FAST)
+    agent = ResultAgent(catalog=catalog, dead_letters=InMemoryDeadLetters(), backoff=FAST)
     result: Any = embedded(1, 2).model_copy(update={"target": "rebuild_1"})
     applied = await asyncio.wait_for(agent.handle_batch([msg(result)]), timeout=10)
     assert applied == 0 and catalog.resolved >= 2
