@@ -24,12 +24,11 @@ from prefect_bridge.failure_report import HOOK_TIMEOUT_SECONDS, report_run_failu
 from prefect_bridge.publisher import SEND_TIMEOUT_SECONDS
 from prefect_bridge.recovery import recover_orphans
 from prefect_bridge.unreported import report_unreported
-from streams import check_prefect_env
+from streams import export_prefect_env
 from streams.embedded.processes import terminate_children
 from streams.metrics import RUNS_FINISHED, Heartbeat, serve
 from streams.settings import Settings
 from streams.wiring import (
-    apply_prefect_env,
     build_event_source,
     build_result_publisher,
     flow_timeouts,
@@ -40,8 +39,7 @@ log = logging.getLogger("scribe.runner")
 
 async def deploy(settings: Settings) -> str:
     """Create/update the work pool and the deployment; return the deployment id."""
-    apply_prefect_env(settings)
-    check_prefect_env(settings)  # this module imported Prefect: it must already see our API
+    export_prefect_env(settings)  # this module imported Prefect: it must already see our API
     deployment = settings.deployment.split("/", 1)[1]
     async with get_client() as client:
         deployment_id = await ensure_deployment(

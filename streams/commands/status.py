@@ -11,13 +11,14 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+from streams import export_prefect_env
 from streams.adapters.milvus.store import MilvusVectorStore
 from streams.commands.status_checks import findings, problems
 from streams.commands.status_facts import Limits, facts_of
 from streams.commands.status_kafka import kafka_report
 from streams.commands.status_view import load_previous, save
 from streams.settings import Settings
-from streams.wiring import apply_prefect_env, open_ledger, open_live_ledger, vector_store
+from streams.wiring import open_ledger, open_live_ledger, vector_store
 
 __all__ = ["check", "gather", "kafka_report", "limits"]
 
@@ -29,7 +30,7 @@ RUN_STATES = ("SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CRASHED
 
 async def prefect_report(settings: Settings) -> dict[str, Any]:
     """Flow runs of the deployment by state; failures in the last hour."""
-    apply_prefect_env(settings)
+    export_prefect_env(settings)
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         DeploymentFilter,

@@ -75,6 +75,8 @@ async def test_start_up_waits_for_services_and_closes_what_a_failed_attempt_star
         raise RuntimeError("stop here: the rest needs the real services")
 
     monkeypatch.setattr(wiring, "start_producer", start_producer)
+    # This process imported Prefect long ago with the test defaults: skip the export check.
+    monkeypatch.setattr(wiring, "export_prefect_env", lambda settings: None)
     monkeypatch.setattr(wiring, "embedder_identity", embedder_identity)
     resources = wiring.WorkerResources(Settings(), Backoff(initial=0.001, cap=0.001))
     with pytest.raises(RuntimeError, match="stop here"):
