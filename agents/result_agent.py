@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 
+from agents.checkpoint import Checkpoint
 from agents.decisions import (
     ChapterState,
     IndexResult,
@@ -16,7 +17,6 @@ from agents.decisions import (
     decide_result,
     outlives_novel_deletion,
 )
-from agents.ledger import Ledger
 from agents.ports import DeadLetters, Index, IndexCatalog
 from agents.retry import Backoff, retrying
 from agents.sink_batch import BatchView, needs_trim
@@ -58,8 +58,9 @@ class ResultAgent:
     ``target``: live ones to the collection the alias points at now, a rebuild's to its
     own collection; each collection has its own ledger scope.
 
-    The ledger is updated only after the flush, so a crash between the two replays the
-    batch on restart, and the upsert/delete writes make that replay harmless. A result
+    Each index's share commits in the order :mod:`agents.checkpoint` names (write, flush,
+    record; the worker commits the offsets after), so a crash anywhere replays the batch
+    on restart, and the upsert/delete writes make that replay harmless. A result
     Milvus rejects as invalid (not retriable) is dead-lettered with the reason and the
     batch goes on.
     """
@@ -146,16 +147,15 @@ class ResultAgent:
             if state is not None:
                 batch.remember(result, state)
                 pending.append((result, state))
-        await retrying(batch.writes.apply, self._bounded, "sink write")
-        rejected = {id(result) for result, _ in batch.writes.rejected}
-        for result, error in batch.writes.rejected:
+        checkpoint = Checkpoint(index, self._bounded)
+        rejected = await checkpoint.write(batch.writes)
+        for result, error in rejected:
             await self._dead_letter(sources[id(result)], error)
-        pending = [(r, state) for r, state in pending if id(r) not in rejected]
+        refused = {id(result) for result, _ in rejected}
+        pending = [(r, state) for r, state in pending if id(r) not in refused]
         if pending:
-            failpoint("sink.after_write")
-            await retrying(index.store.flush, self._bounded, "flush")
-            failpoint("sink.after_flush")
-            await self._record(index.ledger, pending)
+            await checkpoint.flush()
+            await checkpoint.record(pending)
             for result, _ in pending:
                 self._report_applied(result)
         return len(pending)
@@ -301,37 +301,3 @@ class ResultAgent:
         ]
         await store.delete_novel(result.novel_id, keep=later)
         return ChapterState(result.novel_id, "", result.version, True, updated_at=now)
-
-    async def _record(
-        self, ledger: Ledger, pending: list[tuple[IndexResult, ChapterState]]
-    ) -> None:
-        """Record the batch's effects in order: chapter rows in one call per run of them,
-        novel deletions where they stand, and last the removal marks.
-
-        A removal mark says "this deletion event applied, skip its copies"; it must not be
-        written before the rows that say what the deletion did, or a crash between the two
-        skips the redelivered deletion while the ledger still holds the chapter as indexed
-        (and a late result of the deleted version then applies). Written last, a crash
-        before it redelivers the batch, whose replay in order redoes the same effects.
-        """
-        rows: list[ChapterState] = []
-        for result, state in [*pending, (None, None)]:
-            if rows and (result is None or isinstance(result, NovelRemoved)):
-                await retrying(
-                    partial(ledger.record_applied_many, list(rows)), self._bounded, "ledger"
-                )
-                rows.clear()
-                failpoint("sink.between_ledger_writes")
-            if isinstance(result, NovelRemoved):
-                offset = result.source.offset if result.source else -1
-                await retrying(
-                    partial(ledger.delete_novel, result.novel_id, offset),
-                    self._bounded,
-                    "ledger",
-                )
-                failpoint("sink.between_ledger_writes")
-            elif state is not None:
-                rows.append(state)
-        removals = [str(r.event_id) for r, _ in pending if not isinstance(r, ChapterEmbedded)]
-        if removals:
-            await retrying(partial(ledger.record_removals, removals), self._bounded, "ledger")
