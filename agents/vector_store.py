@@ -36,10 +36,6 @@ class Hit:
 class VectorStore(Protocol):
     """Writes and searches chunk vectors."""
 
-    async def write_chapter(self, result: ChapterEmbedded) -> None:
-        """Upsert the chapter's chunks and drop its chunks past the new count."""
-        ...
-
     async def upsert_chapters(self, results: list[ChapterEmbedded]) -> None:
         """Upsert the chunks of several chapters in one call (no trimming)."""
         ...

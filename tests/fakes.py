@@ -278,19 +278,6 @@ class InMemoryVectorStore:
             ]:
                 del self.rows[key]
 
-    async def write_chapter(self, result: ChapterEmbedded) -> None:
-        """Upsert and trim."""
-        for row in chunk_rows(result):
-            self.rows[row["id"]] = row
-        n = len(result.chunks)
-        for key in [
-            k
-            for k, r in self.rows.items()
-            if (r["novel_id"], r["chapter_id"]) == (result.novel_id, result.chapter_id)
-            and r["chunk_no"] >= n
-        ]:
-            del self.rows[key]
-
     async def delete_chapter(self, novel_id: str, chapter_id: str) -> None:
         """Drop the chapter's rows."""
         for key in [

@@ -250,17 +250,6 @@ class MilvusVectorStore:
                 self._reset()
             raise error from exc
 
-    async def write_chapter(self, result: ChapterEmbedded) -> None:
-        """Upsert rows, then delete chunks at or past the new count."""
-        rows = chunk_rows(result)
-        if rows:
-            await self._call("upsert", "upsert", self._alias, rows)
-        expr = (
-            f"novel_id == {quote(result.novel_id)} and chapter_id == "
-            f"{quote(result.chapter_id)} and chunk_no >= {len(rows)}"
-        )
-        await self._call("delete", "delete", self._alias, filter=expr)
-
     async def upsert_chapters(self, results: list[ChapterEmbedded]) -> None:
         """One upsert for the chunks of every chapter given."""
         rows = [row for result in results for row in chunk_rows(result)]
