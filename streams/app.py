@@ -18,7 +18,7 @@ from streams.adapters.kafka.client import faust_credentials
 from streams.commands.status_kafka import kafka_report
 from streams.metrics import LAG, Heartbeat, serve
 from streams.settings import Settings
-from streams.wiring import WorkerResources
+from streams.wiring import WorkerPorts, WorkerResources
 
 log = logging.getLogger("scribe.worker")
 
@@ -82,9 +82,17 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(events, name="chapter-agent", isolated_partitions=True)
     async def chapter_agent(stream: Any) -> None:
-        """Per partition, in log order: one input event -> one durable effect."""
-        ports = await resources.get()
+        """Per partition, in log order: one input event -> one durable effect.
+
+        The ports are fetched inside the iteration, never before it: an actor that Faust
+        cancels on a rebalance while it waits for them (a service away at start-up) must
+        end its iteration, or Faust restarts it for the revoked partition and the next
+        assignment fails its ``active_partitions`` assertion (chaos seed 406).
+        """
+        ports: WorkerPorts | None = None
         async for event in stream.events():
+            if ports is None:
+                ports = await resources.get()
             msg = event.message
             try:
                 source, redrive = _position(msg)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sys
 import time
 import uuid
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from streams.embedded.processes import ManagedProcess
 from tests.integration.harness import (
     Stack,
     converged,
@@ -124,6 +126,47 @@ def test_a_runner_started_while_prefect_is_down_waits_for_it(stack: Stack) -> No
         stack,
         interval=5,
     )
+
+
+def test_a_worker_waiting_for_milvus_at_start_survives_a_rebalance(stack: Stack) -> None:
+    """Chaos campaign (issue 19), seed 406: a worker restarted while a service was away
+    waited in its start-up for Milvus when the group rebalanced; Faust cancelled the
+    chapter agent's actors of the revoked partitions before they iterated their stream,
+    restarted them for those partitions, and the next assignment failed on Faust's
+    ``assert topic.active_partitions.issubset(assigned)``: the worker exited 1."""
+    milvus = service(stack, "milvus")
+    logs = stack.settings.data_dir / "logs"
+    env = {**stack.env, "SCRIBE_WORKER_METRICS_PORT": "0"}
+    extra = [
+        ManagedProcess(
+            f"worker-{name}",
+            [sys.executable, "-m", "streams.cli", "worker"],
+            logs / f"worker-{name}.log",
+            env=env,
+        )
+        for name in ("waiting", "joining")
+    ]
+    revoked = "Stopping actor for revoked partition"
+    waiting, joining = extra
+    milvus.stop()
+    stack.worker.stop()  # the waiting worker takes every partition, the joining one some
+    try:
+        waiting.start()
+        wait_for(
+            lambda: "Starting actor for partitions" in waiting.tail(400),
+            120,
+            "the waiting worker assigned partitions",
+        )
+        joining.start()  # a rebalance moves partitions the first waits on to the second
+        wait_for(lambda: revoked in waiting.tail(5000), 120, "a partition revoked")
+        time.sleep(10)
+        assert waiting.running, waiting.tail(300)
+    finally:
+        restart_service(stack, "milvus", 0)
+        for proc in extra:
+            proc.stop()
+        stack.worker.start()
+    stack.check_alive()
 
 
 #: Seconds the broker stays away once a run is reading its event: a broker restart.
