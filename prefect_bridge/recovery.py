@@ -36,8 +36,6 @@ from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
-    DeploymentFilter,
-    DeploymentFilterId,
     FlowRunFilter,
     FlowRunFilterState,
     FlowRunFilterStateType,
@@ -45,6 +43,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.states import AwaitingRetry, Failed
 
+from prefect_bridge.run_pages import every_run
 from prefect_bridge.unreported import is_reported, mark_reported
 
 log = logging.getLogger("scribe.recovery")
@@ -53,8 +52,6 @@ log = logging.getLogger("scribe.recovery")
 #: has started this many times; then its crash is final and reported like a failure.
 MAX_CRASH_ATTEMPTS = 3
 
-#: Runs read per request; a watchdog reads every page.
-PAGE_SIZE = 200
 
 #: Reports the final crash of the run with these parameters: ``(params, reason, run_id)``.
 CrashReport = Callable[[dict[str, Any], str, str], Awaitable[None]]
@@ -206,23 +203,12 @@ async def recover_orphans(
 
 async def _watched_runs(client: PrefectClient, deployment_id: UUID) -> list[Any]:
     """Every RUNNING, PENDING or CRASHED run of the deployment, all pages read first."""
-    runs: list[Any] = []
-    while True:
-        page: list[Any] = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(
-                        any_=[StateType.RUNNING, StateType.PENDING, StateType.CRASHED]
-                    )
-                )
-            ),
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-            limit=PAGE_SIZE,
-            offset=len(runs),
-        )
-        runs.extend(page)
-        if len(page) < PAGE_SIZE:
-            return runs
+    watched = [StateType.RUNNING, StateType.PENDING, StateType.CRASHED]
+    return await every_run(
+        client,
+        deployment_id,
+        FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=watched))),
+    )
 
 
 async def _report_final_crash(

@@ -30,14 +30,14 @@ from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
-    DeploymentFilter,
-    DeploymentFilterId,
     FlowRunFilter,
     FlowRunFilterEndTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import StateType
+
+from prefect_bridge.run_pages import every_run
 
 log = logging.getLogger("scribe.recovery")
 
@@ -50,8 +50,6 @@ REPORT_GRACE = timedelta(seconds=120)
 #: How far back the watchdog looks for failed runs that were never reported.
 REPORT_WINDOW = timedelta(hours=24)
 
-#: Runs read per request.
-PAGE_SIZE = 200
 
 #: Reports the failure of the run with these parameters: ``(params, reason, run_id)``.
 FailureReport = Callable[[dict[str, Any], str, str], Awaitable[None]]
@@ -115,17 +113,9 @@ async def _recent_failures(
     client: PrefectClient, deployment_id: UUID, after: datetime
 ) -> list[Any]:
     """The deployment's FAILED runs that ended after ``after``, every page."""
-    runs: list[Any] = []
-    while True:
-        page: list[Any] = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.FAILED])),
-                end_time=FlowRunFilterEndTime(after_=after),
-            ),
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-            limit=PAGE_SIZE,
-            offset=len(runs),
-        )
-        runs.extend(page)
-        if len(page) < PAGE_SIZE:
-            return runs
+    failed = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.FAILED]))
+    return await every_run(
+        client,
+        deployment_id,
+        FlowRunFilter(state=failed, end_time=FlowRunFilterEndTime(after_=after)),
+    )

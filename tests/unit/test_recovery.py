@@ -238,7 +238,7 @@ async def test_a_report_that_fails_leaves_the_run_crashed_and_the_others_handled
 
 async def test_every_page_of_runs_is_read() -> None:
     """Runs past the first page were never seen before."""
-    from prefect_bridge.recovery import PAGE_SIZE
+    from prefect_bridge.run_pages import PAGE_SIZE
 
     dead = no_such_pid()
     runs = [flow_run(f"r{i}", f"{HERE}:{dead}") for i in range(PAGE_SIZE + 3)]
