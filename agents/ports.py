@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agents.ledger import Ledger
-from agents.vector_store import VectorStore
+from agents.vector_store import Hit, VectorStore
 from schemas import ResultEvent, ScribeError, SourceRef
 from schemas.submissions import SubmittedRun
 
@@ -79,4 +79,24 @@ class IndexCatalog(Protocol):
 
     async def close(self) -> None:
         """Release every store and ledger handed out."""
+        ...
+
+
+class ChunkSearch(Protocol):
+    """Finds chunks of the live index, best first, by each retriever.
+
+    Real: ``streams.adapters.milvus.search``; fake: ``tests.fakes.InMemoryVectorStore``.
+    """
+
+    async def has_sparse(self) -> bool | None:
+        """Whether the live collection has the BM25 field (older ones are dense only);
+        ``None`` while there is no index at all (nothing indexed yet)."""
+        ...
+
+    async def dense(self, vector: list[float], n: int, novel_id: str | None) -> list[Hit]:
+        """The ``n`` chunks nearest to ``vector`` (cosine; higher is better)."""
+        ...
+
+    async def bm25(self, query: str, n: int, novel_id: str | None) -> list[Hit]:
+        """The ``n`` chunks that match ``query``'s terms best (BM25 score, higher is better)."""
         ...

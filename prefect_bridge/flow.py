@@ -283,8 +283,8 @@ async def process_chapter(
         source=position,
         target=target,
         chunks=tuple(
-            ChunkVector(chunk_no=c.chunk_no, text=c.text, vector=tuple(v))
-            for c, v in zip(chunks, vectors, strict=True)
+            ChunkVector(chunk_no=c.chunk_no, text=c.text, vector=tuple(v), reused=i in plan.reused)
+            for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))
         ),
     )
     began = time.monotonic()

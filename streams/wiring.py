@@ -25,6 +25,7 @@ from streams.adapters.ledger.postgres import PostgresLedger
 from streams.adapters.ledger.sqlite import SqliteLedger
 from streams.adapters.milvus.catalog import MilvusCatalog
 from streams.adapters.milvus.lookup import MilvusVectorLookup
+from streams.adapters.milvus.search import MilvusChunkSearch
 from streams.adapters.milvus.store import MilvusVectorStore
 from streams.adapters.prefect.submitter import PrefectFlowSubmitter
 from streams.metrics import MeteredVectorLookup, PrometheusTelemetry
@@ -149,6 +150,13 @@ def flow_timeouts(settings: Settings) -> Timeouts:
 def vector_store(settings: Settings) -> MilvusVectorStore:
     """The Milvus adapter for the configured alias."""
     return MilvusVectorStore(settings.milvus_url, settings.milvus_collection, settings.milvus_auth)
+
+
+def chunk_search(settings: Settings) -> tuple[MilvusVectorStore, MilvusChunkSearch]:
+    """The search adapter of the live index, with the store that owns its connection
+    (close the store when done)."""
+    store = vector_store(settings)
+    return store, MilvusChunkSearch(store, settings.milvus_collection)
 
 
 async def open_ledger(settings: Settings, scope: str) -> Ledger:

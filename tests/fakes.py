@@ -18,6 +18,7 @@ from schemas import (
     ResultEvent,
     ScribeError,
     SourceRef,
+    VectorStoreRejected,
 )
 from schemas.dead_letters import Headers, error_headers
 from schemas.submissions import SubmittedRun
@@ -248,6 +249,21 @@ class InMemoryLedger:
         """Nothing to release."""
 
 
+def _hit(row: dict[str, Any], score: float) -> Hit:
+    """A row of the fake index as a search hit."""
+    explain = ("source_topic", "source_partition", "source_offset", "flow_run_id", "reused")
+    return Hit(
+        id=row["id"],
+        score=score,
+        novel_id=row["novel_id"],
+        chapter_id=row["chapter_id"],
+        chapter_version=row["chapter_version"],
+        chunk_no=row["chunk_no"],
+        text=row["text"],
+        **{name: row.get(name) for name in explain},
+    )
+
+
 class InMemoryVectorStore:
     """Fake store for unit tests: a dict of rows, brute-force cosine search."""
 
@@ -308,18 +324,32 @@ class InMemoryVectorStore:
             if novel_id is None or r["novel_id"] == novel_id
         ]
         scored.sort(key=lambda p: -p[0])
-        return [
-            Hit(
-                r["id"],
-                s,
-                r["novel_id"],
-                r["chapter_id"],
-                r["chapter_version"],
-                r["chunk_no"],
-                r["text"],
-            )
-            for s, r in scored[:k]
+        return [_hit(r, s) for s, r in scored[:k]]
+
+    #: Whether the fake index has the BM25 field (``False``: an older collection).
+    sparse = True
+
+    async def has_sparse(self) -> bool | None:
+        """:class:`agents.ports.ChunkSearch`: as set."""
+        return self.sparse
+
+    async def dense(self, vector: list[float], n: int, novel_id: str | None) -> list[Hit]:
+        """:class:`agents.ports.ChunkSearch`: :meth:`search`."""
+        return await self.search(vector, n, novel_id)
+
+    async def bm25(self, query: str, n: int, novel_id: str | None) -> list[Hit]:
+        """:class:`agents.ports.ChunkSearch`: occurrences of the query's character pairs
+        (a stand-in for BM25 over jieba words); rows matching nothing are not returned."""
+        if not self.sparse:
+            raise VectorStoreRejected("this collection has no sparse field")
+        pairs = {query[i : i + 2] for i in range(len(query) - 1)} - {""}
+        scored = [
+            (float(sum(r["text"].count(p) for p in pairs)), r)
+            for r in self.rows.values()
+            if novel_id is None or r["novel_id"] == novel_id
         ]
+        scored = sorted((p for p in scored if p[0] > 0), key=lambda p: -p[0])
+        return [_hit(r, s) for s, r in scored[:n]]
 
     async def count(self, novel_id: str | None = None) -> int:
         """Rows (of one novel)."""

@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.text import Text
 
 from agents.vector_store import Hit
+from streams.commands.search_terms import term_spans
+from streams.commands.searching import ChapterResult, SearchResponse
 
 #: Characters of chunk text taken for a snippet, at most.
 SNIPPET_CHARS = 300
@@ -68,12 +70,18 @@ def flatten(text: str) -> str:
     return "".join(parts)
 
 
-def snippet(text: str, query: str, max_chars: int = SNIPPET_CHARS) -> Text:
+def snippet(
+    text: str, query: str, max_chars: int = SNIPPET_CHARS, terms: Sequence[str] | None = None
+) -> Text:
     """Up to ``max_chars`` characters of ``text`` (:func:`flatten`-ed), starting at the
     sentence before the query's match, with the match highlighted; an ellipsis marks text
-    left out at either end."""
+    left out at either end. With ``terms`` (the query's words), every occurrence of each is
+    highlighted and the snippet starts at the first."""
     flat = flatten(text)
-    span = match_span(flat, query)
+    spans = term_spans(flat, terms) if terms else []
+    span = spans[0] if spans else match_span(flat, query)
+    if not spans and span is not None:
+        spans = [span]
     start = 0
     if span is not None and span[0] > LEAD_CHARS:
         start = span[0] - LEAD_CHARS
@@ -91,8 +99,9 @@ def snippet(text: str, query: str, max_chars: int = SNIPPET_CHARS) -> Text:
     view.append(flat[start:end])
     if end < len(flat):
         view.append(ELLIPSIS)
-    if span is not None and span[0] >= start:
-        view.stylize(MATCH_STYLE, span[0] + offset, min(span[1], end) + offset)
+    for first, last in spans:
+        if start <= first < end:
+            view.stylize(MATCH_STYLE, first + offset, min(last, end) + offset)
     return view
 
 
@@ -123,13 +132,77 @@ def render_hits(
         if rank > 1:
             lines.append(Text())
         lines.extend(hit_header(rank, hit).wrap(measure, width))
-        body = list(snippet(hit.text, query).wrap(measure, body_width))
-        if len(body) > max_lines:
-            body = body[:max_lines]
-            last = body[-1]
-            last.truncate(body_width - cell_len(ELLIPSIS))
-            last.rstrip()
-            if not last.plain.endswith(ELLIPSIS):
-                last.append(ELLIPSIS)
+        body = _cut(list(snippet(hit.text, query).wrap(measure, body_width)), max_lines, body_width)
         lines.extend(Text(INDENT) + line for line in body)
     return lines
+
+
+def chapter_header(hit: ChapterResult, hybrid: bool) -> Text:
+    """``#1  0.033  xiyouji/ch0003@v1  dense #1 · bm25 #2``."""
+    header = Text(overflow="fold")
+    header.append(f"#{hit.rank}", style="bold cyan")
+    header.append(f"  {hit.score:.3f}", style="green")
+    header.append(f"  {hit.novel_id}/{hit.chapter_id}@v{hit.chapter_version}", style="bold")
+    if hybrid:
+        ranks = [
+            f"{name} #{rank}" if rank is not None else f"{name} -"
+            for name, rank in (("dense", hit.explain.dense_rank), ("bm25", hit.explain.bm25_rank))
+        ]
+        header.append("  " + " · ".join(ranks), style="dim")
+    return header
+
+
+def explain_lines(hit: ChapterResult) -> list[Text]:
+    """``--explain``: the event the version came from, its flow run, reused vectors."""
+    why = hit.explain
+    source = (
+        f"{why.source.topic}[{why.source.partition}]@{why.source.offset}"
+        if why.source
+        else "unknown (indexed before the explain fields)"
+    )
+    run = why.flow_run_url or why.flow_run_id or "unknown"
+    return [
+        Text(f"event {source}", style="dim"),
+        Text(f"run   {run}", style="dim"),
+        Text(
+            f"ranks dense {why.dense_rank or '-'}, bm25 {why.bm25_rank or '-'}; "
+            f"reused vectors in {why.reused_passages} of {len(hit.passages)} passages",
+            style="dim",
+        ),
+    ]
+
+
+def render_chapters(
+    response: SearchResponse, width: int, explain: bool = False, max_lines: int = SNIPPET_LINES
+) -> list[Text]:
+    """The lines that show chapter hits: a header, the best passage wrapped (at most
+    ``max_lines`` lines) with the query's words highlighted, and with ``explain`` where
+    the hit came from; none wider than ``width``."""
+    width = max(width, len(INDENT) + 2)
+    measure = Console(width=width, file=io.StringIO(), color_system=None, legacy_windows=False)
+    body_width = width - len(INDENT)
+    hybrid = response.searched == "hybrid"
+    lines: list[Text] = []
+    for hit in response.hits:
+        if lines:
+            lines.append(Text())
+        lines.extend(chapter_header(hit, hybrid).wrap(measure, width))
+        best = hit.passages[0]
+        view = snippet(best.text, response.query, terms=response.terms)
+        body = _cut(list(view.wrap(measure, body_width)), max_lines, body_width)
+        lines.extend(Text(INDENT) + line for line in body)
+        if explain:
+            for line in explain_lines(hit):
+                lines.extend(Text(INDENT) + part for part in line.wrap(measure, body_width))
+    return lines
+
+
+def _cut(body: list[Text], max_lines: int, body_width: int) -> list[Text]:
+    if len(body) > max_lines:
+        body = body[:max_lines]
+        last = body[-1]
+        last.truncate(body_width - cell_len(ELLIPSIS))
+        last.rstrip()
+        if not last.plain.endswith(ELLIPSIS):
+            last.append(ELLIPSIS)
+    return body

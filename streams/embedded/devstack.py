@@ -24,7 +24,7 @@ SAMPLE_NOVEL = "xiyouji"
 
 
 def app_processes(settings: Settings) -> list[ManagedProcess]:
-    """``scribe flows serve`` and ``scribe worker`` as child processes."""
+    """``scribe flows serve``, ``scribe worker`` and ``scribe serve`` as child processes."""
     logs = settings.data_dir / "logs"
     env = settings.prefect_env()
     return [
@@ -36,6 +36,9 @@ def app_processes(settings: Settings) -> list[ManagedProcess]:
         ),
         ManagedProcess(
             "worker", [sys.executable, "-m", "streams.cli", "worker"], logs / "worker.log", env=env
+        ),
+        ManagedProcess(
+            "search", [sys.executable, "-m", "streams.cli", "serve"], logs / "search.log", env=env
         ),
     ]
 
@@ -175,6 +178,7 @@ def run_dev(settings: Settings, sample: Path | None, console: Console) -> int:
             produce_sample(settings, sample, console, topic_is_new=settings.topic_events in created)
         console.print(  # one address a line: a narrow terminal does not split one
             f"[green]ready.[/]\n  Prefect UI: {settings.prefect_ui_url}/runs\n"
+            f"  Search:     http://{settings.search_host}:{settings.search_port}/\n"
             f"  Kafka:      {settings.bootstrap_servers}\n  Milvus:     {settings.milvus_url}",
             soft_wrap=True,
         )

@@ -1,4 +1,5 @@
-"""Session fixture: the real services and the scribe processes under test (see harness)."""
+"""Session fixture: the real services and the scribe processes under test (see harness);
+module fixture: a Milvus Lite server alone, for tests that need that service only."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +16,28 @@ from pathlib import Path
 import pytest
 
 from streams.adapters.kafka.client import ensure_topics
-from streams.embedded.processes import ManagedProcess, free_port
-from streams.embedded.stack import EmbeddedStack, create_database
+from streams.embedded.processes import ManagedProcess, free_port, port_open
+from streams.embedded.stack import EmbeddedStack, create_database, milvus_process
 from streams.settings import Settings
 from tests.integration.harness import Stack
+
+
+@pytest.fixture(scope="module")
+def milvus_url() -> Iterator[str]:
+    """A Milvus Lite server of its own, on a free port."""
+    with tempfile.TemporaryDirectory(prefix="scribe-milvus-") as data:
+        settings = Settings(data_dir=Path(data), milvus_port=free_port())
+        proc = milvus_process(settings)
+        proc.start()
+        try:
+            deadline = time.monotonic() + 120
+            while not port_open(settings.milvus_port):
+                proc.check_alive()
+                assert time.monotonic() < deadline, proc.tail(40)
+                time.sleep(0.5)
+            yield settings.milvus_url
+        finally:
+            proc.stop()
 
 
 @pytest.fixture(scope="session")

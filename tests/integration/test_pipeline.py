@@ -85,7 +85,7 @@ def test_first_five_chapters_are_indexed_searchable_and_visible_in_prefect(stack
     sentence = next(s for s in re.split(r"(?<=[。！？])", chapters[2].text) if "金箍棒" in s)
     found = stack.scribe("search", sentence.strip(), "--novel", NOVEL, "-k", "3", "--json")
     assert found.returncode == 0, found.stderr
-    hits = json.loads(found.stdout)
+    hits = json.loads(found.stdout)["hits"]
     assert hits[0]["chapter_id"] == "ch0003", hits
 
     # Prefect shows five completed runs of the deployment with readable names and tags.

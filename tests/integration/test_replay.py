@@ -273,7 +273,7 @@ def test_full_reembed_builds_a_new_collection_while_search_keeps_working(stack: 
     }
     assert {tuple(i.split(":")[:2]) for i in new.keys() - old.keys()} <= failed
     found = stack.scribe("search", "花果山 水帘洞", "-k", "1", "--json")
-    assert found.returncode == 0 and json.loads(found.stdout)
+    assert found.returncode == 0 and json.loads(found.stdout)["hits"]
 
 
 def test_a_full_reembed_rebuilds_for_a_model_of_another_dimension(stack: Stack) -> None:
@@ -316,3 +316,55 @@ def test_a_full_reembed_rebuilds_for_a_model_of_another_dimension(stack: Stack) 
             await store.close()
 
     assert asyncio.run(dimension()) == 384
+
+
+def _search(stack: Stack, query: str, novel: str, mode: str) -> list[dict[str, Any]]:
+    found = stack.scribe("search", query, "--novel", novel, "--mode", mode, "--json")
+    assert found.returncode == 0, found.stderr
+    body = json.loads(found.stdout)
+    assert body["searched"] == mode, body
+    return list(body["hits"])
+
+
+def test_search_after_an_edit_a_delete_and_a_rebuild_shows_only_the_newest_version(
+    stack: Stack,
+) -> None:
+    """Issue 21: the BM25 field is written with the row, in the same upsert, and a
+    rebuild (a full resink) writes it again: no search mode ever shows a passage of an
+    older version or of a deleted chapter, before or after the rebuild."""
+    novel = f"search-{uuid.uuid4().hex[:6]}"
+    key = novel.encode()
+    old = "老渔夫在青石滩捡到一面铜镜，镜背刻着北斗。"
+    new = "老渔夫在白沙湾捡到一把铁剑，剑身刻着南斗。"
+    gone = "书生在紫竹林遇见一只白狐，白狐教他写诗。"
+    asyncio.run(
+        stack.produce(
+            [
+                (key, event("chapter.created", novel, "c1", 1, title="渔夫", text=old)),
+                (key, event("chapter.created", novel, "c2", 1, title="书生", text=gone)),
+                (key, event("chapter.updated", novel, "c1", 2, title="渔夫", text=new)),
+                (key, event("chapter.deleted", novel, "c2", 2)),
+            ]
+        )
+    )
+    wait_for(lambda: converged(stack, novel, {"c1": (2, 1)}), 300, "the edit and delete", stack)
+
+    def check() -> None:
+        for mode in ("hybrid", "bm25", "dense"):
+            for query in ("青石滩 铜镜 北斗", "紫竹林 白狐", "白沙湾 铁剑"):
+                for hit in _search(stack, query, novel, mode):
+                    assert (hit["chapter_id"], hit["chapter_version"]) == ("c1", 2), hit
+                    for passage in hit["passages"]:
+                        assert passage["text"] == new, (mode, query, passage)
+        assert _search(stack, "青石滩 铜镜", novel, "bm25") == [], "no old term is left"
+        assert _search(stack, "紫竹林 白狐", novel, "bm25") == [], "nor the deleted chapter's"
+        top = _search(stack, "白沙湾 铁剑", novel, "hybrid")[0]
+        marked = {top["passages"][0]["text"][s:e] for s, e in top["passages"][0]["highlights"]}
+        assert {"白沙湾", "铁剑"} <= marked, marked
+        assert top["explain"]["source"]["topic"] == stack.settings.topic_events
+        assert top["explain"]["flow_run_url"].startswith(stack.settings.prefect_ui_url)
+
+    check()
+    rebuilt = _replay(stack, "--resink")
+    assert rebuilt["collection"] and rebuilt["previous_collection"]
+    check()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
-import sys
-import types
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,6 @@ from rich.cells import cell_len
 from rich.console import Console
 from typer.testing import CliRunner
 
-import streams
 from agents.vector_store import Hit
 from streams import cli
 from streams.commands.search_view import ELLIPSIS, flatten, match_span, render_hits, snippet
@@ -133,21 +133,59 @@ def test_match_span_takes_the_longest_part_of_the_query() -> None:
 
 
 def test_search_command_prints_blocks_and_keeps_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def fake_search(settings: object, query: str, k: int, novel: str | None) -> list[Hit]:
-        return hits()[:k]
+    from contextlib import asynccontextmanager
 
-    # A stand-in for streams.commands.searching (the real one loads the embedder and Prefect).
-    fake = types.ModuleType("streams.commands.searching")
-    fake.run_search = fake_search  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "streams.commands.searching", fake)
-    monkeypatch.setattr(streams, "searching", fake, raising=False)
+    from prefect_bridge.embedding import HashingEmbedder
+    from schemas import ChapterEmbedded, ChunkVector, SourceRef
+    from streams.commands import searching
+    from tests.fakes import InMemoryVectorStore
+
+    store = InMemoryVectorStore()
+    embedder = HashingEmbedder(16)
+    results = [
+        ChapterEmbedded(
+            event_id=uuid.uuid4(),
+            novel_id=h.novel_id,
+            chapter_id=h.chapter_id,
+            version=h.chapter_version,
+            model=embedder.name,
+            dimension=16,
+            pipeline_version="p",
+            flow_run_id="run-1",
+            source=SourceRef(topic="novel-events", partition=2, offset=9),
+            chunks=tuple(
+                ChunkVector(chunk_no=i, text=h.text, vector=tuple(embedder.embed_query(h.text)))
+                for i in range(h.chunk_no + 1)
+            ),
+        )
+        for h in hits()
+    ]
+    asyncio.run(store.upsert_chapters(results))
+
+    @asynccontextmanager
+    async def open_searcher(settings: object) -> AsyncIterator[searching.Searcher]:
+        yield searching.Searcher(embedder, store, "http://ui.test")
+
+    monkeypatch.setattr(searching, "open_searcher", open_searcher)
     monkeypatch.setattr(cli, "_settings", Settings)
     runner = CliRunner()
     plain = runner.invoke(cli.app, ["search", QUERY, "-k", "2"], env={"COLUMNS": "80"})
     assert plain.exit_code == 0, plain.output
-    assert "#1  0.873  xiyouji/ch0003@v1  chunk 4" in plain.output
+    assert "#1" in plain.output and "xiyouji/ch0003@v1" in plain.output, plain.output
     assert "#2" in plain.output and "#3" not in plain.output
+    assert "dense #1 · bm25 #1" in plain.output, "hybrid shows both ranks"
     assert max(cell_len(line) for line in plain.output.splitlines()) <= 80
+    explained = runner.invoke(cli.app, ["search", QUERY, "--explain"], env={"COLUMNS": "80"})
+    assert "event novel-events[2]@9" in explained.output, explained.output
+    assert "http://ui.test/runs/flow-run/run-1" in explained.output
     as_json = runner.invoke(cli.app, ["search", QUERY, "-k", "2", "--json"])
     assert as_json.exit_code == 0, as_json.output
-    assert json.loads(as_json.output) == [h.__dict__ for h in hits()[:2]]
+    body = json.loads(as_json.output)
+    assert body["hits"][0]["chapter_id"] == "ch0003"
+    assert body["hits"][0]["explain"]["flow_run_url"] == "http://ui.test/runs/flow-run/run-1"
+    chunks = runner.invoke(cli.app, ["search", QUERY, "--chunks", "--mode", "dense", "--json"])
+    listed = json.loads(chunks.output)
+    assert listed["searched"] == "dense" and len(listed["chunks"]) == 5
+    assert listed["chunks"][0]["chapter_id"] == "ch0003"
+    chunk_lines = runner.invoke(cli.app, ["search", QUERY, "--chunks"], env={"COLUMNS": "80"})
+    assert "xiyouji/ch0003@v1  chunk" in chunk_lines.output, chunk_lines.output

@@ -11,15 +11,12 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+from agents.vector_store import quote
 from prefect_bridge.embedding import Vector
 
 #: The sink stores ``text[:8192]`` (agents.vector_store.MAX_TEXT_CHARS): a row this long
 #: may hold a cut text, whose vector is not the vector of the text it shows.
 STORED_TEXT_LIMIT = 8192
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class MilvusVectorLookup:
@@ -59,8 +56,8 @@ class MilvusVectorLookup:
         """See :meth:`VectorLookup.known_vectors`; raises what pymilvus raises."""
         wanted = set(texts)
         expr = (
-            f"novel_id == {_quote(novel_id)} and chapter_id == {_quote(chapter_id)} "
-            f"and model == {_quote(model)}"
+            f"novel_id == {quote(novel_id)} and chapter_id == {quote(chapter_id)} "
+            f"and model == {quote(model)}"
         )
         known: dict[str, Vector] = {}
         for collection in [c for c in (target, self._alias) if c]:

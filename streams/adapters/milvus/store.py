@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from agents.vector_store import (
-    MAX_TEXT_CHARS,
     Hit,
     Trim,
     chunk_rows,
@@ -22,6 +21,9 @@ from schemas import (
     VectorStoreError,
     VectorStoreRejected,
 )
+from streams.adapters.milvus.schema import create_collection, field_names, fit_rows
+
+T = TypeVar("T")
 
 #: Chapters per trim ``delete``: their filters are OR-ed into one expression.
 TRIMS_PER_DELETE = 64
@@ -65,11 +67,23 @@ def milvus_error(what: str, exc: BaseException) -> ScribeError:
 class MilvusVectorStore:
     """pymilvus ``MilvusClient`` adapter; blocking calls run in a worker thread."""
 
-    def __init__(self, uri: str, alias: str, token: str | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        alias: str,
+        token: str | None = None,
+        sparse: bool = True,
+        explain: bool = True,
+    ) -> None:
+        """``sparse`` and ``explain``: the fields of the collections it creates (see
+        :func:`~streams.adapters.milvus.schema.create_collection`)."""
         self._uri = uri
         self._alias = alias
         self._token = token
+        self._sparse = sparse
+        self._explain = explain
         self._client: Any = None
+        self._fields: frozenset[str] | None = None
 
     def _connect(self) -> Any:
         if self._client is None:
@@ -102,6 +116,7 @@ class MilvusVectorStore:
 
     def _reset(self) -> None:
         """Drop the connection after an error: the next call reconnects (and reloads)."""
+        self._fields = None
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
@@ -137,23 +152,9 @@ class MilvusVectorStore:
         return physical
 
     def _create(self, name: str, dimension: int) -> None:
-        from pymilvus import DataType, MilvusClient
-
-        client = self._connect()
-        if client.has_collection(name):
-            return
-        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=512)
-        schema.add_field("novel_id", DataType.VARCHAR, max_length=128)
-        schema.add_field("chapter_id", DataType.VARCHAR, max_length=128)
-        schema.add_field("chapter_version", DataType.INT64)
-        schema.add_field("chunk_no", DataType.INT64)
-        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT_CHARS * 4)
-        schema.add_field("model", DataType.VARCHAR, max_length=256)
-        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dimension)
-        index = client.prepare_index_params()
-        index.add_index(field_name="embedding", index_type="AUTOINDEX", metric_type="COSINE")
-        client.create_collection(name, schema=schema, index_params=index)
+        create_collection(
+            self._connect(), name, dimension, sparse=self._sparse, explain=self._explain
+        )
 
     def _check_dimension(self, physical: str, dimension: int) -> None:
         fields = self._connect().describe_collection(physical)["fields"]
@@ -239,10 +240,16 @@ class MilvusVectorStore:
 
         await self._call_fn("drop collection", run)
 
+    async def run(self, what: str, fn: Callable[[Any], T]) -> T:
+        """``fn(client)`` in a worker thread, its failure mapped by :func:`milvus_error`
+        (the search adapter's way in, sharing this store's connection)."""
+        result: T = await self._call_fn(what, lambda: fn(self._connect()))
+        return result
+
     async def _call_fn(self, what: str, fn: Any) -> Any:
         try:
             return await asyncio.to_thread(fn)
-        except ConfigurationError:
+        except ScribeError:  # decided already (a configuration error, a rejected request)
             raise
         except Exception as exc:
             error = milvus_error(what, exc)
@@ -253,8 +260,20 @@ class MilvusVectorStore:
     async def upsert_chapters(self, results: list[ChapterEmbedded]) -> None:
         """One upsert for the chunks of every chapter given."""
         rows = [row for result in results for row in chunk_rows(result)]
-        if rows:
-            await self._call("upsert", "upsert", self._alias, rows)
+        if not rows:
+            return
+
+        def run() -> None:
+            client = self._connect()
+            if self._fields is None:
+                self._fields = field_names(client, self._alias)
+            client.upsert(self._alias, fit_rows(rows, self._fields))
+
+        try:
+            await self._call_fn("upsert", run)
+        except VectorStoreRejected:
+            self._fields = None  # the alias may have moved to a collection of another schema
+            raise
 
     async def trim_chapters(self, trims: Sequence[Trim]) -> None:
         """Delete each chapter's chunks numbered ``keep`` and above.

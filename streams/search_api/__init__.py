@@ -1,0 +1,1 @@
+"""``scribe serve``: the search API (FastAPI) and the search page for writers."""
