@@ -1,7 +1,8 @@
 """A real ``scribe dev --sample`` in a subprocess (its own services, free ports, temp dir).
 
-It runs Prefect on its private PostgreSQL, produces the sample once (a second start says
-the sample is there already), and brings back a service killed with -9, saying so.
+It runs Prefect on its private PostgreSQL, serves the search page, produces the sample once
+(a second start says the sample is there already), and brings back a service killed with
+-9, saying so.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +62,20 @@ class Dev:
                 self.proc.wait(10)
 
 
+def _wait_for_page(url: str, dev: Dev, timeout: float = 120) -> None:
+    """The search page that ``scribe dev`` serves answers (its model loads first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as page:
+                assert page.status == 200 and 'id="q"' in page.read().decode()
+                return
+        except OSError:
+            assert dev.proc.poll() is None, dev.text()[-4000:]
+            assert time.monotonic() < deadline, f"{url} never answered:\n{dev.text()[-4000:]}"
+            time.sleep(1)
+
+
 def _milvus_pid(data: Path) -> int:
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
@@ -85,6 +101,7 @@ def dev_env() -> Iterator[tuple[Path, dict[str, str]]]:
         "SCRIBE_MILVUS_PORT": str(free_port()),
         "SCRIBE_WORKER_METRICS_PORT": str(free_port()),
         "SCRIBE_RUNNER_METRICS_PORT": str(free_port()),
+        "SCRIBE_SEARCH_PORT": str(free_port()),
         "COLUMNS": "400",  # rich wraps at 80 columns without a terminal
     }
     try:
@@ -105,6 +122,9 @@ def test_dev_supervises_its_services_and_produces_the_sample_once(
         out = first.text()
         assert "Prefect's database: PostgreSQL on 127.0.0.1:" in out, out
         assert "sent 10 sample events" in out, out
+        search = f"http://127.0.0.1:{env['SCRIBE_SEARCH_PORT']}/"
+        assert f"Search:     {search}" in out, out
+        _wait_for_page(search, first)
 
         pid = _milvus_pid(data)
         os.kill(pid, signal.SIGKILL)
