@@ -254,6 +254,8 @@ class _Generator:
         self.produced: list[tuple[int, Produce]] = []
         self.full_replay_done = False
         self.step = 0
+        #: Operations that must come next, on a given novel (a full rebuild's companions).
+        self.forced: list[tuple[ProduceKind, _Novel]] = []
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -293,8 +295,8 @@ class _Generator:
 
     # -- operations ----------------------------------------------------------------------
 
-    def op(self, kind: ProduceKind | OperatorAction) -> Op | None:
-        novel: _Novel = self._pick(self.novels)
+    def op(self, kind: ProduceKind | OperatorAction, on: _Novel | None = None) -> Op | None:
+        novel: _Novel = on if on is not None else self._pick(self.novels)
         created = [c for c, s in novel.chapters.items() if s.created]
         if kind == "create":
             fresh = [c for c, s in novel.chapters.items() if not s.created]
@@ -352,6 +354,14 @@ class _Generator:
             if self.full_replay_done:
                 return None
             self.full_replay_done = True
+            # A full rebuild runs in the background while the history goes on: delete one
+            # novel and write two of its chapters again right away, so that the deletion
+            # and the re-creation land while the rebuild copies and catches up, around its
+            # switch (where rows must carry their source position: RELIABILITY.md, defect 20).
+            alive = [n for n in self.novels if any(c.created for c in n.chapters.values())]
+            if alive:
+                target = self._pick(alive)
+                self.forced = [("novel_delete", target), ("recreate", target), ("recreate", target)]
             return Operator("replay_reembed_full")
         if kind in ("dlq_redrive", "replay_resink"):
             return Operator(kind)
@@ -400,8 +410,12 @@ def generate_history(seed: int, ops: int) -> History:
     out: list[Op] = []
     for step in range(ops):
         gen.step = step
-        kind = gen.rng.choices(kinds, weights)[0] if step else "create"  # something to work on
-        op = gen.op(kind) or gen.op("create")
+        if gen.forced:
+            forced, novel = gen.forced.pop(0)
+            op = gen.op(forced, novel) or gen.op("create", novel)
+        else:
+            kind = gen.rng.choices(kinds, weights)[0] if step else "create"  # something first
+            op = gen.op(kind) or gen.op("create")
         assert op is not None
         if isinstance(op, Produce):
             gen.produced.append((step, op))

@@ -145,3 +145,36 @@ def test_faults_cover_every_target_at_moments_of_the_history() -> None:
     assert all(p in FAILPOINT_TARGETS[t] and p in FAILPOINTS for t, p in armed)
     assert sum(len(schedule.due(step)) for step in range(201)) == 60
     assert "SIGSTOP" in schedule.describe() and "kill -9" in schedule.describe()
+
+
+def test_a_full_rebuild_is_followed_by_a_novel_deleted_and_written_again() -> None:
+    """Issue 19: rebuilds with novels deleted and re-created around the switch. The two
+    writes after the deletion re-create chapters the deleted novel had (or, when it had one
+    only, a new chapter of it)."""
+    seeds = [s for s in range(40, 80) if _full_rebuild_at(generate_history(s, 40)) is not None]
+    assert seeds, "some seed draws a full rebuild"
+    checked = 0
+    for seed in seeds:
+        history = generate_history(seed, 40)
+        at = _full_rebuild_at(history)
+        assert at is not None
+        following = history.ops[at + 1 : at + 4]
+        if len(following) < 3 or not all(isinstance(op, Produce) for op in following):
+            continue  # the history ends first, or nothing was written yet to delete
+        kinds = [op.kind for op in following if isinstance(op, Produce)]
+        assert kinds[:2] == ["novel_delete", "recreate"], (seed, kinds)
+        assert kinds[2] in ("recreate", "create"), (seed, kinds)  # one retired chapter only
+        assert len({op.key for op in following if isinstance(op, Produce)}) == 1, seed
+        checked += 1
+    assert checked >= 5, checked
+
+
+def _full_rebuild_at(history: History) -> int | None:
+    return next(
+        (
+            i
+            for i, op in enumerate(history.ops)
+            if isinstance(op, Operator) and op.action == "replay_reembed_full"
+        ),
+        None,
+    )
