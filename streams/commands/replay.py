@@ -28,9 +28,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from agents.chapter_agent import ChapterAgent
+from agents.live_selection import LiveSelection
 from agents.vector_store import collection_for_model
 from prefect_bridge.runtime import pipeline_version
-from schemas import InvalidEvent, ScribeError, SourceRef
+from schemas import InvalidEvent, ScribeError, SourceRef, parse_event
 from schemas.dead_letters import message_source
 from streams.adapters.kafka.client import client_config, start_producer
 from streams.adapters.kafka.publisher import KafkaResultPublisher
@@ -142,6 +143,10 @@ async def _reembed(plan: Plan, group: str, model: str) -> None:
     events = TopicReader(settings, settings.topic_events, group)
     await events.start(plan.start)
 
+    # Each round's range is read whole first; then only each chapter's newest live write
+    # runs (and every deletion is passed on): a chapter revised fifty times is one run.
+    selection: LiveSelection[Any] = LiveSelection()
+
     async def feed(messages: list[Any]) -> None:
         for m in messages:
             if not plan.wanted(m.key):
@@ -149,6 +154,21 @@ async def _reembed(plan: Plan, group: str, model: str) -> None:
             source, redrive = message_source(
                 m.topic, m.partition, m.offset, m.timestamp, list(m.headers or ())
             )
+            try:
+                event = parse_event(m.value, max_text_bytes=settings.max_text_bytes)
+            except InvalidEvent:
+                event = None
+            if event is None or m.key != event.novel_id.encode():
+                dlq.count += 1  # the live worker dead-lettered it already
+                continue
+            selection.add(event, (source.partition, source.offset), (m, source, redrive))
+
+    async def run_selected() -> None:
+        """Hand the round's selection to the chapter agent, in log order."""
+        nonlocal selection
+        done, selection = selection, LiveSelection()
+        summary.versions_skipped += done.skipped + done.duplicates
+        for m, source, redrive in done.selected():
             if await agent.handle(m.key, m.value, source, redrive) is not None:
                 summary.runs_submitted += 1
 
@@ -171,7 +191,7 @@ async def _reembed(plan: Plan, group: str, model: str) -> None:
     live_books = await open_ledger(settings, scope=plan.live) if plan.target else None
     try:
         missing = MissingChapters(submitter, live_books) if live_books else None
-        await pump(plan, events, feed, settle, missing)
+        await pump(plan, events, feed, settle, missing, end_round=run_selected)
     finally:
         summary.invalid_skipped = dlq.count
         await events.stop()

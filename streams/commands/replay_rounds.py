@@ -63,6 +63,8 @@ class ReplaySummary:
     read: int = 0
     skipped_other_novels: int = 0
     runs_submitted: int = 0
+    #: Writes read but not run again: older versions, deleted since, or duplicates.
+    versions_skipped: int = 0
     results_sent: int = 0
     copies_skipped: int = 0
     invalid_skipped: int = 0
@@ -131,11 +133,19 @@ async def pump(
     feed: Feed,
     settle: Settle,
     missing: Missing | None = None,
+    end_round: Settle | None = None,
 ) -> None:
     """Read until caught up; a full rebuild switches within the lag bound (or at the
     round bound) once nothing is missing (or ``plan.force``), then reads what was logged
-    until the switch and settles it. Raises :class:`RebuildIncomplete` when it refuses."""
-    await read_round(plan, reader, feed)
+    until the switch and settles it. Raises :class:`RebuildIncomplete` when it refuses.
+    ``end_round`` runs after each round is read whole, before it settles."""
+
+    async def round_() -> None:
+        await read_round(plan, reader, feed)
+        if end_round is not None:
+            await end_round()
+
+    await round_()
     if plan.target is None:
         return  # in place: done at the end of the log as it was
     settings, summary = plan.settings, plan.summary
@@ -172,7 +182,7 @@ async def pump(
             log.info("catching up: %s", decision.reason)
         else:
             break
-        await read_round(plan, reader, feed)
+        await round_()
     summary.switch_lag = lag
     if lacking:
         summary.missing = _names(lacking)
@@ -184,5 +194,5 @@ async def pump(
         log.info("switching: %s", decision.reason)
     await plan.switch()
     await reader.extend()  # what was logged until the switch; live results go there now
-    await read_round(plan, reader, feed)
+    await round_()
     await settle()

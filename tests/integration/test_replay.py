@@ -223,6 +223,46 @@ def test_reembed_one_novel_in_place_runs_new_flows_and_keeps_the_rows(stack: Sta
     assert converged(stack, novel, expected)
 
 
+def test_a_reembed_runs_only_the_newest_live_version_of_each_chapter(stack: Stack) -> None:
+    """Issue 22: a re-embed redid history, one flow run per version it read (a chapter
+    revised fifty times, fifty runs). It now reads its range first and runs each chapter's
+    newest live write only: here 4 runs for 9 writes, and the summary counts the 5 it
+    skipped (4 older versions, 1 deleted chapter)."""
+    novel = f"live-{uuid.uuid4().hex[:6]}"
+    key = novel.encode()
+    writes = [
+        (key, event("chapter.created", novel, f"c{i}", 1, title="t", text=f"{i}句。"))
+        for i in range(4)
+    ]
+    writes += [
+        (key, event("chapter.updated", novel, "c0", v, title="t", text=f"第{v}稿。"))
+        for v in range(2, 6)
+    ]
+    writes += [
+        (key, event("chapter.created", novel, "c4", 1, title="t", text="删。")),
+        (key, event("chapter.deleted", novel, "c4", 1)),
+    ]
+    asyncio.run(stack.produce(writes))
+    expected = {"c0": (5, 1), **{f"c{i}": (1, 1) for i in range(1, 4)}}
+    wait_for(lambda: converged(stack, novel, expected), 300, "the novel indexed", stack)
+
+    def unfinished() -> list[dict[str, Any]]:
+        return [r for r in _runs(stack, f"novel:{novel}") if r["state_type"] != "COMPLETED"]
+
+    wait_for(lambda: not unfinished(), 300, "the live runs done", stack)
+    live_runs = len(_runs(stack, f"novel:{novel}"))
+    summary = _replay(stack, "--reembed", "--novel", novel)
+    assert summary["runs_submitted"] == 4, summary
+    assert summary["versions_skipped"] == 5, summary
+    wait_for(
+        lambda: len(_runs(stack, f"novel:{novel}")) == live_runs + 4 and not unfinished(),
+        300,
+        "the four replay runs done",
+        stack,
+    )
+    assert converged(stack, novel, expected)
+
+
 def test_a_write_re_sent_after_its_novels_deletion_leaves_nothing_pending(
     stack: Stack,
 ) -> None:
