@@ -70,6 +70,18 @@ class Settings(BaseSettings):
         description="Database of the embedded Prefect server; unset: a private PostgreSQL in "
         "data_dir (SQLite where PostgreSQL is not installed).",
     )
+    prefect_events_retention_hours: float = Field(
+        24.0,
+        gt=0,
+        description="The embedded Prefect server keeps its events (75 % of its growth per run) "
+        "this long; compose sets the same.",
+    )
+    prefect_runs_retention_days: float = Field(
+        14.0,
+        ge=1 / 24,
+        description="The embedded Prefect server deletes ended flow runs, their logs and "
+        "artifacts this long after they end; compose sets the same.",
+    )
     deployment: str = "novel-processing/novel-processor"
     work_pool: str = "default-pool"
     runner_limit: int = Field(2, ge=1, description="Flow runs executed at once per runner.")
@@ -278,6 +290,21 @@ class Settings(BaseSettings):
     def embedded_kafka(self) -> bool:
         """Whether scribe runs the broker itself."""
         return self.kafka_bootstrap_servers is None
+
+    def prefect_retention_env(self) -> dict[str, str]:
+        """Prefect server settings that bound its database for this workload: events kept
+        ``prefect_events_retention_hours``, ended runs ``prefect_runs_retention_days``."""
+        return {
+            # An ISO 8601 duration: Prefect parses this one as a timedelta, and refuses a
+            # bare number of seconds ("invalid character in hour").
+            "PREFECT_SERVER_EVENTS_RETENTION_PERIOD": (
+                f"PT{round(self.prefect_events_retention_hours * 3600)}S"
+            ),
+            "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
+            "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": str(
+                round(self.prefect_runs_retention_days * 86400)
+            ),
+        }
 
     def prefect_env(self) -> dict[str, str]:
         """Environment every process that talks to Prefect needs (never a throwaway server)."""

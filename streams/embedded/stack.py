@@ -257,6 +257,7 @@ def prefect_process(settings: Settings, database_url: str | None) -> ManagedProc
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     env["PREFECT_UI_API_URL"] = settings.prefect_url
     env["PREFECT_SERVER_API_HOST"] = "127.0.0.1"
+    env |= settings.prefect_retention_env()
     argv = [
         sys.executable,
         "-m",

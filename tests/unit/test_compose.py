@@ -1111,3 +1111,24 @@ def test_provisioning_refuses_a_weak_or_unquotable_password(
         env = {**environment(services["kafka-init"]), "KAFKA_WORKER_PASSWORD": bad}
         status, calls = provision(tmp_path / bad.replace("]", "_").replace(",", "_"), env)
         assert status != 0 and calls == [], bad
+
+
+def test_prefect_keeps_events_and_ended_runs_as_long_as_scribe_dev(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22, bounded storage: the Prefect server and its services (the vacuum runs
+    there) bound the database as `scribe dev` does, with values Prefect itself accepts
+    (it refuses a bare number of seconds for the events' retention)."""
+    import prefect.settings
+
+    wanted = Settings().prefect_retention_env()
+    for name in ("prefect-server", "prefect-services"):
+        env = environment(services[name])
+        assert {k: env.get(k) for k in wanted} == wanted, name
+    with monkeypatch.context() as patch:
+        for key, value in wanted.items():
+            patch.setenv(key, value)
+        server = prefect.settings.Settings().server
+    assert server.events.retention_period.total_seconds() == 24 * 3600
+    assert server.services.db_vacuum.enabled == {"events", "flow_runs"}
+    assert server.services.db_vacuum.retention_period.days == 14

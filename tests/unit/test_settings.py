@@ -202,3 +202,15 @@ def test_a_refused_secret_never_shows_in_the_error() -> None:
     message = str(caught.value)
     assert "chunk_target_tokens must not exceed" in message
     assert "leak-me" not in message and "input_value" not in message
+
+
+def test_the_embedded_prefect_server_bounds_its_database(tmp_path: Path) -> None:
+    from streams.embedded.stack import prefect_process
+
+    settings = Settings(
+        data_dir=tmp_path, prefect_events_retention_hours=2, prefect_runs_retention_days=0.5
+    )
+    env = prefect_process(settings, None).env
+    assert env["PREFECT_SERVER_EVENTS_RETENTION_PERIOD"] == "PT7200S"
+    assert env["PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED"] == "events,flow_runs"
+    assert env["PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD"] == "43200"
