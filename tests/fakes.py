@@ -11,11 +11,13 @@ from typing import Any, NamedTuple
 from agents.decisions import ChapterState, outlives_novel_deletion
 from agents.ledger import LedgerSummary, applies_over
 from agents.vector_store import Hit, Trim, chunk_rows
+from prefect_bridge.publisher import encode_result
 from schemas import (
     ChapterEmbedded,
     ChapterProcessingFailed,
     EventUnavailable,
     ResultEvent,
+    ResultTooLarge,
     ScribeError,
     SourceRef,
     VectorStoreRejected,
@@ -24,6 +26,9 @@ from schemas.dead_letters import Headers, error_headers
 from schemas.submissions import SubmittedRun
 from streams.adapters.ledger import sql as q
 
+#: The fake publisher's size limit: SCRIBE_MAX_RESULT_BYTES' default.
+DEFAULT_MAX_RESULT_BYTES = 64 * 1024 * 1024
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -31,7 +36,8 @@ def _now() -> datetime:
 
 class InMemorySubmitter:
     """Fake FlowSubmitter: records each submission and raises the queued ``failures``
-    first; ``in_flight`` gives the successive answers of ``running`` (the last repeats)."""
+    first; one run per idempotency key, as Prefect; ``in_flight`` gives the successive
+    answers of ``running`` (the last repeats)."""
 
     def __init__(
         self, failures: Sequence[Exception] = (), running: int | Sequence[int] = 0
@@ -40,6 +46,7 @@ class InMemorySubmitter:
         self.failures = list(failures)
         self.answers = [running] if isinstance(running, int) else list(running)
         self.counted = 0
+        self.runs: dict[str, SubmittedRun] = {}
 
     @property
     def keys(self) -> list[str]:
@@ -63,7 +70,8 @@ class InMemorySubmitter:
         )
         if self.failures:
             raise self.failures.pop(0)
-        return SubmittedRun(id=f"run-{len(self.calls)}")
+        # As Prefect: the same idempotency key returns the run it created first.
+        return self.runs.setdefault(idempotency_key, SubmittedRun(id=f"run-{len(self.runs) + 1}"))
 
 
 class DeadLettered(NamedTuple):
@@ -102,9 +110,11 @@ class InMemoryDeadLetters:
 
 
 class InMemoryPublisher:
-    """Fake ResultPublisher: keeps what was published."""
+    """Fake ResultPublisher: keeps what was published; refuses a result over ``max_bytes``
+    encoded, as the Kafka adapter does."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> None:
+        self.max_bytes = max_bytes
         self.published: list[ResultEvent] = []
         self.dead_letters: list[tuple[bytes | None, bytes, Headers]] = []
         self.failures: list[ChapterProcessingFailed] = []
@@ -112,6 +122,9 @@ class InMemoryPublisher:
 
     async def publish(self, result: ResultEvent) -> None:
         """Record the result."""
+        _, value = encode_result(result)
+        if len(value) > self.max_bytes:
+            raise ResultTooLarge(f"{result.event_type} is {len(value)} bytes")
         self.published.append(result)
 
     async def dead_letter(self, key: bytes | None, value: bytes, headers: Headers) -> None:
@@ -357,16 +370,28 @@ class InMemoryVectorStore:
 
 
 class InMemoryEventLog:
-    """Fake EventSource: an input topic of one partition in a list."""
+    """Fake EventSource: an input topic in lists, one per partition (partition 0 unless
+    said), with retention's trimming."""
 
     def __init__(self, topic: str = "novel-events") -> None:
         self.topic = topic
-        self.messages: list[tuple[bytes | None, bytes]] = []
+        self.partitions: dict[int, list[tuple[bytes | None, bytes]]] = {0: []}
+        self.starts: dict[int, int] = {}  # first offset still held, per trimmed partition
 
-    def append(self, key: bytes | None, value: bytes) -> SourceRef:
+    @property
+    def messages(self) -> list[tuple[bytes | None, bytes]]:
+        """Partition 0's messages."""
+        return self.partitions[0]
+
+    def append(self, key: bytes | None, value: bytes, partition: int = 0) -> SourceRef:
         """Log a message; return its position."""
-        self.messages.append((key, value))
-        return SourceRef(topic=self.topic, partition=0, offset=len(self.messages) - 1)
+        log = self.partitions.setdefault(partition, [])
+        log.append((key, value))
+        return SourceRef(topic=self.topic, partition=partition, offset=len(log) - 1)
+
+    def trim(self, partition: int, before: int) -> None:
+        """Forget the partition's messages below ``before``, as retention does."""
+        self.starts[partition] = max(before, self.starts.get(partition, 0))
 
     def flow_params(self, event: dict[str, Any]) -> dict[str, Any]:
         """Log ``event`` as JSON and return the flow-run parameters the chapter agent makes."""
@@ -380,10 +405,13 @@ class InMemoryEventLog:
         }
 
     async def read(self, source: SourceRef) -> tuple[bytes | None, bytes]:
-        """The message at ``source``; EventUnavailable past the end."""
-        if source.topic != self.topic or not 0 <= source.offset < len(self.messages):
+        """The message stored at ``source`` (its ``stored_at``); EventUnavailable for what
+        the log does not (or no longer) hold."""
+        log = self.partitions.get(source.partition, [])
+        at = source.stored_at
+        if source.topic != self.topic or not self.starts.get(source.partition, 0) <= at < len(log):
             raise EventUnavailable(f"{source} is not in the log")
-        return self.messages[source.offset]
+        return log[at]
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -17,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from schemas import EventUnavailable, SourceRef
 from streams.adapters.kafka.client import client_config
 from streams.wiring import build_event_source
+from tests.event_source_contract import CONTRACT, Log
 from tests.integration.harness import Stack
 
 
@@ -79,3 +81,48 @@ def test_reads_by_position_in_any_order_and_refuses_what_the_log_does_not_hold(
             await source.close()
 
     asyncio.run(scenario())
+
+
+class KafkaLog:
+    """A fresh topic of two partitions on the stack's broker, read by the real adapter."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.topic = f"contract-source-{uuid.uuid4().hex[:8]}"
+        self.source = build_event_source(stack.settings)
+        self.producer = AIOKafkaProducer(**client_config(stack.settings), acks="all")
+
+    async def start(self) -> None:
+        admin = AIOKafkaAdminClient(**client_config(self.stack.settings))
+        await admin.start()
+        try:
+            await admin.create_topics(
+                [NewTopic(self.topic, num_partitions=2, replication_factor=1)]
+            )
+        finally:
+            await admin.close()
+        await self.producer.start()
+
+    async def append(self, partition: int, key: bytes, value: bytes) -> int:
+        meta = await self.producer.send_and_wait(self.topic, value, key=key, partition=partition)
+        return int(meta.offset)
+
+    async def trim(self, partition: int, before: int) -> None:
+        await _delete_before(self.stack, self.topic, partition, before)
+
+    async def close(self) -> None:
+        await self.producer.stop()
+        await self.source.close()
+
+
+@pytest.mark.parametrize("check", CONTRACT, ids=lambda c: c.__name__)
+def test_kafka_event_source_contract(stack: Stack, check: Callable[[Log], Awaitable[None]]) -> None:
+    async def run() -> None:
+        log = KafkaLog(stack)
+        await log.start()
+        try:
+            await check(log)
+        finally:
+            await log.close()
+
+    asyncio.run(run())

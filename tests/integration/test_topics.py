@@ -1,16 +1,26 @@
-"""Topics scribe creates are ready to write when ``ensure_topics`` returns."""
+"""Topics scribe creates are ready to write when ``ensure_topics`` returns; the result
+publisher and dead-letters contracts (tests/publisher_contract.py,
+tests/dead_letters_contract.py) on the real broker."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.adapters.kafka.client import client_config, ensure_topics
+from schemas.dead_letters import DeadLetter
+from streams.adapters.kafka.client import DeadLetterTopic, client_config, ensure_topics
+from streams.adapters.kafka.publisher import KafkaResultPublisher
+from tests.dead_letters_contract import CONTRACT as DEAD_LETTERS_CONTRACT
+from tests.dead_letters_contract import Letter, Parking
 from tests.integration.harness import Stack
+from tests.publisher_contract import CONTRACT as PUBLISHER_CONTRACT
+from tests.publisher_contract import MAX_BYTES, Message, Published
 
 pytestmark = pytest.mark.integration
 
@@ -95,3 +105,124 @@ def test_a_replay_reader_whose_records_are_deleted_under_it_reads_on_from_the_lo
     offsets, read_7, read_2 = asyncio.run(scenario())
     assert offsets == [6, 7, 8, 9]
     assert read_7 and not read_2
+
+
+class KafkaPublished:
+    """The Kafka publisher on fresh topics of the stack's broker, read back by a consumer."""
+
+    def __init__(self, stack: Stack) -> None:
+        suffix = uuid.uuid4().hex[:8]
+        self.config = client_config(stack.settings)
+        self.topics = {name: f"contract-{name}-{suffix}" for name in ("results", "dlq", "failures")}
+        self.publisher = KafkaResultPublisher(
+            self.topics["results"],
+            self.config,
+            MAX_BYTES,
+            dlq_topic=self.topics["dlq"],
+            failures_topic=self.topics["failures"],
+        )
+
+    async def start(self) -> None:
+        admin = AIOKafkaAdminClient(**self.config)
+        await admin.start()
+        try:
+            await admin.create_topics(
+                [NewTopic(t, num_partitions=1, replication_factor=1) for t in self.topics.values()]
+            )
+        finally:
+            await admin.close()
+
+    async def _read(self, name: str) -> list[Message]:
+        consumer = AIOKafkaConsumer(**self.config, group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tp = TopicPartition(self.topics[name], 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            out: list[Message] = []
+            while await consumer.position(tp) < end:
+                for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                    out += [(r.key, r.value, list(r.headers or ())) for r in records]
+            return out
+        finally:
+            await consumer.stop()
+
+    async def results(self) -> list[Message]:
+        return await self._read("results")
+
+    async def dead_letters(self) -> list[Message]:
+        return await self._read("dlq")
+
+    async def failures(self) -> list[Message]:
+        return await self._read("failures")
+
+
+@pytest.mark.parametrize("check", PUBLISHER_CONTRACT, ids=lambda c: c.__name__)
+def test_kafka_publisher_contract(
+    stack: Stack, check: Callable[[Published], Awaitable[None]]
+) -> None:
+    async def run() -> None:
+        published = KafkaPublished(stack)
+        await published.start()
+        try:
+            await check(published)
+        finally:
+            await published.publisher.close()
+
+    asyncio.run(run())
+
+
+class KafkaParking:
+    """The DLQ writer on a fresh topic of the stack's broker, read back by a consumer."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.config = client_config(stack.settings)
+        self.topic = f"contract-dlq-{uuid.uuid4().hex[:8]}"
+        self.producer = AIOKafkaProducer(**self.config, acks="all")
+        self.dead_letters = DeadLetterTopic(self.producer, self.topic)
+
+    async def start(self) -> None:
+        admin = AIOKafkaAdminClient(**self.config)
+        await admin.start()
+        try:
+            await admin.create_topics(
+                [NewTopic(self.topic, num_partitions=1, replication_factor=1)]
+            )
+        finally:
+            await admin.close()
+        await self.producer.start()
+
+    async def letters(self) -> list[Letter]:
+        consumer = AIOKafkaConsumer(**self.config, group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tp = TopicPartition(self.topic, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            out: list[Letter] = []
+            while await consumer.position(tp) < end:
+                for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                    out += [
+                        (r.key, r.value, DeadLetter.from_headers(list(r.headers or ())))
+                        for r in records
+                    ]
+            return out
+        finally:
+            await consumer.stop()
+
+
+@pytest.mark.parametrize("check", DEAD_LETTERS_CONTRACT, ids=lambda c: c.__name__)
+def test_kafka_dead_letters_contract(
+    stack: Stack, check: Callable[[Parking], Awaitable[None]]
+) -> None:
+    async def run() -> None:
+        parking = KafkaParking(stack)
+        await parking.start()
+        try:
+            await check(parking)
+        finally:
+            await parking.producer.stop()
+
+    asyncio.run(run())
