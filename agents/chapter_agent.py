@@ -84,13 +84,28 @@ class ChapterAgent:
             await self._dead_letter(key, value, source, exc, redrive)
             return None
         self.telemetry.event_consumed(event.event_type)
-        deleted_at = None
+        deleted_at, superseded = None, False
         if isinstance(event, ChapterCreated | ChapterUpdated):
             deleted_at = await retrying(
                 partial(self.ledger.novel_deleted_offset, event.novel_id), self.backoff, "ledger"
             )
-        plan = plan_event(event, source, self.pipeline_version, redrive, self.target, deleted_at)
+            if deleted_at is not None:  # only novels ever deleted pay this read
+                settled = await retrying(
+                    partial(self.ledger.removals_applied, [str(event.event_id)]),
+                    self.backoff,
+                    "ledger",
+                )
+                superseded = bool(settled)
+        plan = plan_event(
+            event, source, self.pipeline_version, redrive, self.target, deleted_at, superseded
+        )
         if isinstance(plan, IgnoreEvent):
+            if plan.remember and not superseded:
+                await retrying(
+                    partial(self.ledger.record_removals, [str(event.event_id)]),
+                    self.backoff,
+                    "ledger",
+                )
             log.info("ignoring %s: %s", source, plan.reason, extra=_context(event))
             return None
         if isinstance(plan, SubmitFlowRun):

@@ -39,9 +39,14 @@ class PublishRemoval:
 
 @dataclass(frozen=True)
 class IgnoreEvent:
-    """Do nothing: the event stands before a deletion of its novel that already applied."""
+    """Do nothing: the event stands before a deletion of its novel that already applied.
+
+    ``remember``: the ledger must keep the event id as settled, so that the same event
+    re-sent later (standing after the deletion by its own offset) is left out too.
+    """
 
     reason: str
+    remember: bool = False
 
 
 ChapterPlan = SubmitFlowRun | PublishRemoval | IgnoreEvent
@@ -68,6 +73,7 @@ def plan_event(
     redrive: int = 0,
     target: str | None = None,
     novel_deleted_offset: int | None = None,
+    superseded: bool = False,
 ) -> ChapterPlan:
     """Turn one valid input event into the single effect the chapter agent must cause.
 
@@ -75,12 +81,21 @@ def plan_event(
     and the removal carry it so only that rebuild's sink applies them. A chapter write
     that stands before its novel's applied deletion (``novel_deleted_offset``, e.g. one
     redriven from the DLQ after the novel was deleted) is ignored: its result could only
-    be skipped, and its submission would be recorded as pending for good.
+    be skipped, and its submission would be recorded as pending for good. So is the same
+    event re-sent after the deletion (``superseded``: its id was left out so before): it is
+    the write the deletion beat, not a new one (chaos seed 616: the deletion applied ahead
+    of the worker, which left the original out and then ran its re-sent copy).
     """
     if isinstance(event, ChapterCreated | ChapterUpdated):
         if novel_deleted_offset is not None and source.offset < novel_deleted_offset:
             return IgnoreEvent(
-                f"the novel was deleted later in the log (offset {novel_deleted_offset})"
+                f"the novel was deleted later in the log (offset {novel_deleted_offset})",
+                remember=True,
+            )
+        if superseded:
+            return IgnoreEvent(
+                "a re-send of a write that its novel's deletion left out already",
+                remember=True,
             )
         # The event's position and identity, not its text: the flow reads the event from
         # Kafka, so Prefect's database and UI hold a few hundred bytes per run.

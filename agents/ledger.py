@@ -88,11 +88,13 @@ class Ledger(Protocol):
         ...
 
     async def removals_applied(self, event_ids: Sequence[str]) -> set[str]:
-        """Which of these deletion events (by event id) were applied already."""
+        """Which of these events (by id) are settled: deletions applied already, and writes
+        a deletion of their novel left out (the chapter agent's)."""
         ...
 
     async def record_removals(self, event_ids: Sequence[str]) -> None:
-        """Remember deletion events as applied: a re-sent copy must not apply again."""
+        """Remember events as settled (deletions applied, writes a deletion left out): a
+        re-sent copy must not apply again."""
         ...
 
     async def drop_scope(self) -> None:

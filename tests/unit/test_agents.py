@@ -114,8 +114,9 @@ async def test_a_write_standing_before_its_novels_deletion_is_ignored() -> None:
     assert await agent.handle(b"xiyouji", event_bytes(), SOURCE) is None
     assert sub.calls == [] and pub.published == []
     assert await agent.ledger.chapter("xiyouji", "ch0001") is None
-    later = SOURCE.model_copy(update={"offset": SOURCE.offset + 6})  # written again after
-    assert await agent.handle(b"xiyouji", event_bytes(), later) == "run-1"
+    later = SOURCE.model_copy(update={"offset": SOURCE.offset + 6})  # written again after:
+    again = event_bytes(event_id="5f0c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f")  # a new event
+    assert await agent.handle(b"xiyouji", again, later) == "run-1"
 
 
 async def test_a_run_that_had_already_ended_is_not_recorded_as_pending() -> None:
@@ -602,3 +603,20 @@ async def test_a_batch_reads_the_ledger_once_and_records_it_once() -> None:
     assert await agent.handle_batch(batch) == 6
     assert ledger.calls == ["chapters_by_key", "novel_deleted_offset", "record_applied_many"]
     assert {k[1] for k in ledger.rows} == set("abcdez")
+
+
+async def test_a_write_left_out_for_its_novels_deletion_stays_out_when_re_sent() -> None:
+    """Chaos seed 616: the novel's deletion (offset 17) applied ahead of the worker, which
+    then left out the chapter's write (offset 15) and ran the same event re-sent by the
+    platform at offset 19: the deleted chapter came back. The re-sent copy is the write
+    the deletion beat; a new event of the novel after the deletion still runs."""
+    agent, sub, _, _ = chapter_agent()
+    await agent.ledger.delete_novel("xiyouji", 17)
+    write = event_bytes(version=1)
+    at = SOURCE.model_copy(update={"offset": 15})
+    assert await agent.handle(b"xiyouji", write, at) is None
+    assert await agent.handle(b"xiyouji", write, at.model_copy(update={"offset": 19})) is None
+    assert sub.calls == []
+    written_again = event_bytes(version=1, event_id="0b6f5a2e-7f52-4c8e-9d3a-1e2f3a4b5c6d")
+    assert await agent.handle(b"xiyouji", written_again, at.model_copy(update={"offset": 21}))
+    assert len(sub.calls) == 1
