@@ -31,6 +31,29 @@ H_ORIGIN_OFFSET = "scribe.origin.offset"
 
 Headers = list[tuple[str, bytes]]
 
+#: Set on a letter stored with an empty value for a record that had neither key nor value:
+#: Kafka clients refuse to send such a record (aiokafka asserts), so the DLQ keeps ``b""``
+#: and this header, and readers give the record back as it came (:func:`as_parked`).
+H_NULL_VALUE = "scribe.null_value"
+
+
+def storable(
+    key: bytes | None, value: bytes | None, headers: Headers
+) -> tuple[bytes | None, Headers]:
+    """The value and headers to send for a record (a keyless tombstone becomes ``b""``
+    marked by :data:`H_NULL_VALUE`; anything else is sent as it is)."""
+    if key is None and value is None:
+        return b"", [*headers, (H_NULL_VALUE, b"1")]
+    return value, headers
+
+
+def as_parked(value: bytes | None, headers: Headers) -> bytes | None:
+    """The record's value as it came, from what the DLQ stored (see :func:`storable`)."""
+    if any(k == H_NULL_VALUE for k, _ in headers):
+        return None
+    return value
+
+
 MAX_REASON_BYTES = 4000
 
 

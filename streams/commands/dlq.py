@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import ConfigurationError, ServiceUnavailable
-from schemas.dead_letters import DeadLetter
+from schemas.dead_letters import DeadLetter, as_parked
 from streams.adapters.kafka.client import client_config, partitions_of
 from streams.settings import Settings
 
@@ -64,7 +64,13 @@ async def pages(settings: Settings, read_seconds: float = 60.0) -> AsyncGenerato
                 raise ServiceUnavailable(f"could not read the whole DLQ within {read_seconds:.0f}s")
             batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=PAGE_RECORDS)
             page = [
-                Parked(tp.partition, m.offset, m.key, m.value, DeadLetter.from_headers(m.headers))
+                Parked(
+                    tp.partition,
+                    m.offset,
+                    m.key,
+                    as_parked(m.value, list(m.headers or ())),
+                    DeadLetter.from_headers(m.headers),
+                )
                 for tp, messages in batches.items()
                 for m in messages
                 if m.offset < ends[tp]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer
 
 from schemas import ConfigurationError
-from schemas.dead_letters import redrive_headers
+from schemas.dead_letters import redrive_headers, storable
 from streams.adapters.kafka.client import start_producer
 from streams.commands.dlq import NAMED_SKIPS, Parked, pages
 from streams.settings import Settings
@@ -64,12 +64,13 @@ def _origin_partition(parked: Parked) -> int | None:
 async def _send(producer: AIOKafkaProducer, settings: Settings, parked: list[Parked]) -> None:
     """One by one, in the given order (each partition's letters in offset order)."""
     for p in parked:
+        value, headers = storable(p.key, p.value, redrive_headers(p.letter))
         await producer.send_and_wait(
             settings.topic_events,
-            value=p.value,
+            value=value,
             key=p.key,
             partition=_origin_partition(p),
-            headers=redrive_headers(p.letter),
+            headers=headers,
         )
 
 

@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from schemas.dead_letters import DeadLetter
+from schemas.dead_letters import DeadLetter, as_parked
 from streams.adapters.kafka.client import DeadLetterTopic, client_config, ensure_topics
 from streams.adapters.kafka.publisher import KafkaResultPublisher
 from tests.dead_letters_contract import CONTRACT as DEAD_LETTERS_CONTRACT
@@ -205,7 +205,11 @@ class KafkaParking:
             while await consumer.position(tp) < end:
                 for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
                     out += [
-                        (r.key, r.value, DeadLetter.from_headers(list(r.headers or ())))
+                        (
+                            r.key,
+                            as_parked(r.value, list(r.headers or ())),
+                            DeadLetter.from_headers(list(r.headers or ())),
+                        )
                         for r in records
                     ]
             return out

@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
 from schemas import PublishError, ScribeError, ServiceUnavailable, SourceRef
-from schemas.dead_letters import error_headers
+from schemas.dead_letters import error_headers, storable
 from streams.settings import Settings
 
 log = logging.getLogger("scribe.kafka")
@@ -176,10 +176,9 @@ class DeadLetterTopic:
         redrive: int = 0,
     ) -> None:
         """Send and wait for the acknowledgement."""
+        stored, headers = storable(key, value, error_headers(source, error, redrive))
         try:
-            await self._producer.send_and_wait(
-                self._topic, value=value, key=key, headers=error_headers(source, error, redrive)
-            )
+            await self._producer.send_and_wait(self._topic, value=stored, key=key, headers=headers)
         except KafkaError as exc:
             raise PublishError(f"dead-letter write to {self._topic} failed: {exc}") from exc
 
