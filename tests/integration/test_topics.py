@@ -8,6 +8,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -107,6 +108,36 @@ def test_a_replay_reader_whose_records_are_deleted_under_it_reads_on_from_the_lo
     assert read_7 and not read_2
 
 
+async def _create_topics(config: dict[str, Any], topics: list[str]) -> None:
+    """One-partition topics on the stack's broker."""
+    admin = AIOKafkaAdminClient(**config)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(t, num_partitions=1, replication_factor=1) for t in topics]
+        )
+    finally:
+        await admin.close()
+
+
+async def _read_topic(config: dict[str, Any], topic: str) -> list[Message]:
+    """Every message of a one-partition topic, as a consumer without a group reads it."""
+    consumer = AIOKafkaConsumer(**config, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        out: list[Message] = []
+        while await consumer.position(tp) < end:
+            for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                out += [(r.key, r.value, list(r.headers or ())) for r in records]
+        return out
+    finally:
+        await consumer.stop()
+
+
 class KafkaPublished:
     """The Kafka publisher on fresh topics of the stack's broker, read back by a consumer."""
 
@@ -123,39 +154,16 @@ class KafkaPublished:
         )
 
     async def start(self) -> None:
-        admin = AIOKafkaAdminClient(**self.config)
-        await admin.start()
-        try:
-            await admin.create_topics(
-                [NewTopic(t, num_partitions=1, replication_factor=1) for t in self.topics.values()]
-            )
-        finally:
-            await admin.close()
-
-    async def _read(self, name: str) -> list[Message]:
-        consumer = AIOKafkaConsumer(**self.config, group_id=None, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            tp = TopicPartition(self.topics[name], 0)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
-            out: list[Message] = []
-            while await consumer.position(tp) < end:
-                for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
-                    out += [(r.key, r.value, list(r.headers or ())) for r in records]
-            return out
-        finally:
-            await consumer.stop()
+        await _create_topics(self.config, list(self.topics.values()))
 
     async def results(self) -> list[Message]:
-        return await self._read("results")
+        return await _read_topic(self.config, self.topics["results"])
 
     async def dead_letters(self) -> list[Message]:
-        return await self._read("dlq")
+        return await _read_topic(self.config, self.topics["dlq"])
 
     async def failures(self) -> list[Message]:
-        return await self._read("failures")
+        return await _read_topic(self.config, self.topics["failures"])
 
 
 @pytest.mark.parametrize("check", PUBLISHER_CONTRACT, ids=lambda c: c.__name__)
@@ -183,38 +191,14 @@ class KafkaParking:
         self.dead_letters = DeadLetterTopic(self.producer, self.topic)
 
     async def start(self) -> None:
-        admin = AIOKafkaAdminClient(**self.config)
-        await admin.start()
-        try:
-            await admin.create_topics(
-                [NewTopic(self.topic, num_partitions=1, replication_factor=1)]
-            )
-        finally:
-            await admin.close()
+        await _create_topics(self.config, [self.topic])
         await self.producer.start()
 
     async def letters(self) -> list[Letter]:
-        consumer = AIOKafkaConsumer(**self.config, group_id=None, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            tp = TopicPartition(self.topic, 0)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
-            out: list[Letter] = []
-            while await consumer.position(tp) < end:
-                for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
-                    out += [
-                        (
-                            r.key,
-                            as_parked(r.value, list(r.headers or ())),
-                            DeadLetter.from_headers(list(r.headers or ())),
-                        )
-                        for r in records
-                    ]
-            return out
-        finally:
-            await consumer.stop()
+        return [
+            (key, as_parked(value, headers), DeadLetter.from_headers(headers))
+            for key, value, headers in await _read_topic(self.config, self.topic)
+        ]
 
 
 @pytest.mark.parametrize("check", DEAD_LETTERS_CONTRACT, ids=lambda c: c.__name__)
