@@ -41,6 +41,7 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import RecordsToDelete
 
 from prefect_bridge.chunking import ChunkingPolicy, TokenCounter
 from schemas.dead_letters import H_ORIGIN_OFFSET, H_ORIGIN_PARTITION, H_REDRIVE
@@ -67,6 +68,9 @@ FAILPOINT_WINDOW = 60.0
 #: The worker's exit code when it stops without committing (``streams.app.EXIT_FAIL_STOP``;
 #: not imported: that module imports Faust and Prefect).
 EXIT_FAIL_STOP = 70
+#: The tag on a run whose failure is reported (``prefect_bridge.unreported.REPORTED_TAG``;
+#: not imported: that module imports Prefect).
+REPORTED_TAG = "scribe:reported"
 #: Attempts of one operator command.
 COMMAND_ATTEMPTS = 3
 
@@ -128,6 +132,7 @@ class ClusterDriver:
         self._supervisor: asyncio.Task[None] | None = None
         self._began = time.monotonic()
         self._cli_runs = 0
+        self._copies_seen: set[tuple[int, int, int]] = set()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -208,6 +213,8 @@ class ClusterDriver:
         async def after_previous() -> None:
             if previous is not None:
                 await previous
+            if action.trim_first:
+                await self.trim_retention()
             await self.cli(argv, action.action)
 
         self._chain = asyncio.create_task(after_previous())
@@ -249,6 +256,78 @@ class ClusterDriver:
             self.note(failure)
             await asyncio.sleep(5)
         return ""
+
+    async def trim_retention(self) -> None:
+        """Delete what retention may take from ``novel-events`` while the stack runs on
+        (:meth:`tests.chaos.run.Driver.operator`); retried while a service is away."""
+        s = self.settings
+        for attempt in range(1, COMMAND_ATTEMPTS + 1):
+            try:
+                points = await self._trim_points()
+                async with admin_client(s) as admin:
+                    await admin.delete_records(
+                        {
+                            TopicPartition(s.topic_events, p): RecordsToDelete(offset)
+                            for p, offset in points.items()
+                            if offset > 0
+                        }
+                    )
+            except Exception as exc:  # a fault is on: an operator would try again
+                self.note(f"retention trim failed (attempt {attempt}): {exc!r}")
+                await asyncio.sleep(10)
+                continue
+            self.commands["retention_trim"] += 1
+            self.note(f"retention trim of {s.topic_events}: records below {points} deleted")
+            return
+        self.command_failures.append("retention trim failed three times")
+
+    async def _trim_points(self) -> dict[int, int]:
+        """Per partition of ``novel-events``: the workers' committed offset, lowered to the
+        event of each run not yet ended, crashed, or failed without its report (the
+        watchdog reads the event again to park it). The offsets are read first: a run
+        below them was created before they were committed, so the runs read next show it."""
+        s = self.settings
+        async with admin_client(s) as admin:
+            committed = await admin.list_consumer_group_offsets(s.app_id)
+        points = {}
+        for p in await partitions_of(s, s.topic_events):
+            meta = committed.get(TopicPartition(s.topic_events, p))
+            points[p] = meta.offset if meta is not None and meta.offset >= 0 else 0
+        for source in await self._sources_still_needed():
+            if source.get("topic") == s.topic_events and source.get("partition") in points:
+                p = int(source["partition"])
+                points[p] = min(points[p], int(source["offset"]))
+        return points
+
+    async def _sources_still_needed(self) -> list[dict[str, Any]]:
+        """The ``source`` parameter of every run of the deployment that may read its event
+        again: unfinished, crashed, or failed and not yet reported."""
+        states = [*UNFINISHED, "CRASHED", "FAILED"]
+        out: list[dict[str, Any]] = []
+        async with httpx.AsyncClient(base_url=self.settings.prefect_url, timeout=30) as client:
+            got = await client.get(f"/deployments/name/{self.settings.deployment}")
+            got.raise_for_status()
+            deployment = got.json()["id"]
+            offset = 0
+            while True:
+                body = {
+                    "deployments": {"id": {"any_": [deployment]}},
+                    "flow_runs": {"state": {"type": {"any_": states}}},
+                    "limit": 200,
+                    "offset": offset,
+                }
+                page = await client.post("/flow_runs/filter", json=body)
+                page.raise_for_status()
+                runs = page.json()
+                for r in runs:
+                    if r.get("state_type") == "FAILED" and REPORTED_TAG in (r.get("tags") or ()):
+                        continue
+                    source = (r.get("parameters") or {}).get("source")
+                    if isinstance(source, dict):
+                        out.append(source)
+                if len(runs) < 200:
+                    return out
+                offset += 200
 
     # -- faults ----------------------------------------------------------------------------
 
@@ -452,7 +531,7 @@ class ClusterDriver:
 
     async def _redrive_copies(self) -> set[tuple[int, int, int]]:
         """``(origin partition, origin offset, redrive count)`` of every redriven copy in
-        the input topic."""
+        the input topic, and of every one seen before a retention trim took it."""
         s = self.settings
         consumer = AIOKafkaConsumer(
             **client_config(s),
@@ -486,7 +565,8 @@ class ClusterDriver:
                 for tp in list(remaining):
                     if await consumer.position(tp) >= ends[tp]:
                         remaining.discard(tp)
-            return out
+            self._copies_seen |= out
+            return set(self._copies_seen)
         finally:
             await consumer.stop()
 

@@ -8,8 +8,10 @@ A history is a list of operations: messages to produce (valid events of a few no
 creates, in- and out-of-order updates, re-sent duplicates, chapter deletes, deletes of
 chapters never created, novel deletes and re-creates; and invalid messages of every kind)
 and operator actions (``scribe dlq redrive``, ``scribe replay --resink``, ``--reembed
---novel``, a full ``--reembed``). :meth:`History.describe` prints it all, so a failed run
-can be read and replayed.
+--novel``, a full ``--reembed``). Half the redrives come right after a retention trim of
+``novel-events`` (drawn apart, so that seeds keep their histories otherwise); after one,
+a full re-embed is drawn as a full resink. :meth:`History.describe` prints it all, so a
+failed run can be read and replayed.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ FAILPOINT_TARGETS: dict[str, tuple[str, ...]] = {
     "runner": ("flow.after_embed", "flow.after_publish"),
 }
 PAUSE_TARGETS = ("prefect", "milvus", "postgres", "kafka")
+#: Probability that a ``dlq_redrive`` comes right after a retention trim of ``novel-events``.
+TRIM_BEFORE_REDRIVE = 0.5
 _EPOCH = datetime(2026, 11, 28, 12, tzinfo=UTC)
 
 #: Relative weight of each operation; an impossible one (nothing to update yet) is
@@ -119,9 +123,13 @@ class Operator:
 
     action: OperatorAction
     novel_id: str | None = None
+    #: Before the command, delete ``novel-events``' records below every position still
+    #: needed (retention, shortened as far as it fairly can be: see ``Driver.operator``).
+    trim_first: bool = False
 
     def describe(self) -> str:
-        return f"operator {self.action}" + (f" {self.novel_id}" if self.novel_id else "")
+        trim = "retention trim, then " if self.trim_first else ""
+        return f"operator {trim}{self.action}" + (f" {self.novel_id}" if self.novel_id else "")
 
 
 Op = Produce | Operator
@@ -250,6 +258,9 @@ class _Novel:
 class _Generator:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(f"history:{seed}")
+        #: Draws the retention trims alone, so that they change no other draw of a seed.
+        self.trim_rng = random.Random(f"trim:{seed}")
+        self.trimmed = False
         self.novels = [_Novel(n) for n in NOVELS]
         self.produced: list[tuple[int, Produce]] = []
         self.full_replay_done = False
@@ -350,6 +361,10 @@ class _Generator:
             return self._invalid(kind, novel)
         if kind == "replay_reembed_novel":
             return Operator("replay_reembed_novel", novel.id)
+        if kind == "replay_reembed_full" and self.trimmed:
+            # A full re-embed rebuilds from the log's start: what retention took, it lacks
+            # (it refuses to switch, RebuildIncomplete). A full resink needs only results.
+            return Operator("replay_resink")
         if kind == "replay_reembed_full":
             if self.full_replay_done:
                 return None
@@ -363,7 +378,13 @@ class _Generator:
                 target = self._pick(alive)
                 self.forced = [("novel_delete", target), ("recreate", target), ("recreate", target)]
             return Operator("replay_reembed_full")
-        if kind in ("dlq_redrive", "replay_resink"):
+        if kind == "dlq_redrive":
+            # Half the redrives come after retention took what it may: the originals of
+            # the letters are gone, and the redrive must send the DLQ's copies.
+            trim = self.trim_rng.random() < TRIM_BEFORE_REDRIVE
+            self.trimmed = self.trimmed or trim
+            return Operator(kind, trim_first=trim)
+        if kind == "replay_resink":
             return Operator(kind)
         return None
 

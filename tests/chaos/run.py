@@ -45,7 +45,12 @@ class Driver(Protocol):
         ``replay_resink`` ``scribe replay --resink``, ``replay_reembed_novel``
         ``scribe replay --reembed --novel ID``, ``replay_reembed_full``
         ``scribe replay --reembed``. It may return while the command still runs beside
-        the stack; :meth:`drain` waits for it."""
+        the stack; :meth:`drain` waits for it.
+
+        With ``action.trim_first``, first delete the records of ``novel-events`` that
+        retention may take while the stack runs on: below the workers' committed offset
+        and below the event of every flow run not yet ended or whose failure is not yet
+        reported (a run reads its event by position). The index must not change."""
         ...
 
     async def fault(self, fault: Fault) -> None:
