@@ -34,7 +34,7 @@ KAFKA_VERSION = "4.4.0"
 KAFKA_TARBALL = (
     "https://archive.apache.org/dist/kafka/{v}/kafka_2.13-{v}.tgz"  # fallback without Maven
 )
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_POM = REPO_ROOT / "compose" / "kafka" / "pom.xml"
 
 

@@ -180,3 +180,14 @@ def test_a_topic_created_by_this_start_is_not_read_first(tmp_path: Path, monkeyp
     produce_sample(Settings(data_dir=tmp_path), sample_path(), console, topic_is_new=True)
     assert topic.asked == 0
     assert "sent 10 sample events" in console.export_text()
+
+
+def test_a_fresh_machine_fetches_the_broker_jars_from_the_projects_maven_file() -> None:
+    """Without cached jars, Maven reads compose/kafka/pom.xml; a wrong path means a download
+    from archive.apache.org, which a machine that reaches only package registries cannot do."""
+    from streams.embedded.stack import KAFKA_POM, KAFKA_VERSION
+
+    root = Path(__file__).resolve().parents[2]
+    assert root / "compose" / "kafka" / "pom.xml" == KAFKA_POM
+    pom = KAFKA_POM.read_text(encoding="utf-8")
+    assert f"<kafka.version>{KAFKA_VERSION}</kafka.version>" in pom
