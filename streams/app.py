@@ -75,6 +75,9 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_every=1,
         broker_session_timeout=settings.consumer_session_timeout,
         broker_heartbeat_interval=max(1.0, settings.consumer_session_timeout / 10),
+        # aiokafka resets a position without refreshing a stale leader (defect 28).
+        consumer_metadata_max_age_ms=int(settings.kafka_metadata_max_age_seconds * 1000),
+        producer_metadata_max_age_ms=int(settings.kafka_metadata_max_age_seconds * 1000),
     )
     resources = WorkerResources(settings)
     events = app.topic(settings.topic_events, key_type=bytes, value_type=bytes)

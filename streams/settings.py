@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     consumer_session_timeout: float = Field(
         30.0, gt=0, description="Seconds before a dead worker's partitions move (Faust: 60)."
     )
+    kafka_metadata_max_age_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Every Kafka client refreshes its view of partition leaders this often "
+        "(aiokafka: 300). A consumer whose position needs resetting asks the leader it knows "
+        "and does not refresh on an error, so a leader that moved stalled its partition this "
+        "long (RELIABILITY.md, defect 28).",
+    )
 
     # Prefect
     prefect_api_url: str | None = Field(None, description="Prefect API; unset: embedded server.")

@@ -48,7 +48,11 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
 def test_plaintext_is_the_default_and_has_no_credentials() -> None:
     settings = Settings(kafka_bootstrap_servers="k1:9092,k2:9092")
     config = client_config(settings)
-    assert config == {"bootstrap_servers": "k1:9092,k2:9092", "security_protocol": "PLAINTEXT"}
+    assert config == {
+        "bootstrap_servers": "k1:9092,k2:9092",
+        "security_protocol": "PLAINTEXT",
+        "metadata_max_age_ms": 10_000,
+    }
     assert faust_credentials(settings) is None
 
 
@@ -155,6 +159,7 @@ def test_scram_sha_512_reaches_every_kafka_client_the_code_builds() -> None:
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "runner",
         "sasl_plain_password": "runner-pw",
+        "metadata_max_age_ms": 10_000,
     }
     assert client_config(settings) == expected
     assert build_result_publisher(settings)._config == expected
@@ -166,3 +171,21 @@ def test_scram_sha_512_reaches_every_kafka_client_the_code_builds() -> None:
         "runner-pw",
         "SCRAM-SHA-512",
     )
+
+
+def test_every_kafka_client_refreshes_partition_leaders_as_often_as_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Defect 28: aiokafka resets a consumer's position by asking the leader its metadata
+    names and does not refresh that metadata on NotLeaderForPartition, so a leader that
+    moved stalls the partition until the metadata's maximum age (aiokafka: 300 s). The
+    worker's Faust consumer and producer and every aiokafka client take the setting."""
+    import streams.app
+    from streams.app import create_app
+
+    monkeypatch.setattr(streams.app, "check_prefect_env", lambda _settings: None)  # no run here
+    settings = Settings(kafka_bootstrap_servers="k1:9092", kafka_metadata_max_age_seconds=7)
+    assert client_config(settings)["metadata_max_age_ms"] == 7000
+    app = create_app(settings)
+    assert app.conf.consumer_metadata_max_age_ms == 7000
+    assert app.conf.producer_metadata_max_age_ms == 7000

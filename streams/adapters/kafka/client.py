@@ -35,10 +35,13 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 def client_config(settings: Settings) -> dict[str, Any]:
-    """aiokafka connection settings: brokers, TLS and SASL."""
+    """aiokafka connection settings: brokers, TLS and SASL, and how often metadata is
+    refreshed (a consumer resetting its position asks the leader it knows, and aiokafka
+    does not refresh metadata when that one is no longer the leader: defect 28)."""
     config: dict[str, Any] = {
         "bootstrap_servers": settings.bootstrap_servers,
         "security_protocol": settings.kafka_security_protocol,
+        "metadata_max_age_ms": int(settings.kafka_metadata_max_age_seconds * 1000),
     }
     context = ssl_context(settings)
     if context is not None:
