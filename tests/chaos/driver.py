@@ -263,7 +263,7 @@ class ClusterDriver:
         s = self.settings
         for attempt in range(1, COMMAND_ATTEMPTS + 1):
             try:
-                points = await self._trim_points()
+                points, why = await self._trim_points()
                 async with admin_client(s) as admin:
                     await admin.delete_records(
                         {
@@ -277,15 +277,16 @@ class ClusterDriver:
                 await asyncio.sleep(10)
                 continue
             self.commands["retention_trim"] += 1
-            self.note(f"retention trim of {s.topic_events}: records below {points} deleted")
+            self.note(f"retention trim of {s.topic_events}: records below {points} deleted ({why})")
             return
         self.command_failures.append("retention trim failed three times")
 
-    async def _trim_points(self) -> dict[int, int]:
+    async def _trim_points(self) -> tuple[dict[int, int], str]:
         """Per partition of ``novel-events``: the workers' committed offset, lowered to the
         event of each run not yet ended, crashed, or failed without its report (the
-        watchdog reads the event again to park it). The offsets are read first: a run
-        below them was created before they were committed, so the runs read next show it."""
+        watchdog reads the event again to park it); and why, in words. The offsets are
+        read first: a run below them was created before they were committed, so the runs
+        read next show it."""
         s = self.settings
         async with admin_client(s) as admin:
             committed = await admin.list_consumer_group_offsets(s.app_id)
@@ -293,17 +294,20 @@ class ClusterDriver:
         for p in await partitions_of(s, s.topic_events):
             meta = committed.get(TopicPartition(s.topic_events, p))
             points[p] = meta.offset if meta is not None and meta.offset >= 0 else 0
-        for source in await self._sources_still_needed():
+        why = [f"committed {dict(points)}"]
+        for state, source in await self._sources_still_needed():
             if source.get("topic") == s.topic_events and source.get("partition") in points:
-                p = int(source["partition"])
-                points[p] = min(points[p], int(source["offset"]))
-        return points
+                p, offset = int(source["partition"]), int(source["offset"])
+                if offset < points[p]:
+                    points[p] = offset
+                    why.append(f"[{p}]@{offset} {state.lower()}")
+        return points, ", ".join(why)
 
-    async def _sources_still_needed(self) -> list[dict[str, Any]]:
-        """The ``source`` parameter of every run of the deployment that may read its event
-        again: unfinished, crashed, or failed and not yet reported."""
+    async def _sources_still_needed(self) -> list[tuple[str, dict[str, Any]]]:
+        """State and ``source`` parameter of every run of the deployment that may read its
+        event again: unfinished, crashed, or failed and not yet reported."""
         states = [*UNFINISHED, "CRASHED", "FAILED"]
-        out: list[dict[str, Any]] = []
+        out: list[tuple[str, dict[str, Any]]] = []
         async with httpx.AsyncClient(base_url=self.settings.prefect_url, timeout=30) as client:
             got = await client.get(f"/deployments/name/{self.settings.deployment}")
             got.raise_for_status()
@@ -320,11 +324,12 @@ class ClusterDriver:
                 page.raise_for_status()
                 runs = page.json()
                 for r in runs:
-                    if r.get("state_type") == "FAILED" and REPORTED_TAG in (r.get("tags") or ()):
+                    state = str(r.get("state_type"))
+                    if state == "FAILED" and REPORTED_TAG in (r.get("tags") or ()):
                         continue
                     source = (r.get("parameters") or {}).get("source")
                     if isinstance(source, dict):
-                        out.append(source)
+                        out.append((state, source))
                 if len(runs) < 200:
                     return out
                 offset += 200
