@@ -16,7 +16,7 @@ from schemas.dead_letters import message_source
 from streams import check_prefect_env
 from streams.adapters.kafka.client import faust_credentials
 from streams.commands.status_kafka import kafka_report
-from streams.metrics import LAG, Heartbeat, serve
+from streams.metrics import LAG, SINK_BATCH_SECONDS, Heartbeat, serve
 from streams.settings import Settings
 from streams.wiring import WorkerPorts, WorkerResources
 
@@ -115,7 +115,8 @@ def create_app(settings: Settings) -> faust.App:
                 ResultMessage(e.message.key, e.message.value, _source(e.message)) for e in batch
             ]
             try:
-                await ports.result.handle_batch(messages)
+                with SINK_BATCH_SECONDS.time():
+                    await ports.result.handle_batch(messages)
             except Exception as exc:
                 _fail_stop(f"result batch ending {messages[-1].source}", exc)
             pacer.flushed()
@@ -126,8 +127,8 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.task  # type: ignore[untyped-decorator]
     async def start_metrics() -> None:
-        """/metrics and /health of the worker on 127.0.0.1."""
-        serve(settings.worker_metrics_port, heartbeat.healthy)
+        """/metrics and /health of the worker on SCRIBE_METRICS_HOST."""
+        serve(settings.worker_metrics_port, heartbeat.healthy, settings.metrics_host)
 
     @app.timer(interval=15.0)  # type: ignore[untyped-decorator]
     async def observe() -> None:

@@ -443,6 +443,31 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 
 @app.command()
+def exporter() -> None:
+    """Serve what scribe status sees as Prometheus gauges on SCRIBE_EXPORTER_PORT
+    (/metrics, /health), read every SCRIBE_EXPORTER_INTERVAL_SECONDS, until Ctrl-C."""
+    from streams.commands.status_metrics import StatusGauges, export_forever
+    from streams.metrics import serve as serve_metrics
+
+    settings = _settings()
+    gauges = StatusGauges()
+    max_age = 3 * settings.exporter_interval_seconds + 60
+    server = serve_metrics(
+        settings.exporter_port,
+        lambda: gauges.fresh(max_age),
+        settings.metrics_host,
+        gauges.registry,
+    )
+    if server is None:
+        console.print(f"[red]error:[/red] no metrics endpoint on port {settings.exporter_port}")
+        raise typer.Exit(1)
+    console.print(f"metrics: http://{settings.metrics_host}:{settings.exporter_port}/metrics")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(export_forever(settings, gauges))
+    server.shutdown()
+
+
+@app.command()
 def dev(
     sample: Annotated[
         bool, typer.Option(help="Produce the bundled sample novel once ready.")

@@ -1,7 +1,7 @@
 """Prometheus metrics of the worker and the runner, with ``/metrics`` and ``/health``.
 
-The HTTP endpoint binds 127.0.0.1 only; put a reverse proxy or an agent in front of it
-to scrape from elsewhere.
+The HTTP endpoint binds ``SCRIBE_METRICS_HOST``, 127.0.0.1 unless set (compose sets
+0.0.0.0 on its internal network, where its Prometheus scrapes it; no port is published).
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 from prefect_bridge.embedding import Vector
 from prefect_bridge.vector_reuse import VectorLookup
@@ -45,6 +53,11 @@ END_TO_END = Histogram(
     buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
 )
 LAG = Gauge("scribe_consumer_lag", "Messages behind the end, per partition", ["topic", "partition"])
+SINK_BATCH_SECONDS = Histogram(
+    "scribe_sink_batch_seconds",
+    "Time to apply one batch of results: upserts and deletions, flush, ledger",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
 
 
 class PrometheusTelemetry:
@@ -123,15 +136,21 @@ class Heartbeat:
         return time.monotonic() - self._last < self._max_age
 
 
-def serve(port: int, healthy: Callable[[], bool]) -> ThreadingHTTPServer | None:
-    """Serve ``/metrics`` and ``/health`` on 127.0.0.1:``port`` in a thread (0: off)."""
+def serve(
+    port: int,
+    healthy: Callable[[], bool],
+    host: str = "127.0.0.1",
+    registry: CollectorRegistry = REGISTRY,
+) -> ThreadingHTTPServer | None:
+    """Serve ``/metrics`` (of ``registry``) and ``/health`` on ``host:port`` in a thread
+    (port 0: off)."""
     if port == 0:
         return None
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.startswith("/metrics"):
-                self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif self.path.startswith("/health"):
                 ok = healthy()
                 body = json.dumps({"status": "ok" if ok else "unhealthy"}).encode()
@@ -150,10 +169,10 @@ def serve(port: int, healthy: Callable[[], bool]) -> ThreadingHTTPServer | None:
             """Scrapes are not worth a log line each."""
 
     try:
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        server = ThreadingHTTPServer((host, port), Handler)
     except OSError as exc:
-        log.warning("metrics endpoint on 127.0.0.1:%d not started: %s", port, exc)
+        log.warning("metrics endpoint on %s:%d not started: %s", host, port, exc)
         return None
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-    log.info("metrics on http://127.0.0.1:%d/metrics, health on /health", port)
+    log.info("metrics on http://%s:%d/metrics, health on /health", host, port)
     return server

@@ -119,7 +119,7 @@ async def serve_with_worker(settings: Settings) -> None:
     """
     await deploy_when_ready(settings)
     heartbeat = Heartbeat(max_age=HEALTH_MAX_AGE_SECONDS)
-    serve(settings.runner_metrics_port, heartbeat.healthy)
+    serve(settings.runner_metrics_port, heartbeat.healthy, settings.metrics_host)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -232,7 +232,7 @@ def serve_warm(settings: Settings) -> None:
     asyncio.run(deploy_when_ready(settings))
     load_embedder()  # load the model now, not in the first run
     heartbeat = Heartbeat(max_age=max(HEALTH_MAX_AGE_SECONDS, 3 * settings.runner_poll_seconds))
-    serve(settings.runner_metrics_port, heartbeat.healthy)
+    serve(settings.runner_metrics_port, heartbeat.healthy, settings.metrics_host)
     stop = threading.Event()
     holder: dict[str, Any] = {}
     deadline = run_deadline(settings)

@@ -214,10 +214,21 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = Field(False, description="One JSON object per log line.")
     worker_metrics_port: int = Field(
-        9464, ge=0, description="/metrics and /health of the worker on 127.0.0.1 (0: off)."
+        9464, ge=0, description="/metrics and /health of the worker (0: off)."
     )
     runner_metrics_port: int = Field(
-        9465, ge=0, description="/metrics and /health of the flow runner on 127.0.0.1 (0: off)."
+        9465, ge=0, description="/metrics and /health of the flow runner (0: off)."
+    )
+    exporter_port: int = Field(
+        9466, ge=0, description="/metrics of scribe exporter: what scribe status sees, as gauges."
+    )
+    exporter_interval_seconds: float = Field(
+        30.0, gt=0, description="scribe exporter reads the status report this often."
+    )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Where the worker, runner and exporter serve /metrics; compose sets "
+        "0.0.0.0 on its internal network for its Prometheus.",
     )
 
     @field_validator("failure_webhook_url")

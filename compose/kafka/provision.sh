@@ -17,10 +17,13 @@
 #              status)                               results topic (replay, resink); replay
 #                                                    groups scribe-stream-replay-*; read the
 #                                                    worker group's offsets
+#   monitor    scribe-exporter (scribe status as     describe the topics and the worker group's
+#              Prometheus gauges)                    offsets; read the results topic (when the
+#                                                    oldest waiting result was written)
 #
 # Nobody else may write the results topic, which the sink trusts. Environment: BOOTSTRAP,
 # KAFKA_BIN, TOPIC_EVENTS/_EMBEDDINGS/_DLQ/_FAILURES, GROUP (the worker's), and
-# KAFKA_{ADMIN,PLATFORM,RUNNER,WORKER,OPERATOR}_PASSWORD.
+# KAFKA_{ADMIN,PLATFORM,RUNNER,WORKER,OPERATOR,MONITOR}_PASSWORD.
 set -euo pipefail
 
 bin=${KAFKA_BIN:-/opt/kafka/bin}
@@ -31,7 +34,7 @@ dlq=${TOPIC_DLQ:-novel-events.dlq}
 failures=${TOPIC_FAILURES:-novel-events.failures}
 group=${GROUP:-scribe-stream}
 
-for name in ADMIN PLATFORM RUNNER WORKER OPERATOR; do
+for name in ADMIN PLATFORM RUNNER WORKER OPERATOR MONITOR; do
   var="KAFKA_${name}_PASSWORD"
   # The SCRAM option syntax has no quoting: letters, digits, '_' and '-' only.
   if [[ ! ${!var:-} =~ ^[A-Za-z0-9_-]{16,}$ ]]; then
@@ -63,6 +66,7 @@ user platform "$KAFKA_PLATFORM_PASSWORD"
 user runner "$KAFKA_RUNNER_PASSWORD"
 user worker "$KAFKA_WORKER_PASSWORD"
 user operator "$KAFKA_OPERATOR_PASSWORD"
+user monitor "$KAFKA_MONITOR_PASSWORD"
 
 allow platform --operation Write --topic "$events"
 
@@ -80,5 +84,8 @@ allow operator --operation Read --topic "$events" --topic "$results" --topic "$d
 allow operator --operation Write --topic "$events" --topic "$results"
 allow operator --operation Read --resource-pattern-type prefixed --group "$group-replay-"
 allow operator --operation Describe --group "$group"
+allow monitor --operation Describe --topic "$events" --topic "$results" --topic "$dlq"
+allow monitor --operation Read --topic "$results"
+allow monitor --operation Describe --group "$group"
 
-echo "kafka-init: principals platform, runner, worker, operator and their ACLs are in place"
+echo "kafka-init: principals platform, runner, worker, operator, monitor and their ACLs are in place"

@@ -24,7 +24,8 @@ SAMPLE_NOVEL = "xiyouji"
 
 
 def app_processes(settings: Settings) -> list[ManagedProcess]:
-    """``scribe flows serve``, ``scribe worker`` and ``scribe serve`` as child processes."""
+    """``scribe flows serve``, ``scribe worker``, ``scribe serve`` and ``scribe exporter``
+    as child processes."""
     logs = settings.data_dir / "logs"
     env = settings.prefect_env()
     return [
@@ -40,7 +41,19 @@ def app_processes(settings: Settings) -> list[ManagedProcess]:
         ManagedProcess(
             "search", [sys.executable, "-m", "streams.cli", "serve"], logs / "search.log", env=env
         ),
+        ManagedProcess(
+            "exporter",
+            [sys.executable, "-m", "streams.cli", "exporter"],
+            logs / "exporter.log",
+            env=env,
+        ),
     ]
+
+
+def _metrics_urls(settings: Settings) -> str:
+    """Where Prometheus scrapes ``scribe dev``: worker, runner and exporter."""
+    ports = (settings.worker_metrics_port, settings.runner_metrics_port, settings.exporter_port)
+    return " ".join(f"http://{settings.metrics_host}:{p}/metrics" for p in ports if p)
 
 
 def exit_reason(returncode: int | None) -> str:
@@ -179,7 +192,8 @@ def run_dev(settings: Settings, sample: Path | None, console: Console) -> int:
         console.print(  # one address a line: a narrow terminal does not split one
             f"[green]ready.[/]\n  Prefect UI: {settings.prefect_ui_url}/runs\n"
             f"  Search:     http://{settings.search_host}:{settings.search_port}/\n"
-            f"  Kafka:      {settings.bootstrap_servers}\n  Milvus:     {settings.milvus_url}",
+            f"  Kafka:      {settings.bootstrap_servers}\n  Milvus:     {settings.milvus_url}\n"
+            f"  Metrics:    {_metrics_urls(settings)}",
             soft_wrap=True,
         )
         console.print(f"logs in {settings.data_dir / 'logs'}; Ctrl-C stops everything.")

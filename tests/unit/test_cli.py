@@ -55,7 +55,13 @@ COMMAND_ARGS: dict[tuple[str, ...], list[list[str]]] = {
 #: stops them there.
 READY_LINES = {("serve",): "search page:"}
 #: Commands whose first act is to call Prefect: the stand-in server must be asked.
-PREFECT_COMMANDS = {("flows", "serve"), ("flows", "deploy"), ("flows", "automations"), ("status",)}
+PREFECT_COMMANDS = {
+    ("flows", "serve"),
+    ("flows", "deploy"),
+    ("flows", "automations"),
+    ("status",),
+    ("exporter",),
+}
 
 
 def command_paths() -> list[tuple[str, ...]]:
@@ -152,6 +158,7 @@ def test_no_command_imports_prefect_before_its_environment_is_set(
         "SCRIBE_MILVUS_URI": f"http://127.0.0.1:{free_port()}",
         "SCRIBE_WORKER_METRICS_PORT": "0",
         "SCRIBE_RUNNER_METRICS_PORT": "0",
+        "SCRIBE_EXPORTER_PORT": str(free_port()),
         "PREFECT_CLIENT_MAX_RETRIES": "0",
     }
     args = [a.replace("{tmp}", str(tmp_path)).replace("{sample}", str(sample_path())) for a in argv]

@@ -71,6 +71,7 @@ KAFKA_PASSWORDS = {
     "runner": "KAFKA_RUNNER_PASSWORD",
     "worker": "KAFKA_WORKER_PASSWORD",
     "operator": "KAFKA_OPERATOR_PASSWORD",
+    "monitor": "KAFKA_MONITOR_PASSWORD",
 }
 #: The image the scribe services are built as (compose/Dockerfile).
 SCRIBE_IMAGE = "scribe-stream"
@@ -93,11 +94,14 @@ LINT_ALLOWED: dict[tuple[str, str], str] = {
     ("etcd", "CL-0019"): _UPSTREAM_DIGEST,
     ("minio", "CL-0019"): _UPSTREAM_DIGEST,
     ("milvus", "CL-0019"): _UPSTREAM_DIGEST,
+    ("prometheus", "CL-0019"): _UPSTREAM_DIGEST,
+    ("grafana", "CL-0019"): _UPSTREAM_DIGEST,
     # The scribe image is built locally by `up --build`; there is no registry digest.
     ("scribe-init", "CL-0019"): "built locally from compose/Dockerfile",
     ("prefect-worker", "CL-0019"): "built locally from compose/Dockerfile",
     ("scribe-worker", "CL-0019"): "built locally from compose/Dockerfile",
     ("scribe-ops", "CL-0019"): "built locally from compose/Dockerfile",
+    ("scribe-exporter", "CL-0019"): "built locally from compose/Dockerfile",
     # CL-0007: writable root filesystem.
     ("kafka", "CL-0007"): _WRITES_ROOT_FS + ": the broker configuration in /opt/kafka/config",
     ("postgres", "CL-0007"): _WRITES_ROOT_FS + ": /var/run/postgresql, initdb",
@@ -430,8 +434,16 @@ def test_the_stack_has_its_services(services: dict[str, dict[str, Any]]) -> None
         "minio",
         "milvus",
         "scribe-worker",
+        "scribe-exporter",
+        "prometheus",
+        "grafana",
     }
-    assert set(scribe_services(services)) == {"scribe-init", "prefect-worker", "scribe-worker"}
+    assert set(scribe_services(services)) == {
+        "scribe-init",
+        "prefect-worker",
+        "scribe-worker",
+        "scribe-exporter",
+    }
 
 
 def test_prefect_image_is_the_prefect_scribe_depends_on(
@@ -748,6 +760,7 @@ def test_scribe_service_commands_are_real_subcommands(services: dict[str, dict[s
         "prefect-worker": {("flows", "serve")},
         "scribe-worker": {("worker",)},
         "scribe-init": {("topics", "create"), ("flows", "deploy"), ("flows", "automations")},
+        "scribe-exporter": {("exporter",)},
     }
 
 
@@ -915,6 +928,13 @@ SECRETS_OF = {
         "KAFKA_OPERATOR_PASSWORD",
         "MILVUS_ROOT_PASSWORD",
     },
+    "scribe-exporter": {
+        "SCRIBE_PREFECT_API_AUTH_STRING",
+        "KAFKA_MONITOR_PASSWORD",
+        "MILVUS_ROOT_PASSWORD",
+    },
+    "prometheus": set(),
+    "grafana": {"GRAFANA_ADMIN_PASSWORD"},
 }
 #: The Kafka principal each scribe service logs in as.
 PRINCIPAL_OF = {
@@ -922,6 +942,7 @@ PRINCIPAL_OF = {
     "prefect-worker": "runner",
     "scribe-worker": "worker",
     "scribe-ops": "operator",
+    "scribe-exporter": "monitor",
 }
 
 
@@ -1094,9 +1115,16 @@ def test_acls_let_each_principal_do_only_what_its_process_does(
     assert who("Write", "topic", dlq) == {"runner", "worker"}
     assert who("Write", "topic", fail) == {"runner"}
     assert who("Read", "group", "scribe-stream") == {"worker"}, "only workers consume"
-    assert who("Read", "topic", res) == {"worker", "operator"}
+    assert who("Read", "topic", res) == {"worker", "operator", "monitor"}
     assert who("Read", "topic", ev) == {"runner", "worker", "operator"}
     assert who("Read", "group", "scribe-stream-replay-", "prefixed") == {"operator"}
+    assert {r for r in rules if r[0] == "monitor"} == {
+        ("monitor", "Describe", "topic", ev, "literal"),
+        ("monitor", "Describe", "topic", res, "literal"),
+        ("monitor", "Describe", "topic", dlq, "literal"),
+        ("monitor", "Read", "topic", res, "literal"),
+        ("monitor", "Describe", "group", "scribe-stream", "literal"),
+    }, "the exporter reads offsets and the results' timestamps, and writes nothing"
     assert {r[0] for r in rules if r[1] == "Create"} == {"operator"}
     assert {r for r in rules if r[0] == "platform"} == {
         ("platform", "Write", "topic", ev, "literal")
