@@ -87,11 +87,10 @@ class StatusGauges:
     def update(self, report: dict[str, Any], findings_count: int, now: datetime) -> None:
         """Set every gauge from ``report`` (:func:`streams.commands.status.gather`);
         a section that carries an ``error`` keeps its gauges and reads 0 in ``up``."""
-        for section in SECTIONS:
-            part = report.get(section) or {"error": "missing"}
+        parts = {section: report.get(section) or {"error": "missing"} for section in SECTIONS}
+        for section, part in parts.items():
             self.up.labels(section).set(0 if "error" in part else 1)
-        kafka, prefect = report.get("kafka", {}), report.get("prefect", {})
-        ledger, index = report.get("ledger", {}), report.get("index", {})
+        kafka, prefect, ledger, index = (parts[section] for section in SECTIONS)
         if "error" not in kafka:
             for p in kafka.get("partitions", []):
                 self.lag.labels(p["topic"], str(p["partition"])).set(p["lag"])
@@ -103,10 +102,12 @@ class StatusGauges:
             ]
             self.waiting.set(max([0.0, *ages]))
         if "error" not in prefect:
+            self.runs.clear()  # a state no run is in any more reads absent, not its last count
             for state, count in prefect.get("runs", {}).items():
                 self.runs.labels(state).set(count)
             self.failed_hour.set(prefect.get("failed_last_hour", 0))
         if "error" not in ledger:
+            self.chapters.clear()
             for status, count in ledger.get("counts", {}).items():
                 self.chapters.labels(status).set(count)
             self.stale.set(ledger.get("stale_pending", 0))
