@@ -37,16 +37,21 @@ def _now() -> datetime:
 class InMemorySubmitter:
     """Fake FlowSubmitter: records each submission and raises the queued ``failures``
     first; one run per idempotency key, as Prefect; ``in_flight`` gives the successive
-    answers of ``running`` (the last repeats)."""
+    answers of ``running`` (the last repeats), or with ``running=None`` the runs made so
+    far (none of them ever ends: nothing executes them)."""
 
     def __init__(
-        self, failures: Sequence[Exception] = (), running: int | Sequence[int] = 0
+        self, failures: Sequence[Exception] = (), running: int | Sequence[int] | None = 0
     ) -> None:
         self.calls: list[dict[str, Any]] = []
         self.failures = list(failures)
-        self.answers = [running] if isinstance(running, int) else list(running)
+        self.answers: list[int] | None = (
+            None if running is None else [running] if isinstance(running, int) else list(running)
+        )
         self.counted = 0
         self.runs: dict[str, SubmittedRun] = {}
+        #: The call that made each run, by run id.
+        self.made: dict[str, dict[str, Any]] = {}
 
     @property
     def keys(self) -> list[str]:
@@ -55,6 +60,8 @@ class InMemorySubmitter:
 
     async def in_flight(self) -> int:
         self.counted += 1
+        if self.answers is None:
+            return len(self.runs)
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
     async def submit(
@@ -71,7 +78,11 @@ class InMemorySubmitter:
         if self.failures:
             raise self.failures.pop(0)
         # As Prefect: the same idempotency key returns the run it created first.
-        return self.runs.setdefault(idempotency_key, SubmittedRun(id=f"run-{len(self.runs) + 1}"))
+        if idempotency_key not in self.runs:
+            run = SubmittedRun(id=f"run-{len(self.runs) + 1}")
+            self.runs[idempotency_key] = run
+            self.made[run.id] = self.calls[-1]
+        return self.runs[idempotency_key]
 
 
 class DeadLettered(NamedTuple):

@@ -104,6 +104,7 @@ def stack() -> Iterator[Stack]:
 ORDER = [
     "test_pipeline",
     "test_topics",
+    "test_flow_submitter",
     "test_edits",
     "test_ledger_postgres",
     "test_replay",
