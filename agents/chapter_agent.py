@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
+from agents.batches import Member, SubmitBatchRun, plan_batches
 from agents.decisions import IgnoreEvent, PublishRemoval, SubmitFlowRun, plan_event
 from agents.ledger import Ledger
 from agents.ports import DeadLetters, FlowSubmitter, ResultWriter
@@ -25,6 +28,9 @@ from schemas import (
 from schemas.failpoints import failpoint
 
 log = logging.getLogger("scribe.agents.chapter")
+
+#: One message as the agent takes it: key, value, where it is logged, its redrive count.
+Message = tuple[bytes | None, bytes | None, SourceRef, int]
 
 
 def _context(event: NovelEvent) -> dict[str, object]:
@@ -68,6 +74,58 @@ class ChapterAgent:
         self, key: bytes | None, value: bytes | None, source: SourceRef, redrive: int = 0
     ) -> str | None:
         """Process one message; return the flow-run id when one was submitted."""
+        decided = await self._decide(key, value, source, redrive)
+        if decided is None:
+            return None
+        event, plan = decided
+        if isinstance(plan, SubmitFlowRun):
+            assert isinstance(event, ChapterCreated | ChapterUpdated)
+            return await self._submit(
+                plan.name, plan.idempotency_key, plan.tags, plan.parameters, [event], source
+            )
+        await self._remove(event, plan)
+        return None
+
+    async def handle_batch(
+        self, messages: Sequence[Message], label: str, max_chapters: int, max_bytes: int
+    ) -> list[tuple[str, int]]:
+        """A replay's selection: deletions go out at once (each chapter's selected write
+        is logged after its deletions), chapter writes as batch runs of one partition each
+        (:mod:`agents.batches`); a batch of one is the chapter's own run. Returns each run
+        submitted: its id and how many chapters it has."""
+        members: list[Member] = []
+        writes: dict[str, tuple[ChapterCreated | ChapterUpdated, SourceRef]] = {}
+        for key, value, source, redrive in messages:
+            decided = await self._decide(key, value, source, redrive)
+            if decided is None:
+                continue
+            event, plan = decided
+            if isinstance(plan, SubmitFlowRun):
+                assert isinstance(event, ChapterCreated | ChapterUpdated)
+                members.append(Member(plan, source.partition, len(event.text.encode())))
+                writes[plan.idempotency_key] = (event, source)
+            else:
+                await self._remove(event, plan)
+        ids = []
+        for batch in plan_batches(members, label, max_chapters, max_bytes):
+            chapters = [writes[m.idempotency_key] for m in batch.members]
+            one = batch.members[0] if len(batch.members) == 1 else None
+            run: SubmitFlowRun | SubmitBatchRun = one or batch
+            run_id = await self._submit(
+                run.name,
+                run.idempotency_key,
+                run.tags,
+                run.parameters,
+                [e for e, _ in chapters],
+                chapters[0][1],
+            )
+            ids.append((run_id, len(chapters)))
+        return ids
+
+    async def _decide(
+        self, key: bytes | None, value: bytes | None, source: SourceRef, redrive: int
+    ) -> tuple[NovelEvent, SubmitFlowRun | PublishRemoval] | None:
+        """Decode and plan; dead-letters invalid input and settles ignored events (None)."""
         try:
             event = parse_event(value, max_text_bytes=self.max_text_bytes)
             if key is None:
@@ -108,27 +166,38 @@ class ChapterAgent:
                 )
             log.info("ignoring %s: %s", source, plan.reason, extra=_context(event))
             return None
-        if isinstance(plan, SubmitFlowRun):
-            assert isinstance(event, ChapterCreated | ChapterUpdated)
-            async with self._gate:  # one submitter at a time keeps the budget exact
-                await self._wait_for_capacity()
-                began = time.monotonic()
-                submitted = await retrying(
-                    partial(
-                        self.submitter.submit,
-                        name=plan.name,
-                        idempotency_key=plan.idempotency_key,
-                        tags=plan.tags,
-                        parameters=plan.parameters,
-                    ),
-                    self.backoff,
-                    f"submit {plan.name}",
-                )
-                self._budget -= 1
-                self.telemetry.run_submitted(time.monotonic() - began)
-            run_id = submitted.id
-            failpoint("chapter.after_submit")
-            if not submitted.ended:  # a re-sent event's run ended long ago: nothing to wait for
+        return event, plan
+
+    async def _submit(
+        self,
+        name: str,
+        idempotency_key: str,
+        tags: list[str],
+        parameters: dict[str, Any],
+        chapters: Sequence[ChapterCreated | ChapterUpdated],
+        source: SourceRef,
+    ) -> str:
+        """Submit one run for ``chapters`` (one, or a batch) and record each as pending."""
+        async with self._gate:  # one submitter at a time keeps the budget exact
+            await self._wait_for_capacity()
+            began = time.monotonic()
+            submitted = await retrying(
+                partial(
+                    self.submitter.submit,
+                    name=name,
+                    idempotency_key=idempotency_key,
+                    tags=tags,
+                    parameters=parameters,
+                ),
+                self.backoff,
+                f"submit {name}",
+            )
+            self._budget -= 1
+            self.telemetry.run_submitted(time.monotonic() - began)
+        run_id = submitted.id
+        failpoint("chapter.after_submit")
+        if not submitted.ended:  # a re-sent event's run ended long ago: nothing to wait for
+            for event in chapters:
                 await retrying(
                     partial(
                         self.ledger.record_submitted,
@@ -140,16 +209,17 @@ class ChapterAgent:
                     self.backoff,
                     "ledger",
                 )
-            log.info(
-                "%s flow run %s (%s) for %s",
-                "found the ended" if submitted.ended else "submitted",
-                plan.name,
-                run_id,
-                source,
-                extra={**_context(event), "flow_run_id": run_id},
-            )
-            return run_id
-        assert isinstance(plan, PublishRemoval)
+        log.info(
+            "%s flow run %s (%s) for %s",
+            "found the ended" if submitted.ended else "submitted",
+            name,
+            run_id,
+            source,
+            extra={**_context(chapters[0]), "flow_run_id": run_id},
+        )
+        return run_id
+
+    async def _remove(self, event: NovelEvent, plan: PublishRemoval) -> None:
         await retrying(partial(self.results.publish, plan.result), self.backoff, "publish removal")
         log.info(
             "published %s for novel %s",
@@ -157,7 +227,6 @@ class ChapterAgent:
             plan.result.novel_id,
             extra=_context(event),
         )
-        return None
 
     async def _dead_letter(
         self,

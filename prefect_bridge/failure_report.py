@@ -63,7 +63,8 @@ async def report_run_failure(
     reason: str,
     run_id: str,
 ) -> None:
-    """Publish the final failure of the run with ``params`` and park its event.
+    """Publish the final failure of the run with ``params`` and park its event (of a
+    batch run: of each chapter in its ``batch``).
 
     A rebuild's run (``target`` set) is recorded in the rebuild's ledger and parked with
     its target (``scribe.target``): the rebuild runs it once more and refuses to switch
@@ -71,6 +72,11 @@ async def report_run_failure(
     raises (the caller bounds and retries it); an event gone from the log is logged, not
     parked.
     """
+    batch = params.get("batch")
+    if isinstance(batch, list):  # a replay's batch run: each chapter it still holds
+        for entry in batch:
+            await report_run_failure(publisher, events, entry, reason, run_id)
+        return
     reason = reason[:2000]
     source, target = run_source(params), params.get("target")
     identity = run_identity(params)

@@ -19,12 +19,14 @@ from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
 from prefect.utilities.annotations import opaque
 
+from prefect_bridge.batch import batch_summary, run_batch
 from prefect_bridge.chunking import Chunk, chunk_text
 from prefect_bridge.embedding import Vector
 from prefect_bridge.failure_report import HOOK_TIMEOUT_SECONDS, report_run_failure
 from prefect_bridge.fair_embedding import FairEmbedder
 from prefect_bridge.markdown import escape_markdown
 from prefect_bridge.runtime import FlowRuntime, get_runtime
+from prefect_bridge.steps import Pause, Steps, plain
 from prefect_bridge.try_later import awaiting_service
 from prefect_bridge.unreported import mark_reported
 from prefect_bridge.vector_reuse import VectorLookup, plan_reuse
@@ -63,7 +65,20 @@ def retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
     return True  # timeouts, connection errors, the unexpected: worth another try
 
 
-@task(name="chunk", retries=1, cache_policy=NO_CACHE, retry_condition_fn=retry_unless_permanent)
+#: Seconds between a step's attempts (one more attempt than delays), as tasks and in batches.
+READ_DELAYS: tuple[float, ...] = (1, 5, 15)
+CHUNK_DELAYS: tuple[float, ...] = (0,)
+EMBED_DELAYS: tuple[float, ...] = (2, 10)
+PUBLISH_DELAYS: tuple[float, ...] = (1, 2, 5, 10, 30)
+
+
+@task(
+    name="chunk",
+    retries=len(CHUNK_DELAYS),
+    retry_delay_seconds=list(CHUNK_DELAYS),
+    cache_policy=NO_CACHE,
+    retry_condition_fn=retry_unless_permanent,
+)
 async def chunk_chapter(text: str) -> list[Chunk]:
     """Sentence-aware chunks sized with the embedder's own tokenizer."""
     runtime = get_runtime()
@@ -75,8 +90,8 @@ async def chunk_chapter(text: str) -> list[Chunk]:
 
 @task(
     name="embed",
-    retries=2,
-    retry_delay_seconds=[2, 10],
+    retries=len(EMBED_DELAYS),
+    retry_delay_seconds=list(EMBED_DELAYS),
     cache_policy=NO_CACHE,
     retry_condition_fn=retry_unless_permanent,
 )
@@ -104,8 +119,8 @@ async def embed_chunks(texts: list[str]) -> list[Vector]:
 
 @task(
     name="publish",
-    retries=5,
-    retry_delay_seconds=[1, 2, 5, 10, 30],
+    retries=len(PUBLISH_DELAYS),
+    retry_delay_seconds=list(PUBLISH_DELAYS),
     cache_policy=NO_CACHE,
     retry_condition_fn=retry_unless_permanent,
 )
@@ -131,11 +146,16 @@ async def report_failure(flow: Any, flow_run: Any, state: Any) -> None:
     run_id = str(flow_run.id)
     runtime = get_runtime()
     reason = f"{state.type.value}: {state.message or state.name}"
+    params = dict(flow_run.parameters or {})
+    if "batch" in params:  # only its chapters not yet done or reported (prefect_bridge.batch)
+        try:
+            async with get_client() as client:
+                params = dict((await client.read_flow_run(flow_run.id)).parameters or {})
+        except Exception as exc:
+            log.warning("batch run %s: reporting every chapter it began with: %s", run_id, exc)
     try:
         async with asyncio.timeout(HOOK_TIMEOUT_SECONDS):
-            await report_run_failure(
-                runtime.publisher, runtime.events, dict(flow_run.parameters or {}), reason, run_id
-            )
+            await report_run_failure(runtime.publisher, runtime.events, params, reason, run_id)
     except TimeoutError:
         log.error("flow run %s: failure not reported within %.0fs", run_id, HOOK_TIMEOUT_SECONDS)
         raise
@@ -148,8 +168,8 @@ async def report_failure(flow: Any, flow_run: Any, state: Any) -> None:
 
 @task(
     name="read event",
-    retries=3,
-    retry_delay_seconds=[1, 5, 15],
+    retries=len(READ_DELAYS),
+    retry_delay_seconds=list(READ_DELAYS),
     cache_policy=NO_CACHE,
     retry_condition_fn=retry_unless_permanent,
 )
@@ -197,14 +217,18 @@ async def novel_processing(
     redrive: int = 0,
     target: str | None = None,
     event: dict[str, Any] | None = None,
+    batch: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any] | State:
     """Process one ``chapter.created``/``chapter.updated`` event of ``novel-events``.
 
     See :func:`process_chapter`; ``redrive`` is for the failure report. A service away
     (a retriable error, after the tasks' own retries) is not a failure of the chapter:
     the run ends ``AwaitingRetry``, a little later, and a runner runs it again then
-    (:mod:`prefect_bridge.try_later`); its failure hook does not run.
+    (:mod:`prefect_bridge.try_later`); its failure hook does not run. ``batch``: a
+    replay's chapters, each given as the other parameters (:func:`process_batch`).
     """
+    if batch is not None:
+        return await process_batch(batch)
     try:
         return await process_chapter(source, event_id, novel_id, chapter_id, version, target, event)
     except ScribeError as exc:
@@ -215,9 +239,99 @@ async def novel_processing(
         return later
 
 
+async def process_batch(batch: list[dict[str, Any]]) -> dict[str, Any] | State:
+    """A replay's batch run (:mod:`prefect_bridge.batch`): each chapter on its own, the
+    steps as plain calls; what is left is tried later, as a chapter's own run."""
+    runtime = get_runtime()
+    run = getattr(get_run_context(), "flow_run", None)
+    run_id = str(run.id) if run is not None else ""
+    if run is not None and _run_count() > 1:  # tried again: Prefect holds what is left
+        async with get_client() as client:
+            batch = list((await client.read_flow_run(run.id)).parameters.get("batch") or [])
+    steps = plain_steps(runtime)
+
+    async def process(entry: dict[str, Any]) -> dict[str, Any]:
+        return await process_chapter(
+            entry.get("source"),
+            entry.get("event_id"),
+            entry.get("novel_id"),
+            entry.get("chapter_id"),
+            entry.get("version"),
+            entry.get("target"),
+            None,
+            steps,
+        )
+
+    async def report(entry: dict[str, Any], reason: str) -> None:
+        async with asyncio.timeout(HOOK_TIMEOUT_SECONDS):
+            await report_run_failure(runtime.publisher, runtime.events, entry, reason, run_id)
+
+    async def keep(left: list[dict[str, Any]]) -> None:
+        if run is None:
+            return
+        try:  # precision after a crash or timeout only: never worth failing the batch
+            async with get_client() as client:
+                await client.update_flow_run(run.id, parameters={"batch": left})
+        except Exception as exc:
+            log.warning("batch run %s: its chapters left not recorded: %s", run_id, exc)
+
+    done = await run_batch(batch, process, report, keep)
+    name = getattr(run, "name", None) or "batch"
+    for outcome in done.outcomes:
+        log.info("batch %s: %s %s (%s)", name, outcome.chapter, outcome.state, outcome.detail)
+    try:
+        await acreate_markdown_artifact(
+            markdown=batch_summary(name, done.outcomes), description=f"{len(batch)} chapters"
+        )
+    except Exception as exc:  # reporting only
+        log.warning("batch run %s: its artifact was not created: %s", run_id, exc)
+    counts = {s: sum(o.state == s for o in done.outcomes) for s in ("done", "failed", "later")}
+    if done.error is not None:
+        later = awaiting_service(done.error, _run_count(), datetime.now(UTC))
+        if later is not None:
+            get_run_logger().warning("%d chapters left: %s", len(done.left), later.message)
+            return later
+        for entry in done.left:  # tried later often enough: failed for good, one by one
+            await report(entry, f"{type(done.error).__name__}: {done.error}")
+        counts["failed"] += counts.pop("later")
+    get_run_logger().info("batch of %d chapters: %s", len(batch), counts)
+    return {"chapters": len(batch), **counts}
+
+
 def _run_count() -> int:
     run = getattr(get_run_context(), "flow_run", None)
     return int(getattr(run, "run_count", 0) or 1)
+
+
+def task_steps(runtime: FlowRuntime) -> Steps:
+    """The steps as Prefect tasks, with the runtime's timeouts (a chapter's own run)."""
+    chunk_task, embed_task, publish_task = chunk_chapter, embed_chunks, publish_result
+    limits = runtime.timeouts
+    if limits is not None:
+        chunk_task = chunk_chapter.with_options(timeout_seconds=limits.chunk)
+        embed_task = embed_chunks.with_options(timeout_seconds=limits.embed)
+        publish_task = publish_result.with_options(timeout_seconds=limits.publish)
+
+    async def publish(result: ChapterEmbedded) -> None:
+        # opaque: Prefect hands the result over as it is, without walking its ~10,000
+        # floats for task inputs and futures (twice, ~0.2 s per chapter on 2 cores); the
+        # task gets the unwrapped result.
+        await publish_task(cast(ChapterEmbedded, opaque(result)))
+
+    return Steps(read=read_event, chunk=chunk_task, embed=embed_task, publish=publish)
+
+
+def plain_steps(runtime: FlowRuntime, pause: Pause = asyncio.sleep) -> Steps:
+    """The same steps as plain calls with the tasks' attempts, delays and timeouts (a
+    batch run: no task run per chapter)."""
+    limits = runtime.timeouts
+    return Steps(
+        read=plain(read_event.fn, READ_DELAYS, None, pause),
+        chunk=plain(chunk_chapter.fn, CHUNK_DELAYS, limits.chunk if limits else None, pause),
+        embed=plain(embed_chunks.fn, EMBED_DELAYS, limits.embed if limits else None, pause),
+        publish=plain(publish_result.fn, PUBLISH_DELAYS, limits.publish if limits else None, pause),
+        report=False,
+    )
 
 
 async def process_chapter(
@@ -228,6 +342,7 @@ async def process_chapter(
     version: int | None,
     target: str | None,
     event: dict[str, Any] | None,
+    steps: Steps | None = None,
 ) -> dict[str, Any]:
     """The body of :func:`novel_processing`, inside its flow run.
 
@@ -235,16 +350,18 @@ async def process_chapter(
     reads it there. ``novel_id``, ``chapter_id`` and ``version`` are for the Prefect UI and
     must match the event read. ``event``: the whole event, as runs submitted by the
     previous release carry it instead (read for one release, for rolling upgrades).
+    ``steps``: how the steps run (default: as tasks, :func:`task_steps`).
     """
     logger = get_run_logger()
     runtime = get_runtime()
+    steps = steps or task_steps(runtime)
     position = SourceRef.model_validate(source) if source is not None else None
     if event is not None and event_id is None:  # submitted by the previous release
         chapter = legacy_chapter(event, runtime.max_text_bytes)
     elif position is None or event_id is None:
         raise SchemaViolation("novel-processing needs the event's source and event_id")
     else:
-        chapter = await read_event(position, event_id, runtime.max_text_bytes)
+        chapter = await steps.read(position, event_id, runtime.max_text_bytes)
         if (chapter.novel_id, chapter.chapter_id, chapter.version) != (
             novel_id,
             chapter_id,
@@ -256,18 +373,12 @@ async def process_chapter(
             )
     timings: dict[str, float] = {}
     began = time.monotonic()
-    limits = runtime.timeouts
-    chunk_task, embed_task, publish_task = chunk_chapter, embed_chunks, publish_result
-    if limits is not None:
-        chunk_task = chunk_chapter.with_options(timeout_seconds=limits.chunk)
-        embed_task = embed_chunks.with_options(timeout_seconds=limits.embed)
-        publish_task = publish_result.with_options(timeout_seconds=limits.publish)
-    chunks = await chunk_task(chapter.text)
+    chunks = await steps.chunk(chapter.text)
     timings["chunk"] = time.monotonic() - began
     began = time.monotonic()
     texts = [c.text for c in chunks]
     plan = plan_reuse(texts, await known_vectors(runtime, chapter, texts, target, logger))
-    fresh = await embed_task([texts[i] for i in plan.to_embed]) if plan.to_embed else []
+    fresh = await steps.embed([texts[i] for i in plan.to_embed]) if plan.to_embed else []
     vectors = plan.vectors(fresh)
     timings["embed"] = time.monotonic() - began
     result = ChapterEmbedded(
@@ -288,14 +399,13 @@ async def process_chapter(
         ),
     )
     began = time.monotonic()
-    # opaque: Prefect hands the result over as it is, without walking its ~10,000 floats
-    # for task inputs and futures (twice, ~0.2 s per chapter on 2 cores); the task gets
-    # the unwrapped result.
     failpoint("flow.after_embed")
-    await publish_task(cast(ChapterEmbedded, opaque(result)))
+    await steps.publish(result)
     failpoint("flow.after_publish")
     timings["publish"] = time.monotonic() - began
     counts = {"reused": len(plan.reused), "embedded": len(plan.to_embed)}
+    if not steps.report:  # a batch reports its chapters itself
+        return {"chunks": len(chunks), "model": result.model, "version": chapter.version, **counts}
     # The chapter is durable on the results topic from here on: what follows only reports
     # it, and must not fail the run (a failed run publishes chapter.failed, parks the event
     # in the DLQ and notifies the platform, for a chapter that is in the index).

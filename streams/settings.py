@@ -197,6 +197,12 @@ class Settings(BaseSettings):
         description="A full rebuild switches after this many catch-up rounds whatever its lag, "
         "so steady traffic cannot postpone the switch for ever.",
     )
+    replay_batch_chapters: int = Field(
+        50,
+        ge=1,
+        description="A re-embed submits one flow run per this many chapters of a partition "
+        "(and at most the text limit's bytes); 1: one run per chapter, as live traffic.",
+    )
 
     # Health (scribe status)
     status_pending_seconds: float = Field(

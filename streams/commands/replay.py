@@ -120,7 +120,10 @@ async def replay(
 
 async def _reembed(plan: Plan, group: str, model: str) -> None:
     settings, summary = plan.settings, plan.summary
-    pv = f"{pipeline_version(model, chunking_policy(settings))}+replay{group.rsplit('-', 1)[1]}"
+    stamp = group.rsplit("-", 1)[1]
+    pv = f"{pipeline_version(model, chunking_policy(settings))}+replay{stamp}"
+    #: Names and tags the replay's batch runs in Prefect's UI (agents.batches).
+    label = f"{'rebuild' if plan.target else 'replay'}-{stamp}"
     summary.pipeline_version = pv
     # The rebuild's own books (its pending submissions), or the live collection's.
     ledger = await open_ledger(settings, scope=plan.target or plan.live)
@@ -164,13 +167,17 @@ async def _reembed(plan: Plan, group: str, model: str) -> None:
             selection.add(event, (source.partition, source.offset), (m, source, redrive))
 
     async def run_selected() -> None:
-        """Hand the round's selection to the chapter agent, in log order."""
+        """Hand the round's selection to the chapter agent: its deletions, then its writes
+        in batch runs (``SCRIBE_REPLAY_BATCH_CHAPTERS``)."""
         nonlocal selection
         done, selection = selection, LiveSelection()
         summary.versions_skipped += done.skipped + done.duplicates
-        for m, source, redrive in done.selected():
-            if await agent.handle(m.key, m.value, source, redrive) is not None:
-                summary.runs_submitted += 1
+        selected = [(m.key, m.value, source, redrive) for m, source, redrive in done.selected()]
+        runs = await agent.handle_batch(
+            selected, label, settings.replay_batch_chapters, settings.max_text_bytes
+        )
+        summary.runs_submitted += len(runs)
+        summary.chapters_submitted += sum(chapters for _, chapters in runs)
 
     async def settle() -> None:
         """Wait until every run the rebuild submitted has ended and the worker has applied
@@ -190,7 +197,7 @@ async def _reembed(plan: Plan, group: str, model: str) -> None:
 
     live_books = await open_ledger(settings, scope=plan.live) if plan.target else None
     try:
-        missing = MissingChapters(submitter, live_books) if live_books else None
+        missing = MissingChapters(submitter, live_books, ledger) if live_books else None
         await pump(plan, events, feed, settle, missing, end_round=run_selected)
     finally:
         summary.invalid_skipped = dlq.count

@@ -62,7 +62,9 @@ class ReplaySummary:
     scope: str
     read: int = 0
     skipped_other_novels: int = 0
+    #: Flow runs submitted (a batch run is one), and the chapters they process.
     runs_submitted: int = 0
+    chapters_submitted: int = 0
     #: Writes read but not run again: older versions, deleted since, or duplicates.
     versions_skipped: int = 0
     results_sent: int = 0

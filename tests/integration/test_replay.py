@@ -62,6 +62,20 @@ def _replay(stack: Stack, *args: str, env: dict[str, str] | None = None) -> dict
     return dict(json.loads(out.stdout))
 
 
+def _ledger_rows(stack: Stack, novel: str) -> list[Any]:
+    """The live ledger's rows of the novel's chapters."""
+    from streams.wiring import open_live_ledger
+
+    async def rows() -> list[Any]:
+        ledger = await open_live_ledger(stack.settings)
+        try:
+            return list(await ledger.chapters_of_novel(novel))
+        finally:
+            await ledger.close()
+
+    return asyncio.run(rows())
+
+
 def _runs(stack: Stack, tag: str) -> list[dict[str, Any]]:
     body = {"flow_runs": {"tags": {"all_": [tag]}}, "limit": 200}
     return list(stack.prefect("/flow_runs/filter", body))
@@ -212,15 +226,20 @@ def test_reembed_one_novel_in_place_runs_new_flows_and_keeps_the_rows(stack: Sta
     expected = {f"c{i}": (1, 1) for i in range(3)}
     wait_for(lambda: converged(stack, novel, expected), 300, "the novel indexed", stack)
     summary = _replay(stack, "--reembed", "--novel", novel)
-    assert summary["scope"] == "in place" and summary["runs_submitted"] == 3
-    assert summary["skipped_other_novels"] > 0
+    # Issue 22: a replay's chapters go in batch runs (one partition, up to 50 chapters).
+    assert summary["scope"] == "in place" and summary["runs_submitted"] == 1
+    assert summary["chapters_submitted"] == 3 and summary["skipped_other_novels"] > 0
 
-    def six_done() -> bool:
-        done = [r for r in _runs(stack, f"novel:{novel}") if r["state_type"] == "COMPLETED"]
-        return len(done) == 6
+    def batch_done() -> list[dict[str, Any]]:
+        runs = _runs(stack, f"novel:{novel}")
+        done = [r for r in runs if r["state_type"] == "COMPLETED"]
+        return [r for r in done if "batch" in r["tags"]] if len(done) == 4 else []
 
-    wait_for(six_done, 300, "three more completed runs", stack)
+    [batch] = wait_for(batch_done, 300, "the live runs and one batch run completed", stack)
+    assert batch["name"].endswith(f"(3 chapters: {novel}/c0@v1 .. {novel}/c2@v1)"), batch
+    assert [e["chapter_id"] for e in batch["parameters"]["batch"]] == []  # none left in it
     assert converged(stack, novel, expected)
+    assert all(r.flow_run_id == batch["id"] for r in _ledger_rows(stack, novel))
 
 
 def test_a_reembed_runs_only_the_newest_live_version_of_each_chapter(stack: Stack) -> None:
@@ -251,8 +270,11 @@ def test_a_reembed_runs_only_the_newest_live_version_of_each_chapter(stack: Stac
 
     wait_for(lambda: not unfinished(), 300, "the live runs done", stack)
     live_runs = len(_runs(stack, f"novel:{novel}"))
-    summary = _replay(stack, "--reembed", "--novel", novel)
-    assert summary["runs_submitted"] == 4, summary
+    # One run per chapter here (SCRIBE_REPLAY_BATCH_CHAPTERS=1), as live traffic runs them.
+    summary = _replay(
+        stack, "--reembed", "--novel", novel, env={"SCRIBE_REPLAY_BATCH_CHAPTERS": "1"}
+    )
+    assert summary["runs_submitted"] == 4 == summary["chapters_submitted"], summary
     assert summary["versions_skipped"] == 5, summary
     wait_for(
         lambda: len(_runs(stack, f"novel:{novel}")) == live_runs + 4 and not unfinished(),

@@ -236,3 +236,82 @@ async def test_a_failure_whose_report_is_published_is_marked_reported(
     [failed] = publisher.published
     assert isinstance(failed, ChapterFailed)
     assert REPORTED_TAG in await _run_tags(state.state_details.flow_run_id)
+
+
+class PartlyAwayEventLog(InMemoryEventLog):
+    """Kafka refuses the reads of the offsets in ``away``."""
+
+    def __init__(self, away: set[int]) -> None:
+        super().__init__()
+        self.away = away
+
+    async def read(self, source: SourceRef) -> tuple[bytes | None, bytes]:
+        if source.offset in self.away:
+            raise ServiceUnavailable("cannot read the input event: Unable to bootstrap")
+        return await super().read(source)
+
+
+def _batch(log: InMemoryEventLog, chapters: int) -> list[dict[str, Any]]:
+    entries = []
+    for i in range(chapters):
+        written = {**event(1, f"第{i}回。悟空。"), "chapter_id": f"c{i}"}
+        entries.append({**log.flow_params(written), "redrive": 0})
+    return entries
+
+
+async def _run_of(run_id: Any) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async with get_client() as client:
+        run = await client.read_flow_run(run_id)
+        tasks = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
+        )
+    return run, tasks
+
+
+async def test_a_batch_run_reports_a_failing_chapter_alone_and_makes_no_task_runs(
+    prefect_server: None,
+) -> None:
+    """Issue 22: a replay's batch run processes each chapter on its own. One whose event
+    is not where its run says fails alone (reported, parked); the others are published;
+    the run completes, holds no chapter left, and made no task run per chapter."""
+    import prefect_bridge.flow as flow_module
+
+    publisher, log = Publisher(), InMemoryEventLog()
+    configure(lambda: FlowRuntime(HashingEmbedder(), publisher, POLICY, 100_000, events=log))
+    batch = _batch(log, 3)
+    batch[1]["event_id"] = str(uuid.uuid4())  # its position holds another event
+    state = await flow_module.novel_processing(batch=batch, return_state=True)
+    assert state.is_completed(), state
+    assert [(type(r).__name__, r.chapter_id) for r in publisher.published] == [  # type: ignore[union-attr]
+        ("ChapterEmbedded", "c0"),
+        ("ChapterFailed", "c1"),
+        ("ChapterEmbedded", "c2"),
+    ]
+    assert len(publisher.dead_letters) == 1 and len(publisher.failures) == 1
+    run, tasks = await _run_of(state.state_details.flow_run_id)
+    assert run.parameters["batch"] == [] and tasks == []
+    assert await state.result() == {"chapters": 3, "done": 2, "failed": 1, "later": 0}
+
+
+async def test_a_batch_run_that_cannot_reach_kafka_keeps_only_what_is_left_for_later(
+    prefect_server: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service away in the middle of a batch: the chapters done stay done, the run ends
+    AwaitingRetry holding only this chapter and the rest, and nothing is reported."""
+    import prefect_bridge.batch as batch_module
+    import prefect_bridge.flow as flow_module
+
+    monkeypatch.setattr(flow_module, "READ_DELAYS", (0, 0, 0))
+    monkeypatch.setattr(batch_module, "CHAPTER_RETRY_DELAY", 0)
+    publisher, log = Publisher(), PartlyAwayEventLog(away={1})
+    configure(lambda: FlowRuntime(HashingEmbedder(), publisher, POLICY, 100_000, events=log))
+    batch = _batch(log, 3)
+    state = await flow_module.novel_processing(batch=batch, return_state=True)
+    assert state.is_scheduled() and state.name == "AwaitingRetry", state
+    assert [r.chapter_id for r in publisher.published] == ["c0"]  # type: ignore[union-attr]
+    assert publisher.dead_letters == [] == publisher.failures
+    run, _ = await _run_of(state.state_details.flow_run_id)
+    assert [e["chapter_id"] for e in run.parameters["batch"]] == ["c1", "c2"]

@@ -74,9 +74,38 @@ async def test_only_chapters_the_live_index_holds_are_missing_and_each_runs_agai
     deleted = replace(indexed, chapter_id="b", version=3, deleted=True, indexed_version=None)
     await live.record_applied(deleted)
     # c: the live index never had it either (a chapter failing everywhere): not missing.
-    missing = MissingChapters(runs, live)
+    missing = MissingChapters(runs, live, InMemoryLedger())
     assert await missing.chapters() == [("n", "a")]
     await missing.retry([("n", "a"), ("n", "zzz")])
     assert prefect.keys[-1] == "e-a2:pv:again1"  # the newest write, under a new key
     assert len(prefect.keys) == 6  # zzz was never submitted by this rebuild: not retried
     assert await missing.chapters() == []  # its newest run is the new one (not failed)
+
+
+async def test_a_chapter_a_batch_run_reported_failed_is_missing_and_runs_again_alone() -> None:
+    """Issue 22: a replay's batch run does not fail for one chapter; it reports that chapter
+    failed, which the rebuild's books record. That chapter (and only it) is missing when the
+    live index holds it, and runs once more in a run of its own."""
+    prefect = Prefect()
+    runs = RebuildRuns(prefect, "rebuild:chunks__r")  # type: ignore[arg-type]
+    entries = [
+        {"novel_id": "n", "chapter_id": c, "version": 2, "target": "chunks__r"} for c in "xy"
+    ]
+    await runs.submit(
+        name="rebuild-1/p0/1 (2 chapters)",
+        idempotency_key="batch:abc",
+        tags=["batch", "rebuild:chunks__r"],
+        parameters={"batch": entries},
+    )
+    live, books = InMemoryLedger(), InMemoryLedger()
+    for chapter in "xy":
+        await live.record_applied(ChapterState("n", chapter, 2, False, indexed_version=2))
+    missing = MissingChapters(runs, live, books)
+    assert await missing.chapters() == []  # the batch run is not Failed, nothing reported
+    await books.record_failed("n", "y", 1, "run-1", "an older version's failure")
+    assert await missing.chapters() == []  # not the version this rebuild submitted
+    await books.record_failed("n", "y", 2, "run-1", "result too large")
+    assert await missing.chapters() == [("n", "y")]
+    await missing.retry([("n", "y")])
+    assert prefect.keys[-1] == "batch:abc:n/y:again1"
+    assert await missing.chapters() == []  # its newest run is its own now, not Failed
