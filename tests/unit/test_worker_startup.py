@@ -68,7 +68,7 @@ async def test_start_up_waits_for_services_and_closes_what_a_failed_attempt_star
 
     attempts = []
 
-    def embedder_identity(settings: Settings) -> tuple[str, int]:
+    def pipeline(settings: Settings) -> Any:
         attempts.append(1)
         if len(attempts) < 3:
             raise ServiceUnavailable("Milvus is not up yet")
@@ -77,7 +77,7 @@ async def test_start_up_waits_for_services_and_closes_what_a_failed_attempt_star
     monkeypatch.setattr(wiring, "start_producer", start_producer)
     # This process imported Prefect long ago with the test defaults: skip the export check.
     monkeypatch.setattr(wiring, "export_prefect_env", lambda settings: None)
-    monkeypatch.setattr(wiring, "embedder_identity", embedder_identity)
+    monkeypatch.setattr(wiring, "pipeline", pipeline)
     resources = wiring.WorkerResources(Settings(), Backoff(initial=0.001, cap=0.001))
     with pytest.raises(RuntimeError, match="stop here"):
         await resources.get()
