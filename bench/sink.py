@@ -79,7 +79,9 @@ class _Timed:
         return timed
 
 
-def build_results(novel: str, chapters: int, chunks: int, seed: int) -> list[ChapterEmbedded]:
+def build_results(
+    novel: str, chapters: int, chunks: int, seed: int, model: str = MODEL
+) -> list[ChapterEmbedded]:
     """``chapters`` results of ``chunks`` random unit vectors each, as the flow writes them."""
     rng = np.random.default_rng(seed)
     out = []
@@ -92,7 +94,7 @@ def build_results(novel: str, chapters: int, chunks: int, seed: int) -> list[Cha
                 novel_id=novel,
                 chapter_id=f"ch{c + 1:04d}",
                 version=1,
-                model=MODEL,
+                model=model,
                 dimension=DIMENSION,
                 pipeline_version="bench",
                 source=SourceRef(topic="bench-sink", partition=0, offset=c),
