@@ -113,7 +113,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"sink gets as many ready-made results straight on the results topic. The embedder is "
         f"the OpenAI-compatible one against a bench-only server that answers at once "
         f"(`bench/zero_server.py`). One stack, warm runner (limit {cfg['runner_limit']}), "
-        f"{result['machine'].get('cpus')} CPUs; median [min-max] of {cfg['reps']} repetitions.",
+        f"{result['machine'].get('nproc')} CPUs; median [min-max] of {cfg['reps']} repetitions.",
         "",
         "| phase | chapters/s | chunks/s | Prefect DB bytes per chapter | seconds |",
         "|---|---|---|---|---|",

@@ -79,7 +79,7 @@ def test_the_section_holds_every_phase_and_every_target() -> None:
             "batch": 50,
             "runner_limit": 2,
         },
-        "machine": {"cpus": 2},
+        "machine": {"nproc": 2},
         "reps": reps,
         "summary": summary,
         "protocol": {
