@@ -26,12 +26,13 @@ def test_the_zero_server_answers_deterministic_unit_vectors_through_the_real_emb
 
 def phase(chapters_per_s: float, db: int, chunks: int, **kw: Any) -> dict[str, Any]:
     return {
+        "chapters": 10,
         "chapters_per_s": chapters_per_s,
         "chunks_per_s": chunks / 10,
         "prefect_db_bytes_per_chapter": db,
         "seconds": 10.0,
         "chunks": chunks,
-        "cpu_s": {"service.prefect": 3.0, "other": 0.5},
+        "cpu_s": {"service.prefect": 3.0, "other": 0.5, "machine": 10 / chapters_per_s},
         **kw,
     }
 
@@ -54,6 +55,7 @@ def test_medians_and_targets_over_the_repetitions() -> None:
         "max": 36.0,
     }
     assert summary["batch_vs_per_chapter"]["median"] == 6.0
+    assert summary["batch_vs_per_chapter_cpu"]["median"] == 6.0  # CPU-s ran 2.0 vs 0.33
     assert summary["replay_chunks_vs_live"]["median"] == 1.0  # 400 of 2000 / 5
     met = {t["target"].split(" >=")[0].split(" <=")[0]: t["met"] for t in targets(summary, None)}
     assert met == {
