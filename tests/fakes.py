@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 from agents.decisions import ChapterState, outlives_novel_deletion
 from agents.ledger import LedgerSummary, applies_over
+from agents.ports import Index
 from agents.vector_store import Hit, Trim, chunk_rows
 from prefect_bridge.publisher import encode_result
 from schemas import (
@@ -20,6 +21,7 @@ from schemas import (
     ResultTooLarge,
     ScribeError,
     SourceRef,
+    VectorStoreError,
     VectorStoreRejected,
 )
 from schemas.dead_letters import Headers, error_headers
@@ -426,3 +428,63 @@ class InMemoryEventLog:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+class InMemoryVectorLookup:
+    """Fake VectorLookup over an :class:`InMemoryVectorStore`'s rows (the flow's view of
+    what the sink wrote); ``target`` is not told apart (one store)."""
+
+    def __init__(self, store: InMemoryVectorStore) -> None:
+        self.store = store
+
+    async def known_vectors(
+        self,
+        novel_id: str,
+        chapter_id: str,
+        model: str,
+        texts: Sequence[str],
+        target: str | None = None,
+    ) -> dict[str, list[float]]:
+        """The rows of this chapter and model whose text is one of ``texts``."""
+        wanted = set(texts)
+        return {
+            r["text"]: list(r["embedding"])
+            for r in self.store.rows.values()
+            if (r["novel_id"], r["chapter_id"], r["model"]) == (novel_id, chapter_id, model)
+            and r["text"] in wanted
+        }
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class InMemoryCatalog:
+    """Fake IndexCatalog: physical collections by name, each an in-memory store and its
+    own books; ``alias`` is the one live results go to (switch it as a rebuild does)."""
+
+    def __init__(self, *names: str) -> None:
+        self.indexes: dict[str, Index] = {}
+        for name in names:
+            self.create(name)
+        self.alias: str | None = names[0] if names else None
+
+    def create(self, name: str) -> None:
+        """A new, empty collection with its own books."""
+        self.indexes[name] = Index(name, InMemoryVectorStore(), InMemoryLedger())
+
+    async def resolve(self, target: str | None) -> Index | None:
+        """The alias's index (a retriable error while there is none), or ``target``'s."""
+        if target is None:
+            if self.alias is None:
+                raise VectorStoreError("the index alias does not exist (yet)")
+            return self.indexes[self.alias]
+        return self.indexes.get(target)
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def store(self, name: str) -> InMemoryVectorStore:
+        """The store of collection ``name``."""
+        store = self.indexes[name].store
+        assert isinstance(store, InMemoryVectorStore)
+        return store

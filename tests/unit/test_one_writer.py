@@ -14,7 +14,7 @@ from agents.result_agent import ResultAgent
 from agents.retry import Backoff
 from schemas import ChapterEmbedded, VectorStoreError, VectorStoreRejected
 from streams.adapters.milvus.store import milvus_error
-from tests.fakes import InMemoryLedger, InMemoryVectorStore
+from tests.fakes import InMemoryCatalog, InMemoryLedger, InMemoryVectorStore
 from tests.unit.test_agents import (
     InMemoryDeadLetters,
     embedded,
@@ -27,31 +27,12 @@ from tests.unit.test_agents import (
 FAST = Backoff(initial=0.001, cap=0.001)
 
 
-class Catalog:
-    """Collections by name; the alias can be switched like ``scribe replay`` does."""
-
-    def __init__(self, *names: str) -> None:
-        self.indexes = {n: Index(n, InMemoryVectorStore(), InMemoryLedger()) for n in names}
-        self.alias = names[0]
-
-    async def resolve(self, target: str | None) -> Index | None:
-        return self.indexes.get(target or self.alias)
-
-    async def close(self) -> None:
-        """Nothing to release."""
-
-    def store(self, name: str) -> InMemoryVectorStore:
-        store = self.indexes[name].store
-        assert isinstance(store, InMemoryVectorStore)
-        return store
-
-
 def retarget(result: ChapterEmbedded, target: str) -> ChapterEmbedded:
     return result.model_copy(update={"target": target})
 
 
 async def test_results_go_to_their_target_and_live_ones_follow_the_alias() -> None:
-    catalog = Catalog("old", "new")
+    catalog = InMemoryCatalog("old", "new")
     sink = ResultAgent(catalog=catalog, dead_letters=InMemoryDeadLetters(), backoff=FAST)
     await sink.handle_batch([msg(embedded(1, 2)), msg(retarget(embedded(1, 10), "new"))])
     assert len(rows_of(catalog.store("old"))) == 2
@@ -66,14 +47,14 @@ async def test_results_go_to_their_target_and_live_ones_follow_the_alias() -> No
 
 
 async def test_results_for_a_dropped_collection_are_skipped() -> None:
-    catalog = Catalog("live")
+    catalog = InMemoryCatalog("live")
     sink = ResultAgent(catalog=catalog, dead_letters=InMemoryDeadLetters(), backoff=FAST)
     assert await sink.handle_batch([msg(retarget(embedded(1, 2), "gone"))]) == 0
     assert not catalog.store("live").rows
 
 
 async def test_the_live_ledger_follows_the_alias() -> None:
-    catalog = Catalog("old", "new")
+    catalog = InMemoryCatalog("old", "new")
     live = LiveLedger(catalog)
     await live.record_submitted("n1", "c1", 1, "run")
     catalog.alias = "new"
@@ -99,7 +80,7 @@ class Rejecting(InMemoryVectorStore):
 
 async def test_a_rejected_result_is_dead_lettered_and_the_rest_lands() -> None:
     store, ledger, dlq = Rejecting(), InMemoryLedger(), InMemoryDeadLetters()
-    catalog = Catalog("live")
+    catalog = InMemoryCatalog("live")
     catalog.indexes["live"] = Index("live", store, ledger)
     sink = ResultAgent(catalog=catalog, dead_letters=dlq, backoff=FAST)
     batch = [
@@ -142,7 +123,7 @@ def test_every_rejection_code_is_permanent(code: int) -> None:
 async def test_a_resent_novel_deletion_does_not_delete_what_came_after_the_first() -> None:
     """Found by the chaos oracle: the copy sits later in the log than the chapters written
     after the original deletion; applying it at its own offset would delete them."""
-    catalog = Catalog("live")
+    catalog = InMemoryCatalog("live")
     sink = ResultAgent(catalog=catalog, dead_letters=InMemoryDeadLetters(), backoff=FAST)
     deletion = novel_removed(10)
     await sink.handle_batch([msg(embedded(1, 2, offset=5)), msg(deletion)])
@@ -153,7 +134,7 @@ async def test_a_resent_novel_deletion_does_not_delete_what_came_after_the_first
 
 
 async def test_a_resent_chapter_deletion_spares_the_chapter_created_again() -> None:
-    catalog = Catalog("live")
+    catalog = InMemoryCatalog("live")
     sink = ResultAgent(catalog=catalog, dead_letters=InMemoryDeadLetters(), backoff=FAST)
     gone = removed(2, offset=3)
     await sink.handle_batch([msg(embedded(1, 2, offset=1)), msg(gone), msg(novel_removed(4))])

@@ -1,4 +1,5 @@
-"""The vector store and chunk search contracts on the in-memory store (Milvus: integration)."""
+"""The vector store, chunk search and vector lookup contracts on the in-memory store
+(Milvus: integration)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import pytest
 
 from agents.ports import ChunkSearch
 from agents.vector_store import VectorStore
+from prefect_bridge.vector_reuse import VectorLookup
 from tests.chunk_search_contract import CONTRACT as SEARCH_CONTRACT
-from tests.fakes import InMemoryVectorStore
+from tests.fakes import InMemoryVectorLookup, InMemoryVectorStore
+from tests.vector_lookup_contract import CONTRACT as LOOKUP_CONTRACT
 from tests.vector_store_contract import CONTRACT
 
 
@@ -24,3 +27,11 @@ async def test_chunk_search_contract(
 ) -> None:
     store = InMemoryVectorStore()
     await check(store, store)
+
+
+@pytest.mark.parametrize("check", LOOKUP_CONTRACT, ids=lambda c: c.__name__)
+async def test_vector_lookup_contract(
+    check: Callable[[VectorStore, VectorLookup], Awaitable[None]],
+) -> None:
+    store = InMemoryVectorStore()
+    await check(store, InMemoryVectorLookup(store))
