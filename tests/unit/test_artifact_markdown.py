@@ -8,7 +8,7 @@ import uuid
 import pytest
 from markdown_it import MarkdownIt
 
-from prefect_bridge.flow import chapter_summary
+from prefect_bridge.chapter import chapter_summary
 from prefect_bridge.markdown import escape_markdown
 from schemas import ChapterEmbedded, ChunkVector, SourceRef
 

@@ -158,7 +158,7 @@ def test_v1_and_v2_bytes_carry_the_same_result() -> None:
 
 
 def test_artifact_counts_reads_the_flows_summary() -> None:
-    from prefect_bridge.flow import chapter_summary
+    from prefect_bridge.chapter import chapter_summary
 
     md = chapter_summary(_result(chunks=5), {"embed": 1.0}, reused=3)
     assert artifact_counts(md) == (3, 2)

@@ -143,12 +143,13 @@ async def test_an_edit_embeds_only_the_chunks_whose_text_changed(prefect_server:
 async def test_a_failing_artifact_does_not_fail_a_published_chapter(
     prefect_server: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import prefect_bridge.chapter as chapter_module
     import prefect_bridge.flow as flow_module
 
     async def rejected(**kwargs: Any) -> None:
         raise RuntimeError("422 Unprocessable Entity: artifact rejected")
 
-    monkeypatch.setattr(flow_module, "acreate_markdown_artifact", rejected)
+    monkeypatch.setattr(chapter_module, "acreate_markdown_artifact", rejected)
     publisher, log = Publisher(), InMemoryEventLog()
     configure(lambda: FlowRuntime(HashingEmbedder(), publisher, POLICY, 100_000, events=log))
     state = await flow_module.novel_processing(
@@ -202,11 +203,12 @@ async def test_a_run_that_cannot_reach_kafka_is_tried_later_not_failed(
     """Issue 19, hole 2: the event read failed for good after ~50 s of a broker restart,
     the run ended Failed and its chapter pending forever. Now it ends AwaitingRetry,
     scheduled later, and nothing is reported: the chapter did not fail."""
+    import prefect_bridge.chapter as chapter_module
     import prefect_bridge.flow as flow_module
     from prefect_bridge.try_later import FIRST_DELAY_SECONDS
 
     monkeypatch.setattr(
-        flow_module, "read_event", flow_module.read_event.with_options(retry_delay_seconds=0)
+        chapter_module, "read_event", chapter_module.read_event.with_options(retry_delay_seconds=0)
     )
     publisher, log = Publisher(), AwayEventLog()
     configure(lambda: FlowRuntime(HashingEmbedder(), publisher, POLICY, 100_000, events=log))
@@ -302,9 +304,10 @@ async def test_a_batch_run_that_cannot_reach_kafka_keeps_only_what_is_left_for_l
     """A service away in the middle of a batch: the chapters done stay done, the run ends
     AwaitingRetry holding only this chapter and the rest, and nothing is reported."""
     import prefect_bridge.batch as batch_module
+    import prefect_bridge.chapter as chapter_module
     import prefect_bridge.flow as flow_module
 
-    monkeypatch.setattr(flow_module, "READ_DELAYS", (0, 0, 0))
+    monkeypatch.setattr(chapter_module, "READ_DELAYS", (0, 0, 0))
     monkeypatch.setattr(batch_module, "CHAPTER_RETRY_DELAY", 0)
     publisher, log = Publisher(), PartlyAwayEventLog(away={1})
     configure(lambda: FlowRuntime(HashingEmbedder(), publisher, POLICY, 100_000, events=log))

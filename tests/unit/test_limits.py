@@ -64,8 +64,8 @@ async def test_a_timed_out_embed_task_returns_at_its_timeout_not_when_the_model_
 
     from prefect_bridge.chunking import ChunkingPolicy
     from prefect_bridge.embedding import HashingEmbedder
-    from prefect_bridge.flow import embed_chunks
     from prefect_bridge.runtime import FlowRuntime, configure
+    from prefect_bridge.tasks import embed_chunks
     from tests.fakes import InMemoryPublisher
 
     release = threading.Event()
@@ -91,7 +91,7 @@ async def test_tasks_retry_only_errors_that_say_so() -> None:
     from prefect.states import Failed
     from prefect.task_engine import TaskRunTimeoutError
 
-    from prefect_bridge.flow import retry_unless_permanent
+    from prefect_bridge.tasks import retry_unless_permanent
     from schemas import PublishError
 
     assert retry_unless_permanent(None, None, Failed(data=PublishError("broker away")))
@@ -127,8 +127,8 @@ async def test_a_timed_out_embed_task_stops_taking_turns_on_the_shared_model() -
     from prefect_bridge.chunking import ChunkingPolicy
     from prefect_bridge.embedding import HashingEmbedder
     from prefect_bridge.fair_embedding import FairEmbedder
-    from prefect_bridge.flow import embed_chunks
     from prefect_bridge.runtime import FlowRuntime, configure
+    from prefect_bridge.tasks import embed_chunks
     from tests.fakes import InMemoryPublisher
 
     calls: list[int] = []

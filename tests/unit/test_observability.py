@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from agents.index_catalog import SingleIndex
 from agents.result_agent import ResultAgent, ResultMessage
-from prefect_bridge.flow import artifact_key, chapter_summary
+from prefect_bridge.chapter import artifact_key, chapter_summary
 from schemas import ChapterEmbedded, ChunkVector, SourceRef
 from streams import logs
 from streams.embedded.processes import free_port

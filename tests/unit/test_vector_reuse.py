@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from prefect_bridge.chapter import known_vectors
 from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.embedding import HashingEmbedder, Vector
-from prefect_bridge.flow import known_vectors
 from prefect_bridge.runtime import FlowRuntime
 from prefect_bridge.vector_reuse import ReusePlan, plan_reuse
 from schemas import ChapterUpdated
@@ -127,7 +127,7 @@ async def test_without_a_lookup_port_nothing_is_reused() -> None:
 async def test_a_failing_or_hung_lookup_means_embed_everything(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import prefect_bridge.flow as flow_module
+    import prefect_bridge.chapter as flow_module
 
     broken = runtime(BrokenLookup(ConnectionError("milvus away")))
     assert await known_vectors(broken, chapter(), ["a"], None, LOG) == {}
