@@ -123,29 +123,14 @@ ORDER = [
 ]
 
 
-#: With pytest-xdist (the README's test command runs two workers), these modules share
-#: one worker and its stack, the chaos run (a cluster of its own) goes first there, and
-#: every other integration module shares the other worker's stack: two stacks, each in
-#: ``ORDER``, about half of the suite's time each (measured: README, Two commands).
-SECOND_STACK = {"test_chaos", "test_faults", "test_warm_runner", "test_crashes"}
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the integration modules in ``ORDER`` (unknown ones after, alphabetically), on
-    two workers' stacks under pytest-xdist (``SECOND_STACK``)."""
-
-    def module(item: pytest.Item) -> str:
-        return item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the integration modules in ``ORDER`` (unknown ones after, alphabetically); under
+    pytest-xdist each worker keeps this order for its stack (``tests/conftest.py``)."""
 
     def rank(item: pytest.Item) -> tuple[int, str]:
-        if "integration" not in item.nodeid and module(item) != "test_chaos":
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if "integration" not in item.nodeid and module != "test_chaos":
             return (-1, "")  # unit tests keep their place, before these
-        name = module(item)
-        return (ORDER.index(name) if name in ORDER else len(ORDER), name)
+        return (ORDER.index(module) if module in ORDER else len(ORDER), module)
 
     items.sort(key=rank)  # stable: tests keep their order within a module
-    if config.pluginmanager.hasplugin("xdist"):
-        for item in items:
-            if "integration" in item.nodeid or module(item) == "test_chaos":
-                group = "stack-b" if module(item) in SECOND_STACK else "stack-a"
-                item.add_marker(pytest.mark.xdist_group(group))

@@ -116,6 +116,10 @@ def _start_replay(stack: Stack, alias: str, topic: str) -> subprocess.Popen[str]
         "SCRIBE_TOPIC_EVENTS": topic,
         "SCRIBE_REBUILD_SWITCH_LAG": str(SWITCH_LAG),
         "SCRIBE_REBUILD_MAX_ROUNDS": "8",
+        # One run per chapter: the first round must last long enough for the steady traffic
+        # to log more than the lag bound meanwhile (batch runs, the default, finish these
+        # few chapters so fast that one round would do, and no catch-up would be seen).
+        "SCRIBE_REPLAY_BATCH_CHAPTERS": "1",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "replay", "--reembed"],
