@@ -16,8 +16,9 @@ from pathlib import Path
 from agents.decisions import ChapterState, outlives_novel_deletion
 from agents.result_agent import ResultAgent
 from streams.adapters.ledger.sqlite import SqliteLedger
+from tests.fakes import InMemoryCatalog as Catalog
 from tests.unit.test_agents import InMemoryDeadLetters, embedded, msg, novel_removed
-from tests.unit.test_one_writer import FAST, Catalog, retarget
+from tests.unit.test_one_writer import FAST, retarget
 
 
 def test_only_a_row_of_an_event_logged_after_the_deletion_outlives_it() -> None:
