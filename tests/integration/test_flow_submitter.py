@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from streams.adapters.prefect.submitter import PrefectFlowSubmitter
@@ -26,7 +27,20 @@ class PrefectSubmissions:
     """A submitter bound to a fresh, unserved deployment; runs read back from the API."""
 
     def __init__(self, deployment: str) -> None:
+        self.deployment = deployment
         self.submitter = PrefectFlowSubmitter(deployment)
+
+    async def remove(self) -> None:
+        """Delete the deployment and the runs the check left scheduled: other tests count
+        every run in flight on the server (test_guarantees' in-flight bound)."""
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name(self.deployment)
+            runs = await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+            )
+            for run in runs:
+                await client.delete_flow_run(run.id)
+            await client.delete_deployment(deployment.id)
 
     async def run(self, run_id: str) -> Run:
         async with get_client() as client:
@@ -52,6 +66,7 @@ def test_prefect_flow_submitter_contract(
             await check(submissions)
         finally:
             await submissions.submitter.close()
+            await submissions.remove()
 
     with temporary_settings(updates={PREFECT_API_URL: stack.settings.prefect_url}):
         asyncio.run(run())
