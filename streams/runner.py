@@ -26,6 +26,7 @@ from prefect_bridge.recovery import recover_orphans
 from prefect_bridge.unreported import report_unreported
 from streams import export_prefect_env
 from streams.embedded.processes import terminate_children
+from streams.flow_process import command
 from streams.metrics import RUNS_FINISHED, Heartbeat, serve
 from streams.settings import Settings
 from streams.wiring import (
@@ -43,7 +44,7 @@ async def deploy(settings: Settings) -> str:
     deployment = settings.deployment.split("/", 1)[1]
     async with get_client() as client:
         deployment_id = await ensure_deployment(
-            client, work_pool=settings.work_pool, deployment=deployment
+            client, work_pool=settings.work_pool, deployment=deployment, command=command()
         )
         await ensure_automations(client, settings, deployment_id)
     log.info("deployment %s on pool %s: %s", settings.deployment, settings.work_pool, deployment_id)

@@ -1,4 +1,4 @@
-"""Under pytest-xdist (``pytest -n 2``, opt-in: RELIABILITY.md, defect 29): which worker runs what.
+"""Under pytest-xdist (``-n 2``, the default in ``pyproject.toml``): which worker runs what.
 
 The integration tests share a stack of real services per worker (``tests/integration/
 conftest.py``), in the order of its ``ORDER``. The modules of ``SECOND_STACK`` (the chaos

@@ -21,7 +21,7 @@ from aiokafka.admin import NewTopic
 from streams.adapters.kafka.client import admin_client, start_producer
 from streams.commands.novel_text import split_chapters
 from streams.embedded.processes import ManagedProcess
-from tests.integration.harness import Stack, event, wait_for
+from tests.integration.harness import Stack, converged, event, wait_for
 
 SAMPLE = Path(__file__).resolve().parents[2] / "streams" / "samples" / "xiyouji-1-10.txt"
 
@@ -178,6 +178,40 @@ def test_an_embed_that_times_out_is_retried_then_fails_visibly(stack: Stack) -> 
     assert "timed out" in note["reason"].lower(), note["reason"]
     failed = ledger_failure(stack, novel)
     assert failed["flow_run_id"] == run["id"] and failed["version"] == 1
+
+
+def test_a_process_worker_run_that_cannot_reach_kafka_is_tried_later_not_crashed(
+    stack: Stack,
+) -> None:
+    """Defect 29: under Prefect's process worker, a run that ended ``AwaitingRetry`` (its
+    event unreadable: Kafka away) exited 1 in ``python -m prefect.engine`` (``UnfinishedRun``)
+    and was recorded Crashed, so each try-later counted as a crash. The runner here reaches
+    no broker; the run must be tried later twice with no Crashed state in between, then
+    indexed once a runner that reaches Kafka takes it."""
+    novel = f"kafka-less-{uuid.uuid4().hex[:6]}"
+    body = event("chapter.created", novel, "c1", 1, title="第1章", text="悟空翻了一个筋斗。")
+    away = {"SCRIBE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}  # nothing listens there
+
+    def states() -> list[dict[str, Any]]:
+        runs = stack.prefect(
+            "/flow_runs/filter", {"flow_runs": {"tags": {"all_": [f"novel:{novel}"]}}}
+        )
+        if not runs:
+            return []
+        found: list[dict[str, Any]] = stack.prefect(
+            f"/flow_run_states/?flow_run_id={runs[0]['id']}", None, "GET"
+        )
+        return found
+
+    def tried_later_twice() -> list[dict[str, Any]] | None:
+        found = states()
+        return found if sum(s["name"] == "AwaitingRetry" for s in found) >= 2 else None
+
+    with swapped_runner(stack, "kafka-less-runner", away):
+        asyncio.run(stack.produce([(novel.encode(), body)]))
+        history = wait_for(tried_later_twice, 300, "two tries later", stack, interval=3)
+    assert not [s for s in history if s["type"] == "CRASHED"], [s["name"] for s in history]
+    wait_for(lambda: converged(stack, novel, {"c1": (1, 1)}), 300, "indexed", stack, 5)
 
 
 def _found(stack: Stack, path: str) -> Any:
