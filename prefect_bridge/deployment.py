@@ -35,10 +35,8 @@ async def ensure_deployment(
     deployment: str = DEPLOYMENT_NAME,
     entrypoint: str = ENTRYPOINT,
     description: str = "Chunk, embed and publish one chapter event of novel-events.",
-    command: str | None = None,
 ) -> UUID:
-    """Create or update the deployment of ``novel-processing`` on ``work_pool``; ``command``
-    replaces the process worker's ``python -m prefect.engine`` for its runs."""
+    """Create or update the deployment of ``novel-processing`` on ``work_pool``."""
     await ensure_work_pool(client, work_pool)
     flow_id = await client.create_flow_from_name(FLOW_NAME)
     schema = parameter_schema(novel_processing.fn).model_dump_for_openapi()
@@ -52,5 +50,4 @@ async def ensure_deployment(
         pull_steps=[],
         description=description,
         tags=["scribe-stream"],
-        job_variables={"command": command} if command else None,
     )

@@ -10,7 +10,9 @@ deployment) asking for the run's final *state* instead, as the warm runner does:
 state is already in Prefect, whatever it is, so the process exits 0 once the engine has
 recorded it, and a crash is still a crash (a non-zero exit, a signal, no state).
 
-The runner's deployment names it in its ``command`` job variable (``streams.runner``).
+``scribe flows serve`` runs it for each run (``streams.runner.FlowProcessJob``); another
+Process worker runs it when the deployment's ``command`` job variable names it:
+``python -m streams.flow_process``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.workers.process import ProcessWorker
+from prefect.workers.process import ProcessJobConfiguration, ProcessWorker
 
 from prefect_bridge.automations import (
     ensure_automation,
@@ -44,7 +44,7 @@ async def deploy(settings: Settings) -> str:
     deployment = settings.deployment.split("/", 1)[1]
     async with get_client() as client:
         deployment_id = await ensure_deployment(
-            client, work_pool=settings.work_pool, deployment=deployment, command=command()
+            client, work_pool=settings.work_pool, deployment=deployment
         )
         await ensure_automations(client, settings, deployment_id)
     log.info("deployment %s on pool %s: %s", settings.deployment, settings.work_pool, deployment_id)
@@ -111,6 +111,24 @@ async def ensure_automations(
     return made
 
 
+class FlowProcessJob(ProcessJobConfiguration):
+    """A process worker's job whose command, unless the deployment names one, is
+    :mod:`streams.flow_process` in this interpreter instead of ``python -m prefect.engine``
+    (RELIABILITY.md, defect 29: a run tried later must not be recorded as a crash)."""
+
+    def prepare_for_flow_run(self, flow_run: Any, *args: Any, **kwargs: Any) -> None:
+        """See :meth:`ProcessJobConfiguration.prepare_for_flow_run`."""
+        if self.command is None:
+            self.command = command()
+        super().prepare_for_flow_run(flow_run, *args, **kwargs)
+
+
+class FlowProcessWorker(ProcessWorker):
+    """Prefect's process worker running each flow run with :class:`FlowProcessJob`."""
+
+    job_configuration = FlowProcessJob
+
+
 async def serve_with_worker(settings: Settings) -> None:
     """Deploy, then execute runs with Prefect's process worker (one process per run).
 
@@ -131,7 +149,7 @@ async def serve_with_worker(settings: Settings) -> None:
     try:
         while True:  # the worker gives up when the API is gone for a while: start it again
             try:
-                async with ProcessWorker(
+                async with FlowProcessWorker(
                     work_pool_name=settings.work_pool, limit=settings.runner_limit
                 ) as worker:
                     await worker.start()
