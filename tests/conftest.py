@@ -13,6 +13,7 @@ over both workers. This scheduler groups by module name instead.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -39,3 +40,49 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return stack_of(nodeid) or nodeid
 
     return StackScheduling(config, log)
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by ``root`` and every process under it (with the children
+    each has already reaped): what one integration test cost its stack."""
+    hz = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    used: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry)] = int(fields[1])
+        used[int(entry)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    total, stack = 0, [root]
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent.items():
+        children.setdefault(ppid, []).append(pid)
+    while stack:
+        pid = stack.pop()
+        total += used.get(pid, 0)
+        stack.extend(children.get(pid, ()))
+    return total / hz
+
+
+_CPU_AT_START = pytest.StashKey[float]()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Note the stack's CPU seconds as an integration test starts (see the next hook)."""
+    if stack_of(item.nodeid) is not None:
+        item.stash[_CPU_AT_START] = tree_cpu_seconds(os.getpid())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Record what each integration test cost in CPU seconds, its worker and its stack,
+    as the ``cpu_s`` property of its JUnit report: where the suite's time goes."""
+    if call.when == "teardown" and _CPU_AT_START in item.stash:
+        used = tree_cpu_seconds(os.getpid()) - item.stash[_CPU_AT_START]
+        item.user_properties.append(("cpu_s", round(used, 1)))
+    return (yield)
