@@ -17,12 +17,14 @@ from agents.ports import DeadLetters, FlowSubmitter, ResultWriter
 from agents.retry import Backoff, retrying
 from agents.telemetry import NoTelemetry, Telemetry
 from schemas import (
+    LIVE,
     ChapterCreated,
     ChapterUpdated,
     InvalidEvent,
     NovelEvent,
     SchemaViolation,
     SourceRef,
+    Target,
     parse_event,
 )
 from schemas.failpoints import failpoint
@@ -63,7 +65,7 @@ class ChapterAgent:
     pipeline_version: str
     max_text_bytes: int
     max_in_flight: int = 8
-    target: str | None = None
+    target: Target = LIVE
     backoff: Backoff = field(default_factory=Backoff)
     capacity_poll_seconds: float = 0.5
     telemetry: Telemetry = field(default_factory=NoTelemetry)

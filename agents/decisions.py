@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from schemas import (
+    LIVE,
     ChapterCreated,
     ChapterDeleted,
     ChapterEmbedded,
@@ -17,6 +18,7 @@ from schemas import (
     NovelEvent,
     NovelRemoved,
     SourceRef,
+    Target,
 )
 
 
@@ -71,7 +73,7 @@ def plan_event(
     source: SourceRef,
     pipeline_version: str,
     redrive: int = 0,
-    target: str | None = None,
+    target: Target = LIVE,
     novel_deleted_offset: int | None = None,
     superseded: bool = False,
 ) -> ChapterPlan:
@@ -108,9 +110,9 @@ def plan_event(
             "redrive": redrive,
         }
         tags = [f"novel:{event.novel_id}", f"chapter:{event.chapter_id}", event.event_type]
-        if target is not None:
-            parameters["target"] = target
-            tags.append(f"rebuild:{target}")
+        if target.tag is not None:
+            parameters["target"] = target.wire
+            tags.append(target.tag)
         return SubmitFlowRun(
             name=run_name(event.novel_id, event.chapter_id, event.version),
             idempotency_key=idempotency_key(str(event.event_id), pipeline_version, redrive),

@@ -14,7 +14,7 @@ from agents.decisions import ChapterState
 from agents.ledger import Ledger, LedgerSummary
 from agents.ports import Index, IndexCatalog
 from agents.vector_store import VectorStore
-from schemas import ConfigurationError
+from schemas import LIVE, ConfigurationError, Target
 
 
 class SingleIndex:
@@ -23,9 +23,9 @@ class SingleIndex:
     def __init__(self, store: VectorStore, ledger: Ledger, name: str = "live") -> None:
         self.index = Index(name, store, ledger)
 
-    async def resolve(self, target: str | None) -> Index | None:
+    async def resolve(self, target: Target) -> Index | None:
         """The index for live results; nothing for a rebuild's."""
-        return self.index if target is None else None
+        return self.index if target.live else None
 
     async def close(self) -> None:
         """The owner closes the store and the ledger."""
@@ -38,7 +38,7 @@ class LiveLedger:
         self._catalog = catalog
 
     async def _ledger(self) -> Ledger:
-        index = await self._catalog.resolve(None)
+        index = await self._catalog.resolve(LIVE)
         assert index is not None  # the live index always resolves (or raises)
         return index.ledger
 

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from agents.ledger import Ledger
 from agents.vector_store import Hit, VectorStore
-from schemas import ResultEvent, ScribeError, SourceRef
+from schemas import ResultEvent, ScribeError, SourceRef, Target
 from schemas.submissions import SubmittedRun
 
 
@@ -73,7 +73,7 @@ class IndexCatalog(Protocol):
     that collection's ledger scope; a rebuild's results go to the rebuild's collection.
     """
 
-    async def resolve(self, target: str | None) -> Index | None:
+    async def resolve(self, target: Target) -> Index | None:
         """The index for ``target``; ``None`` when that collection no longer exists."""
         ...
 

@@ -31,6 +31,7 @@ from schemas import (
     RecreatedBelowDeletion,
     ScribeError,
     SourceRef,
+    Target,
     parse_result,
 )
 from schemas.failpoints import failpoint
@@ -74,7 +75,7 @@ class ResultAgent:
 
     async def handle_batch(self, messages: list[ResultMessage]) -> int:
         """Apply a batch; return how many results changed the index."""
-        groups: dict[str | None, list[tuple[IndexResult, ResultMessage]]] = {}
+        groups: dict[Target, list[tuple[IndexResult, ResultMessage]]] = {}
         failures: list[ChapterFailed] = []
         for msg in messages:
             try:
@@ -96,7 +97,7 @@ class ResultAgent:
         return applied
 
     async def _apply_to_target(
-        self, target: str | None, items: list[tuple[IndexResult, ResultMessage]]
+        self, target: Target, items: list[tuple[IndexResult, ResultMessage]]
     ) -> int:
         """Apply one target's share of a batch to the index it resolves to now.
 

@@ -36,6 +36,7 @@ from schemas import (
     ChunkVector,
     SchemaViolation,
     SourceRef,
+    Target,
 )
 from schemas.failpoints import failpoint
 
@@ -87,7 +88,7 @@ async def process_chapter(
     novel_id: str | None,
     chapter_id: str | None,
     version: int | None,
-    target: str | None,
+    target: Target,
     event: dict[str, Any] | None,
     steps: Steps | None = None,
 ) -> dict[str, Any]:
@@ -194,7 +195,7 @@ async def known_vectors(
     runtime: FlowRuntime,
     chapter: ChapterWritten,
     texts: list[str],
-    target: str | None,
+    target: Target,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
 ) -> dict[str, Vector]:
     """Vectors the index holds for these chunk texts (the runtime's ``vectors`` port).

@@ -21,7 +21,8 @@ from typing import Any
 from prefect_bridge.event_source import EventSource
 from prefect_bridge.publisher import ResultPublisher
 from schemas import ChapterFailed, ChapterProcessingFailed, ScribeError, SourceRef
-from schemas.dead_letters import H_REDRIVE, H_TARGET, dead_letter_headers
+from schemas.dead_letters import H_REDRIVE, dead_letter_headers
+from schemas.target import Target
 
 log = logging.getLogger("scribe.flow")
 
@@ -78,7 +79,7 @@ async def report_run_failure(
             await report_run_failure(publisher, events, entry, reason, run_id)
         return
     reason = reason[:2000]
-    source, target = run_source(params), params.get("target")
+    source, target = run_source(params), Target.of(params.get("target"))
     identity = run_identity(params)
     if identity is not None:
         await publisher.publish(
@@ -93,7 +94,7 @@ async def report_run_failure(
                 reason=reason,
             )
         )
-        if not target:
+        if target.live:
             await publisher.notify_failure(
                 ChapterProcessingFailed(
                     source_event_id=identity.event_id,
@@ -115,6 +116,5 @@ async def report_run_failure(
         return
     headers = dead_letter_headers(source, "FlowRunFailed", reason, True, run_id)
     headers.append((H_REDRIVE, str(int(params.get("redrive") or 0)).encode()))
-    if target:
-        headers.append((H_TARGET, str(target).encode()))
+    headers += target.header()
     await publisher.dead_letter(key, value, headers)

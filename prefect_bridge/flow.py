@@ -18,9 +18,7 @@ from prefect_bridge.failure_report import HOOK_TIMEOUT_SECONDS, report_run_failu
 from prefect_bridge.runtime import get_runtime
 from prefect_bridge.try_later import awaiting_service
 from prefect_bridge.unreported import mark_reported
-from schemas import (
-    ScribeError,
-)
+from schemas import ScribeError, Target
 
 FLOW_NAME = "novel-processing"
 
@@ -87,7 +85,9 @@ async def novel_processing(
     if batch is not None:
         return await process_batch(batch)
     try:
-        return await process_chapter(source, event_id, novel_id, chapter_id, version, target, event)
+        return await process_chapter(
+            source, event_id, novel_id, chapter_id, version, Target.of(target), event
+        )
     except ScribeError as exc:
         later = awaiting_service(exc, _run_count(), datetime.now(UTC))
         if later is None:
@@ -114,7 +114,7 @@ async def process_batch(batch: list[dict[str, Any]]) -> dict[str, Any] | State:
             entry.get("novel_id"),
             entry.get("chapter_id"),
             entry.get("version"),
-            entry.get("target"),
+            Target.of(entry.get("target")),
             None,
             steps,
         )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from prefect_bridge.embedding import Vector
+from schemas import LIVE, Target
 
 
 class VectorLookup(Protocol):
@@ -29,7 +30,7 @@ class VectorLookup(Protocol):
         chapter_id: str,
         model: str,
         texts: Sequence[str],
-        target: str | None = None,
+        target: Target = LIVE,
     ) -> dict[str, Vector]:
         """Map each of ``texts`` that a row of this chapter made by ``model`` holds to
         that row's vector; never a vector of another text or another model.

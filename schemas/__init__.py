@@ -48,10 +48,12 @@ from schemas.results import (
     ResultEvent,
 )
 from schemas.source import SourceRef
+from schemas.target import LIVE, Target
 
 __all__ = [
     "CURRENT_SCHEMA_VERSION",
     "DEFAULT_MAX_TEXT_BYTES",
+    "LIVE",
     "BadEncoding",
     "ChapterCreated",
     "ChapterDeleted",
@@ -82,6 +84,7 @@ __all__ = [
     "ScribeError",
     "ServiceUnavailable",
     "SourceRef",
+    "Target",
     "UnknownEventType",
     "UnsupportedSchemaVersion",
     "VectorStoreError",

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas.errors import ScribeError
 from schemas.source import SourceRef
+from schemas.target import H_TARGET, LIVE, Target
 
 H_CLASS = "scribe.error.class"
 H_REASON = "scribe.error.reason"
@@ -19,9 +20,6 @@ H_AT = "scribe.dead_lettered_at"
 H_FLOW_RUN = "scribe.flow_run_id"
 #: Set by ``scribe dlq redrive`` on the re-published message: how often it was redriven.
 H_REDRIVE = "scribe.redrive"
-#: Set on the letter of a full rebuild's run that failed for good: the collection it was
-#: missing from (the rebuild refuses to switch without it unless forced).
-H_TARGET = "scribe.target"
 #: Set by ``scribe dlq redrive``: the original position of the event in the input topic.
 #: Ordering decisions (a novel deletion beats what was logged before it) use it, so a
 #: redriven event sorts where it was first logged, not at the end of the log.
@@ -102,7 +100,9 @@ class DeadLetter(BaseModel):
     source: SourceRef | None = None
     flow_run_id: str | None = None
     redrive: int = 0
-    target: str | None = None
+    #: The full rebuild whose run failed for good (``scribe.target``): the collection it is
+    #: missing from, and the rebuild refuses to switch without it unless forced.
+    target: Target = LIVE
 
     @classmethod
     def from_headers(cls, headers: Headers) -> DeadLetter:
@@ -121,7 +121,7 @@ class DeadLetter(BaseModel):
             source=source,
             flow_run_id=h.get(H_FLOW_RUN),
             redrive=int(h.get(H_REDRIVE, "0") or 0),
-            target=h.get(H_TARGET),
+            target=Target.of(h.get(H_TARGET)),
         )
 
 

@@ -29,6 +29,7 @@ from pydantic import (
 
 from schemas.events import EntityId
 from schemas.source import SourceRef
+from schemas.target import TargetField
 
 
 def _now() -> datetime:
@@ -109,8 +110,9 @@ class _Result(BaseModel):
     novel_id: EntityId
     version: int = Field(ge=1, le=2**63 - 1)
     source: SourceRef | None = None
-    target: str | None = Field(
-        None,
+    target: TargetField = Field(
+        None,  # validated: LIVE
+        validate_default=True,
         description="Physical collection a full rebuild (scribe replay) writes; "
         "unset: the live index behind the alias.",
     )

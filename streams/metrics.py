@@ -25,6 +25,7 @@ from prometheus_client import (
 
 from prefect_bridge.embedding import Vector
 from prefect_bridge.vector_reuse import VectorLookup
+from schemas import LIVE, Target
 
 log = logging.getLogger("scribe.metrics")
 
@@ -108,7 +109,7 @@ class MeteredVectorLookup:
         chapter_id: str,
         model: str,
         texts: Sequence[str],
-        target: str | None = None,
+        target: Target = LIVE,
     ) -> dict[str, Vector]:
         """Look up and count the texts found."""
         known = await self._inner.known_vectors(novel_id, chapter_id, model, texts, target)

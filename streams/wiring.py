@@ -18,6 +18,7 @@ from prefect_bridge.fair_embedding import FairEmbedder
 from prefect_bridge.openai_embedding import OpenAIEmbedder
 from prefect_bridge.runtime import FlowRuntime, Pipeline
 from prefect_bridge.timeouts import Timeouts, timeouts_for
+from schemas import LIVE
 from streams import export_prefect_env
 from streams.adapters.kafka.client import DeadLetterTopic, client_config, start_producer
 from streams.adapters.kafka.event_source import KafkaEventSource
@@ -250,7 +251,7 @@ class WorkerResources:
             await admin.ensure_collection(built.model, built.dimension)
             catalog = index_catalog(s, admin)
             started.push_async_callback(catalog.close)
-            await catalog.resolve(None)  # the live ledger is reachable before consuming
+            await catalog.resolve(LIVE)  # the live ledger is reachable before consuming
             telemetry = PrometheusTelemetry()
             ports = WorkerPorts(
                 chapter=ChapterAgent(

@@ -14,6 +14,7 @@ from agents.ports import Index
 from agents.vector_store import Hit, Trim, chunk_rows
 from prefect_bridge.publisher import encode_result
 from schemas import (
+    LIVE,
     ChapterEmbedded,
     ChapterProcessingFailed,
     EventUnavailable,
@@ -21,6 +22,7 @@ from schemas import (
     ResultTooLarge,
     ScribeError,
     SourceRef,
+    Target,
     VectorStoreError,
     VectorStoreRejected,
 )
@@ -443,7 +445,7 @@ class InMemoryVectorLookup:
         chapter_id: str,
         model: str,
         texts: Sequence[str],
-        target: str | None = None,
+        target: Target = LIVE,
     ) -> dict[str, list[float]]:
         """The rows of this chapter and model whose text is one of ``texts``."""
         wanted = set(texts)
@@ -472,13 +474,13 @@ class InMemoryCatalog:
         """A new, empty collection with its own books."""
         self.indexes[name] = Index(name, InMemoryVectorStore(), InMemoryLedger())
 
-    async def resolve(self, target: str | None) -> Index | None:
+    async def resolve(self, target: Target) -> Index | None:
         """The alias's index (a retriable error while there is none), or ``target``'s."""
-        if target is None:
+        if target.collection is None:
             if self.alias is None:
                 raise VectorStoreError("the index alias does not exist (yet)")
             return self.indexes[self.alias]
-        return self.indexes.get(target)
+        return self.indexes.get(target.collection)
 
     async def close(self) -> None:
         """Nothing to release."""

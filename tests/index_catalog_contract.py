@@ -17,7 +17,7 @@ import pytest
 
 from agents.decisions import ChapterState
 from agents.ports import IndexCatalog
-from schemas import ScribeError
+from schemas import LIVE, ScribeError, Target
 
 
 class Catalogued(Protocol):
@@ -48,9 +48,9 @@ async def check_live_results_follow_the_alias(c: Catalogued) -> None:
     await c.create(a)
     await c.create(b)
     await c.point(a)
-    assert (live := await c.catalog.resolve(None)) is not None and live.name == a
+    assert (live := await c.catalog.resolve(LIVE)) is not None and live.name == a
     await c.point(b)  # a full rebuild switched: the next live result goes to b
-    assert (live := await c.catalog.resolve(None)) is not None and live.name == b
+    assert (live := await c.catalog.resolve(LIVE)) is not None and live.name == b
 
 
 async def check_a_rebuilds_collection_resolves_by_name_until_dropped(c: Catalogued) -> None:
@@ -58,10 +58,10 @@ async def check_a_rebuilds_collection_resolves_by_name_until_dropped(c: Catalogu
     await c.create(a)
     await c.point(a)
     await c.create(b)
-    assert (rebuild := await c.catalog.resolve(b)) is not None and rebuild.name == b
+    assert (rebuild := await c.catalog.resolve(Target(b))) is not None and rebuild.name == b
     await c.drop(b)
-    assert await c.catalog.resolve(b) is None  # its results in flight are skipped
-    assert await c.catalog.resolve(f"{b}_never_made") is None
+    assert await c.catalog.resolve(Target(b)) is None  # its results in flight are skipped
+    assert await c.catalog.resolve(Target(f"{b}_never_made")) is None
 
 
 async def check_each_collection_keeps_its_own_books(c: Catalogued) -> None:
@@ -70,9 +70,9 @@ async def check_each_collection_keeps_its_own_books(c: Catalogued) -> None:
     await c.create(b)
     await c.point(a)
     live, by_name, other = (
-        await c.catalog.resolve(None),
-        await c.catalog.resolve(a),
-        await c.catalog.resolve(b),
+        await c.catalog.resolve(LIVE),
+        await c.catalog.resolve(Target(a)),
+        await c.catalog.resolve(Target(b)),
     )
     assert live is not None and by_name is not None and other is not None
     await live.ledger.record_applied(ChapterState("n", "c1", 2, False, indexed_version=2))
@@ -85,7 +85,7 @@ async def check_without_an_alias_live_results_wait(c: Catalogued) -> None:
     """Before the worker made the alias, a live result cannot be placed: a retriable
     error (the sink retries), never a guess."""
     with pytest.raises(ScribeError) as raised:
-        await c.catalog.resolve(None)
+        await c.catalog.resolve(LIVE)
     assert raised.value.retriable
 
 

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from agents.chapter_agent import ChapterAgent
 from agents.live_selection import LiveSelection
 from agents.vector_store import collection_for_model
-from schemas import InvalidEvent, ScribeError, SourceRef, parse_event
+from schemas import LIVE, InvalidEvent, ScribeError, SourceRef, Target, parse_event
 from schemas.dead_letters import message_source
 from streams.adapters.kafka.client import client_config, start_producer
 from streams.adapters.kafka.publisher import KafkaResultPublisher
@@ -99,11 +99,11 @@ async def replay(
         )
         model = built.model
     base = collection_for_model(settings.milvus_collection, model or "resink")
-    target = f"{base}__{stamp}" if full else None
+    target = Target(f"{base}__{stamp}") if full else LIVE
     summary = ReplaySummary(mode=mode, scope="full rebuild" if full else "in place")
-    if target:
-        await admin.create_collection(target, dimension)
-        summary.collection = target
+    if target.collection is not None:
+        await admin.create_collection(target.collection, dimension)
+        summary.collection = target.collection
     plan = Plan(settings, summary, start, novel, target, live, admin, tick, wait_seconds, force)
     group = f"{settings.app_id}-replay-{stamp}"
     try:
@@ -123,12 +123,13 @@ async def _reembed(plan: Plan, group: str, model: str) -> None:
     stamp = group.rsplit("-", 1)[1]
     pv = f"{pipeline(settings).version}+replay{stamp}"
     #: Names and tags the replay's batch runs in Prefect's UI (agents.batches).
-    label = f"{'rebuild' if plan.target else 'replay'}-{stamp}"
+    label = f"{'replay' if plan.target.live else 'rebuild'}-{stamp}"
     summary.pipeline_version = pv
     # The rebuild's own books (its pending submissions), or the live collection's.
-    ledger = await open_ledger(settings, scope=plan.target or plan.live)
+    ledger = await open_ledger(settings, scope=plan.target.collection or plan.live)
     prefect = PrefectFlowSubmitter(settings.deployment)
-    submitter = RebuildRuns(prefect, f"rebuild:{plan.target}")
+    tag = f"rebuild:{plan.target.collection}"  # in place: "rebuild:None", which no run has
+    submitter = RebuildRuns(prefect, tag)
     publisher = KafkaResultPublisher(
         settings.topic_embeddings, client_config(settings), settings.max_result_bytes
     )
@@ -186,7 +187,6 @@ async def _reembed(plan: Plan, group: str, model: str) -> None:
         under steady traffic the worker was never caught up with it. Not the ledger's
         pending rows either: live runs add to them after the switch, and a write standing
         before its novel's deletion can leave one that no result clears."""
-        tag = f"rebuild:{plan.target}"
         while (running := await submitter.in_flight(tag)) > 0:
             log.debug("%d runs of the rebuild in flight", running)
             await asyncio.sleep(plan.wait_seconds)
@@ -195,7 +195,7 @@ async def _reembed(plan: Plan, group: str, model: str) -> None:
             log.debug("the worker has %d results of the round left to apply", behind)
             await asyncio.sleep(plan.wait_seconds)
 
-    live_books = await open_ledger(settings, scope=plan.live) if plan.target else None
+    live_books = None if plan.target.live else await open_ledger(settings, scope=plan.live)
     try:
         missing = MissingChapters(submitter, live_books, ledger) if live_books else None
         await pump(plan, events, feed, settle, missing, end_round=run_selected)
@@ -217,7 +217,7 @@ async def _resink(plan: Plan, group: str, model: str | None, dimension: int) -> 
     producer = await start_producer(settings)
     feeder = ResultFeeder(settings, producer)
 
-    selected = (None, plan.live)
+    selected = (LIVE, Target(plan.live))
 
     async def feed(messages: list[Any]) -> None:
         for m in messages:

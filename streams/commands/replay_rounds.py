@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from schemas import RebuildIncomplete
+from schemas import RebuildIncomplete, Target
 from streams.adapters.kafka.topic_reader import Start, TopicReader
 from streams.adapters.milvus.store import MilvusVectorStore
 from streams.commands.cutover import ReadAgain, Refuse, RetryMissing, decide_cutover
@@ -91,7 +91,7 @@ class Plan:
     summary: ReplaySummary
     start: Start
     novel: str | None
-    target: str | None
+    target: Target
     live: str
     admin: MilvusVectorStore
     tick: Tick
@@ -107,8 +107,8 @@ class Plan:
 
     async def switch(self) -> None:
         """Point the alias at the rebuilt collection."""
-        assert self.target is not None
-        self.summary.previous_collection = await self.admin.point_alias(self.target)
+        assert self.target.collection is not None
+        self.summary.previous_collection = await self.admin.point_alias(self.target.collection)
         log.info("alias now points at %s (was %s)", self.target, self.summary.previous_collection)
 
 
@@ -148,7 +148,7 @@ async def pump(
             await end_round()
 
     await round_()
-    if plan.target is None:
+    if plan.target.live:
         return  # in place: done at the end of the log as it was
     settings, summary = plan.settings, plan.summary
     missing = missing or NothingMissing()

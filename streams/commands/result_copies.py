@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from schemas import ChapterEmbedded, parse_result
+from schemas import LIVE, ChapterEmbedded, Target, parse_result
 from schemas.dead_letters import Headers
 
 #: JSON list of ``[partition, offset, target]`` (target ``null``: no collection named).
@@ -36,7 +36,7 @@ class Origin:
 
     partition: int
     offset: int
-    target: str | None
+    target: Target
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Ancestry:
 
     def headers(self) -> Headers:
         """The header a copy is published with."""
-        value = [[o.partition, o.offset, o.target] for o in self.chain]
+        value = [[o.partition, o.offset, o.target.wire] for o in self.chain]
         return [(H_COPY_OF, json.dumps(value, separators=(",", ":")).encode())]
 
     @classmethod
@@ -62,7 +62,7 @@ class Ancestry:
             return cls()
         try:
             chain = tuple(
-                Origin(int(p), int(o), str(t) if t is not None else None)
+                Origin(int(p), int(o), Target.of(str(t) if t is not None else None))
                 for p, o, t in json.loads(raw)
             )
         except (ValueError, TypeError):
@@ -70,7 +70,7 @@ class Ancestry:
         return cls(chain[:MAX_CHAIN])
 
     def repeats_one_of(
-        self, selected: tuple[str | None, ...], read: Callable[[int, int], bool]
+        self, selected: tuple[Target, ...], read: Callable[[int, int], bool]
     ) -> bool:
         """Whether an ancestor addressed one of ``selected`` and ``read(partition, offset)``
         says this replay has read it: the same content went out with that ancestor."""
@@ -82,22 +82,22 @@ class Resend:
     """One result to re-publish: its bytes, and the address its original had."""
 
     value: bytes
-    original_target: str | None
+    original_target: Target
 
 
 def resend(
-    value: bytes, *, live: str, target: str | None, model: str | None, dimension: int
+    value: bytes, *, live: str, target: Target, model: str | None, dimension: int
 ) -> Resend | None:
     """The message to re-publish for one result, or ``None`` to leave it out.
 
     Kept: results of the live index (addressed to no collection, or to ``live``), of the
     current ``model`` (or, when it is unknown, of the index's ``dimension``); they are
-    addressed to ``target``, the rebuild's collection (``None`` in place). Left out:
+    addressed to ``target``, the rebuild's collection (live in place). Left out:
     other rebuilds' results and embeddings of another model (a reembed replaced them).
     An invalid message raises :class:`InvalidEvent` (the worker dead-lettered it).
     """
     result = parse_result(value)
-    if result.target not in (None, live):
+    if result.target not in (LIVE, Target(live)):
         return None
     if isinstance(result, ChapterEmbedded) and (
         result.model != model if model is not None else result.dimension != dimension

@@ -148,7 +148,7 @@ def _results_of(stack: Stack, novel: str) -> tuple[dict[str | None, int], dict[i
                 for msgs in (await consumer.getmany(timeout_ms=1000)).values():
                     for m in msgs:
                         if m.key == novel.encode():
-                            target = parse_result(m.value).target
+                            target = parse_result(m.value).target.collection
                             counts[target] = counts.get(target, 0) + 1
             return counts, {tp.partition: ends[tp] for tp in parts}
         finally:

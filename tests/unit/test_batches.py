@@ -13,7 +13,14 @@ from agents.batches import BATCH_TAG, Member, plan_batches
 from agents.chapter_agent import ChapterAgent
 from agents.decisions import SubmitFlowRun
 from prefect_bridge.batch import batch_summary, run_batch
-from schemas import ChapterRemoved, PublishError, SchemaViolation, ServiceUnavailable, SourceRef
+from schemas import (
+    ChapterRemoved,
+    PublishError,
+    SchemaViolation,
+    ServiceUnavailable,
+    SourceRef,
+    Target,
+)
 from tests.fakes import InMemoryDeadLetters, InMemoryLedger, InMemoryPublisher, InMemorySubmitter
 from tests.unit.test_agents import FAST, event_bytes
 
@@ -63,7 +70,7 @@ def agent(sub: InMemorySubmitter, ledger: InMemoryLedger, pub: InMemoryPublisher
         pipeline_version="pv1",
         max_text_bytes=1024,
         backoff=FAST,
-        target="chunks__r",
+        target=Target("chunks__r"),
     )
 
 
@@ -93,7 +100,7 @@ async def test_a_replay_submits_one_run_per_batch_and_records_every_chapter_pend
         ("c4", "run-3"),
     }
     [removal] = pub.published  # the deletion went out at once; the bad key was parked
-    assert isinstance(removal, ChapterRemoved) and removal.target == "chunks__r"
+    assert isinstance(removal, ChapterRemoved) and removal.target == Target("chunks__r")
 
 
 def entry(chapter: str) -> dict[str, Any]:

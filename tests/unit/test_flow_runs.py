@@ -18,12 +18,14 @@ from prefect_bridge.chunking import ChunkingPolicy, chunk_text
 from prefect_bridge.embedding import HashingEmbedder, Vector
 from prefect_bridge.runtime import FlowRuntime, configure
 from schemas import (
+    LIVE,
     ChapterEmbedded,
     ChapterFailed,
     ChapterProcessingFailed,
     ResultEvent,
     ServiceUnavailable,
     SourceRef,
+    Target,
 )
 from schemas.dead_letters import Headers
 from tests.fakes import InMemoryEventLog
@@ -78,7 +80,7 @@ class PublishedIndex:
         chapter_id: str,
         model: str,
         texts: Sequence[str],
-        target: str | None = None,
+        target: Target = LIVE,
     ) -> dict[str, Vector]:
         rows: dict[str, Vector] = {}
         for r in self.publisher.published:

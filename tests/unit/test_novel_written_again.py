@@ -15,6 +15,7 @@ from pathlib import Path
 
 from agents.decisions import ChapterState, outlives_novel_deletion
 from agents.result_agent import ResultAgent
+from schemas import Target
 from streams.adapters.ledger.sqlite import SqliteLedger
 from tests.fakes import InMemoryCatalog as Catalog
 from tests.unit.test_agents import InMemoryDeadLetters, embedded, msg, novel_removed
@@ -44,7 +45,7 @@ async def test_a_replayed_deletion_keeps_the_novel_written_again_after_the_switc
     # The novel written again (logged at 12): a live result, it lands first.
     await sink.handle_batch([msg(embedded(1, 3, chapter="c2", offset=12))])
     # The rebuild's last round replays the deletion logged at 10.
-    await sink.handle_batch([msg(novel_removed(10).model_copy(update={"target": "new"}))])
+    await sink.handle_batch([msg(novel_removed(10).model_copy(update={"target": Target("new")}))])
     assert _chapters(catalog, "new") == {"c2"}
     ledger = catalog.indexes["new"].ledger
     row = await ledger.chapter("n1", "c2")

@@ -12,7 +12,7 @@ from agents.index_catalog import LiveLedger
 from agents.ports import Index
 from agents.result_agent import ResultAgent
 from agents.retry import Backoff
-from schemas import ChapterEmbedded, VectorStoreError, VectorStoreRejected
+from schemas import ChapterEmbedded, Target, VectorStoreError, VectorStoreRejected
 from streams.adapters.milvus.store import milvus_error
 from tests.fakes import InMemoryCatalog, InMemoryLedger, InMemoryVectorStore
 from tests.unit.test_agents import (
@@ -28,7 +28,7 @@ FAST = Backoff(initial=0.001, cap=0.001)
 
 
 def retarget(result: ChapterEmbedded, target: str) -> ChapterEmbedded:
-    return result.model_copy(update={"target": target})
+    return result.model_copy(update={"target": Target(target)})
 
 
 async def test_results_go_to_their_target_and_live_ones_follow_the_alias() -> None:

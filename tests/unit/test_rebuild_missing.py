@@ -9,7 +9,7 @@ from typing import Any
 
 from agents.decisions import ChapterState
 from prefect_bridge.failure_report import report_run_failure
-from schemas import ChapterFailed
+from schemas import LIVE, ChapterFailed, Target
 from schemas.dead_letters import DeadLetter
 from schemas.submissions import SubmittedRun
 from streams.commands.rebuild_missing import MissingChapters, RebuildRuns
@@ -22,18 +22,20 @@ async def test_a_rebuilds_failed_run_is_parked_with_its_target_and_not_announced
     params = {**log.flow_params(json.loads(chapter_event("c3", 2))), "target": "chunks__r"}
     await report_run_failure(publisher, log, params, "embed failed", "run-9")
     [failed] = publisher.published
-    assert isinstance(failed, ChapterFailed) and failed.target == "chunks__r"
+    assert isinstance(failed, ChapterFailed) and failed.target == Target("chunks__r")
     assert publisher.failures == []  # the platform hears of live failures only
     [(_, _, headers)] = publisher.dead_letters
     letter = DeadLetter.from_headers(headers)
-    assert letter.retriable and letter.target == "chunks__r" and letter.flow_run_id == "run-9"
+    assert (
+        letter.retriable and letter.target == Target("chunks__r") and letter.flow_run_id == "run-9"
+    )
 
 
 async def test_a_live_failure_is_parked_without_a_target() -> None:
     publisher, log = InMemoryPublisher(), InMemoryEventLog()
     await report_run_failure(publisher, log, log.flow_params(json.loads(chapter_event())), "x", "r")
     [(_, _, headers)] = publisher.dead_letters
-    assert DeadLetter.from_headers(headers).target is None
+    assert DeadLetter.from_headers(headers).target == LIVE
 
 
 class Prefect:

@@ -6,11 +6,20 @@ import uuid
 
 import pytest
 
-from schemas import ChapterEmbedded, ChapterRemoved, ChunkVector, InvalidEvent, parse_result
+from schemas import (
+    ChapterEmbedded,
+    ChapterRemoved,
+    ChunkVector,
+    InvalidEvent,
+    Target,
+    parse_result,
+)
 from streams.commands.result_copies import H_COPY_OF, MAX_CHAIN, Ancestry, Origin, resend
 
 LIVE = "chunks__m__1"
 NEW = "chunks__m__2"
+REBUILD = Target(NEW)
+IN_PLACE = Target()  # the live index, whatever the alias points at
 
 
 def embedded(target: str | None = None, model: str = "m") -> bytes:
@@ -33,29 +42,32 @@ def embedded(target: str | None = None, model: str = "m") -> bytes:
 
 def test_a_copy_names_its_ancestry_nearest_first_and_an_original_names_none() -> None:
     original = Ancestry()
-    first = original.copied_as(Origin(3, 41, None))
-    second = first.copied_as(Origin(1, 90, LIVE))
-    assert second.chain == (Origin(1, 90, LIVE), Origin(3, 41, None))
+    first = original.copied_as(Origin(3, 41, IN_PLACE))
+    second = first.copied_as(Origin(1, 90, Target(LIVE)))
+    assert second.chain == (Origin(1, 90, Target(LIVE)), Origin(3, 41, IN_PLACE))
     assert Ancestry.from_headers(second.headers()) == second
     assert Ancestry.from_headers([]) == Ancestry()
     assert Ancestry.from_headers([(H_COPY_OF, b"[[1,")]) == Ancestry()  # unreadable
     long = Ancestry()
     for offset in range(20):
-        long = long.copied_as(Origin(0, offset, None))
+        long = long.copied_as(Origin(0, offset, IN_PLACE))
     assert len(long.chain) == MAX_CHAIN and long.chain[0].offset == 19
 
 
 def test_a_copy_is_left_out_only_when_the_replay_read_one_of_its_ancestors() -> None:
-    selected = (None, LIVE)
+    selected = (IN_PLACE, Target(LIVE))
     read = {(0, 10), (0, 12)}
 
     def has_read(partition: int, offset: int) -> bool:
         return (partition, offset) in read
 
-    assert Ancestry((Origin(0, 10, None),)).repeats_one_of(selected, has_read)
-    assert Ancestry((Origin(0, 11, "x"), Origin(0, 12, LIVE))).repeats_one_of(selected, has_read)
-    assert not Ancestry((Origin(0, 9, None),)).repeats_one_of(selected, has_read)  # not read
-    assert not Ancestry((Origin(0, 10, "x"),)).repeats_one_of(selected, has_read)  # other
+    other = Target("x")
+    assert Ancestry((Origin(0, 10, IN_PLACE),)).repeats_one_of(selected, has_read)
+    assert Ancestry((Origin(0, 11, other), Origin(0, 12, Target(LIVE)))).repeats_one_of(
+        selected, has_read
+    )
+    assert not Ancestry((Origin(0, 9, IN_PLACE),)).repeats_one_of(selected, has_read)  # not read
+    assert not Ancestry((Origin(0, 10, other),)).repeats_one_of(selected, has_read)  # other
     assert not Ancestry().repeats_one_of(selected, has_read)
 
 
@@ -67,7 +79,7 @@ def _resink(log: list[Message], live: str, target: str | None, start: int = 0) -
     sent, end = 0, len(log)
     for offset in range(start, end):
         value, headers = log[offset]
-        out = resend(value, live=live, target=target, model="m", dimension=2)
+        out = resend(value, live=live, target=Target.of(target), model="m", dimension=2)
         if out is None:
             continue
         ancestry = Ancestry.from_headers(headers)
@@ -75,7 +87,7 @@ def _resink(log: list[Message], live: str, target: str | None, start: int = 0) -
         def has_read(partition: int, at: int, upto: int = offset) -> bool:
             return start <= at < upto  # read in order, one partition
 
-        if ancestry.repeats_one_of((None, live), has_read):
+        if ancestry.repeats_one_of((IN_PLACE, Target(live)), has_read):
             continue
         copy = ancestry.copied_as(Origin(0, offset, out.original_target))
         log.append((out.value, copy.headers()))
@@ -103,32 +115,34 @@ def test_the_copies_alone_rebuild_once_retention_took_the_originals() -> None:
 
 def test_resend_addresses_the_live_index_results_to_the_rebuild() -> None:
     for address in (None, LIVE):
-        out = resend(embedded(address), live=LIVE, target=NEW, model="m", dimension=2)
-        assert out is not None and out.original_target == address
-        assert parse_result(out.value).target == NEW
+        out = resend(embedded(address), live=LIVE, target=REBUILD, model="m", dimension=2)
+        assert out is not None and out.original_target == Target.of(address)
+        assert parse_result(out.value).target == REBUILD
 
 
 def test_resend_in_place_keeps_the_bytes_of_an_unaddressed_result() -> None:
     value = embedded(None)
-    out = resend(value, live=LIVE, target=None, model="m", dimension=2)
-    assert out is not None and out.value == value and out.original_target is None
+    out = resend(value, live=LIVE, target=IN_PLACE, model="m", dimension=2)
+    assert out is not None and out.value == value and out.original_target == IN_PLACE
 
 
 def test_resend_leaves_out_other_rebuilds_and_other_models() -> None:
-    assert resend(embedded("other"), live=LIVE, target=NEW, model="m", dimension=2) is None
-    assert resend(embedded(None, "m2"), live=LIVE, target=NEW, model="m", dimension=2) is None
+    assert resend(embedded("other"), live=LIVE, target=REBUILD, model="m", dimension=2) is None
+    assert resend(embedded(None, "m2"), live=LIVE, target=REBUILD, model="m", dimension=2) is None
     # Without a known model (an empty index), the dimension decides.
-    kept = resend(embedded(None, "m2"), live=LIVE, target=NEW, model=None, dimension=2)
+    kept = resend(embedded(None, "m2"), live=LIVE, target=REBUILD, model=None, dimension=2)
     assert kept is not None
-    assert resend(embedded(None), live=LIVE, target=NEW, model=None, dimension=3) is None
+    assert resend(embedded(None), live=LIVE, target=REBUILD, model=None, dimension=3) is None
 
 
 def test_resend_keeps_removals_whatever_the_model() -> None:
     value = ChapterRemoved(event_id=uuid.uuid4(), novel_id="n1", chapter_id="c1", version=2)
-    out = resend(value.model_dump_json().encode(), live=LIVE, target=NEW, model="m", dimension=2)
-    assert out is not None and parse_result(out.value).target == NEW
+    out = resend(
+        value.model_dump_json().encode(), live=LIVE, target=REBUILD, model="m", dimension=2
+    )
+    assert out is not None and parse_result(out.value).target == REBUILD
 
 
 def test_resend_refuses_what_is_not_a_result() -> None:
     with pytest.raises(InvalidEvent):
-        resend(b"not json", live=LIVE, target=NEW, model="m", dimension=2)
+        resend(b"not json", live=LIVE, target=REBUILD, model="m", dimension=2)

@@ -29,6 +29,7 @@ from schemas import (
     ChapterEmbedded,
     ChapterFailed,
     SourceRef,
+    Target,
     VectorStoreError,
     VectorStoreRejected,
 )
@@ -159,6 +160,6 @@ class GoneStore(InMemoryVectorStore):
 async def test_a_collection_dropped_under_the_sink_does_not_stall_it(ledger: Ledger) -> None:
     catalog = DroppingCatalog(ledger)
     agent = ResultAgent(catalog=catalog, dead_letters=InMemoryDeadLetters(), backoff=FAST)
-    result: Any = embedded(1, 2).model_copy(update={"target": "rebuild_1"})
+    result: Any = embedded(1, 2).model_copy(update={"target": Target("rebuild_1")})
     applied = await asyncio.wait_for(agent.handle_batch([msg(result)]), timeout=10)
     assert applied == 0 and catalog.resolved >= 2

@@ -15,7 +15,7 @@ from prefect_bridge.chunking import ChunkingPolicy
 from prefect_bridge.embedding import HashingEmbedder, Vector
 from prefect_bridge.runtime import FlowRuntime
 from prefect_bridge.vector_reuse import ReusePlan, plan_reuse
-from schemas import ChapterUpdated
+from schemas import LIVE, ChapterUpdated, Target
 from streams.metrics import REUSED_CHUNKS, MeteredVectorLookup
 
 LOG = logging.getLogger("test")
@@ -34,7 +34,7 @@ class FakeLookup:
         chapter_id: str,
         model: str,
         texts: Sequence[str],
-        target: str | None = None,
+        target: Target = LIVE,
     ) -> dict[str, Vector]:
         self.asked.append((novel_id, chapter_id, model, tuple(texts), target))
         if model != self.model:
@@ -52,7 +52,7 @@ class BrokenLookup:
         chapter_id: str,
         model: str,
         texts: Sequence[str],
-        target: str | None = None,
+        target: Target = LIVE,
     ) -> dict[str, Vector]:
         await asyncio.sleep(self.delay)
         if self.error is not None:
@@ -103,25 +103,25 @@ def test_plan_refuses_a_wrong_number_of_fresh_vectors() -> None:
 async def test_metered_lookup_counts_the_chunks_found() -> None:
     before = REUSED_CHUNKS._value.get()
     lookup = MeteredVectorLookup(FakeLookup({"a": [1.0], "b": [2.0]}))
-    found = await lookup.known_vectors("n", "c", "hashing-32", ["a", "a", "c"], None)
+    found = await lookup.known_vectors("n", "c", "hashing-32", ["a", "a", "c"], LIVE)
     assert found == {"a": [1.0]}
     assert REUSED_CHUNKS._value.get() - before == 2  # both chunks with text "a"
 
 
 async def test_flow_asks_with_the_embedders_model_and_the_rebuild_target() -> None:
     fake = FakeLookup({"a": [1.0]})
-    found = await known_vectors(runtime(fake), chapter(), ["a", "b"], "coll__x", LOG)
+    found = await known_vectors(runtime(fake), chapter(), ["a", "b"], Target("coll__x"), LOG)
     assert found == {"a": [1.0]}
-    assert fake.asked == [("n", "c", "hashing-32", ("a", "b"), "coll__x")]
+    assert fake.asked == [("n", "c", "hashing-32", ("a", "b"), Target("coll__x"))]
 
 
 async def test_another_models_vectors_are_never_reused() -> None:
     fake = FakeLookup({"a": [1.0]}, model="another-model")
-    assert await known_vectors(runtime(fake), chapter(), ["a"], None, LOG) == {}
+    assert await known_vectors(runtime(fake), chapter(), ["a"], LIVE, LOG) == {}
 
 
 async def test_without_a_lookup_port_nothing_is_reused() -> None:
-    assert await known_vectors(runtime(None), chapter(), ["a"], None, LOG) == {}
+    assert await known_vectors(runtime(None), chapter(), ["a"], LIVE, LOG) == {}
 
 
 async def test_a_failing_or_hung_lookup_means_embed_everything(
@@ -130,8 +130,8 @@ async def test_a_failing_or_hung_lookup_means_embed_everything(
     import prefect_bridge.chapter as flow_module
 
     broken = runtime(BrokenLookup(ConnectionError("milvus away")))
-    assert await known_vectors(broken, chapter(), ["a"], None, LOG) == {}
+    assert await known_vectors(broken, chapter(), ["a"], LIVE, LOG) == {}
     assert "milvus away" in caplog.text
     monkeypatch.setattr(flow_module, "LOOKUP_TIMEOUT_SECONDS", 0.05)
     hung = runtime(BrokenLookup(delay=5))
-    assert await known_vectors(hung, chapter(), ["a"], None, LOG) == {}
+    assert await known_vectors(hung, chapter(), ["a"], LIVE, LOG) == {}

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from agents.ledger import Ledger
 from agents.ports import Index
 from agents.vector_store import VectorStore
-from schemas import VectorStoreError
+from schemas import Target, VectorStoreError
 from streams.adapters.milvus.store import MilvusVectorStore
 
 
@@ -27,14 +27,14 @@ class MilvusCatalog:
         self._indexes: dict[str, Index] = {}
         self._lock = asyncio.Lock()
 
-    async def resolve(self, target: str | None) -> Index | None:
+    async def resolve(self, target: Target) -> Index | None:
         """See :meth:`agents.ports.IndexCatalog.resolve` (the alias is read every call)."""
-        if target is None:
+        if target.collection is None:
             name = await self._admin.physical()
             if name is None:
                 raise VectorStoreError("the index alias does not exist (yet)")
-        elif await self._admin.has_collection(target):
-            name = target
+        elif await self._admin.has_collection(target.collection):
+            name = target.collection
         else:
             return None
         async with self._lock:

@@ -13,6 +13,7 @@ from typing import Any
 
 from agents.vector_store import quote
 from prefect_bridge.embedding import Vector
+from schemas import LIVE, Target
 
 #: The sink stores ``text[:8192]`` (agents.vector_store.MAX_TEXT_CHARS): a row this long
 #: may hold a cut text, whose vector is not the vector of the text it shows.
@@ -51,7 +52,7 @@ class MilvusVectorLookup:
         chapter_id: str,
         model: str,
         texts: Sequence[str],
-        target: str | None = None,
+        target: Target = LIVE,
     ) -> dict[str, Vector]:
         """See :meth:`VectorLookup.known_vectors`; raises what pymilvus raises."""
         wanted = set(texts)
@@ -60,7 +61,7 @@ class MilvusVectorLookup:
             f"and model == {quote(model)}"
         )
         known: dict[str, Vector] = {}
-        for collection in [c for c in (target, self._alias) if c]:
+        for collection in [c for c in (target.collection, self._alias) if c]:
             try:
                 rows = await asyncio.to_thread(self._query, collection, expr)
             except Exception:
