@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import time
+import warnings
 from typing import Any
 from uuid import UUID
 
@@ -123,10 +124,15 @@ class FlowProcessJob(ProcessJobConfiguration):
         super().prepare_for_flow_run(flow_run, *args, **kwargs)
 
 
-class FlowProcessWorker(ProcessWorker):
-    """Prefect's process worker running each flow run with :class:`FlowProcessJob`."""
+with warnings.catch_warnings():
+    # Prefect registers worker classes by their type: this one takes "process" over in
+    # this process (the same worker, with our job), which Prefect warns about.
+    warnings.simplefilter("ignore", UserWarning)
 
-    job_configuration = FlowProcessJob
+    class FlowProcessWorker(ProcessWorker):
+        """Prefect's process worker running each flow run with :class:`FlowProcessJob`."""
+
+        job_configuration = FlowProcessJob
 
 
 async def serve_with_worker(settings: Settings) -> None:

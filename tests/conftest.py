@@ -1,10 +1,13 @@
-"""Under pytest-xdist (``-n 2``, the default in ``pyproject.toml``): which worker runs what.
+"""Under pytest-xdist (``-n 3``, the default in ``pyproject.toml``): which worker runs what.
 
 The integration tests share a stack of real services per worker (``tests/integration/
-conftest.py``), in the order of its ``ORDER``. The modules of ``SECOND_STACK`` (the chaos
-run, with a cluster of its own, then the tests that kill and restart services) go to one
-worker and its stack, every other integration module to the other worker's; each unit
-test goes wherever a worker is free. One run so measured took 29.5 min instead of 40.
+conftest.py``), in the order of its ``ORDER``; each unit test goes wherever a worker is
+free. Three groups, each on a worker and its stack, balanced by the CPU seconds and the
+waits measured per test (the ``cpu_s`` property of the JUnit report, below): the chaos run
+(a cluster of its own) and the tests that kill and restart services; the tests that
+mostly wait (a heartbeat window, a try-later, ``scribe dev``'s own stack) beside a few
+short ones; everything else. The suite is CPU-bound on 2 cores: a third worker fills the
+waits of the other two.
 
 xdist's own ``--dist loadgroup`` marks groups by rewriting ``item._nodeid``, which pytest 9.2
 no longer reads (a node id is derived from ``item._id``): its groups were silently spread
@@ -18,17 +21,26 @@ from typing import Any
 
 import pytest
 
-#: Integration modules run on the second worker's stack (~1140 s of ~2400 s measured).
-SECOND_STACK = {"test_chaos", "test_crashes", "test_warm_runner", "test_faults"}
+#: Integration modules by the stack (worker) they run on; the rest run on ``stack-a``.
+STACKS = {
+    "test_chaos": "stack-b",
+    "test_faults": "stack-b",
+    "test_dev": "stack-c",
+    "test_failures": "stack-c",
+    "test_backlog": "stack-c",
+    "test_warm_runner": "stack-c",
+    "test_crashes": "stack-c",
+    "test_status": "stack-c",
+}
 
 
 def stack_of(nodeid: str) -> str | None:
-    """``stack-a`` or ``stack-b`` for an integration test, ``None`` for a unit test."""
+    """The stack group of an integration test, ``None`` for a unit test."""
     path = nodeid.split("::", 1)[0]
     module = path.rsplit("/", 1)[-1].removesuffix(".py")
     if "integration/" not in path and module != "test_chaos":
         return None
-    return "stack-b" if module in SECOND_STACK else "stack-a"
+    return STACKS.get(module, "stack-a")
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
