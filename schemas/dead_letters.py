@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.errors import ScribeError
 from schemas.source import SourceRef
-from schemas.target import H_TARGET, LIVE, Target
+from schemas.target import H_TARGET, Target, TargetField
 
 H_CLASS = "scribe.error.class"
 H_REASON = "scribe.error.reason"
@@ -102,7 +102,7 @@ class DeadLetter(BaseModel):
     redrive: int = 0
     #: The full rebuild whose run failed for good (``scribe.target``): the collection it is
     #: missing from, and the rebuild refuses to switch without it unless forced.
-    target: Target = LIVE
+    target: TargetField = Field(None, validate_default=True)  # validated: LIVE
 
     @classmethod
     def from_headers(cls, headers: Headers) -> DeadLetter:

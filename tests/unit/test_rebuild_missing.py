@@ -29,6 +29,9 @@ async def test_a_rebuilds_failed_run_is_parked_with_its_target_and_not_announced
     assert (
         letter.retriable and letter.target == Target("chunks__r") and letter.flow_run_id == "run-9"
     )
+    # `scribe dlq list --json` shows the collection's name, as before the Target type.
+    assert letter.model_dump(mode="json")["target"] == "chunks__r"
+    assert failed.model_dump(mode="json")["target"] == "chunks__r"
 
 
 async def test_a_live_failure_is_parked_without_a_target() -> None:
@@ -36,6 +39,7 @@ async def test_a_live_failure_is_parked_without_a_target() -> None:
     await report_run_failure(publisher, log, log.flow_params(json.loads(chapter_event())), "x", "r")
     [(_, _, headers)] = publisher.dead_letters
     assert DeadLetter.from_headers(headers).target == LIVE
+    assert DeadLetter.from_headers(headers).model_dump(mode="json")["target"] is None
 
 
 class Prefect:
