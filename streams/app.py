@@ -14,7 +14,7 @@ from agents.result_agent import ResultMessage
 from schemas import SourceRef
 from schemas.dead_letters import message_source
 from streams import check_prefect_env
-from streams.adapters.kafka.client import faust_credentials
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.commands.status_kafka import kafka_report
 from streams.metrics import LAG, SINK_BATCH_SECONDS, Heartbeat, serve
 from streams.settings import Settings
@@ -59,10 +59,11 @@ def _fail_stop(what: str, exc: BaseException) -> None:
 def create_app(settings: Settings) -> faust.App:
     """A Faust app consuming ``novel-events`` and the results topic."""
     check_prefect_env(settings)  # the chapter agent submits through Prefect's client
+    kafka = KafkaConnection.from_settings(settings)
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
-        broker_credentials=faust_credentials(settings),
+        broker=[f"kafka://{b.strip()}" for b in kafka.bootstrap_servers.split(",")],
+        broker_credentials=kafka.faust_credentials(),
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,  # health and metrics have their own endpoints (streams.metrics)
@@ -76,8 +77,8 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.consumer_session_timeout,
         broker_heartbeat_interval=max(1.0, settings.consumer_session_timeout / 10),
         # aiokafka resets a position without refreshing a stale leader (defect 28).
-        consumer_metadata_max_age_ms=int(settings.kafka_metadata_max_age_seconds * 1000),
-        producer_metadata_max_age_ms=int(settings.kafka_metadata_max_age_seconds * 1000),
+        consumer_metadata_max_age_ms=kafka.metadata_max_age_ms,
+        producer_metadata_max_age_ms=kafka.metadata_max_age_ms,
     )
     resources = WorkerResources(settings)
     events = app.topic(settings.topic_events, key_type=bytes, value_type=bytes)

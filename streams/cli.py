@@ -67,11 +67,11 @@ def worker() -> None:
     """Run the Faust worker (chapter agent and result agent)."""
     import faust
 
-    from streams.adapters.kafka.client import ensure_topics
     from streams.app import create_app
+    from streams.topics import ensure_scribe_topics
 
     settings = _settings()
-    asyncio.run(ensure_topics(settings))
+    asyncio.run(ensure_scribe_topics(settings))
     faust_app = create_app(settings)
     faust.Worker(
         faust_app,
@@ -129,9 +129,9 @@ def flows_automations() -> None:
 @topics_app.command("create")
 def topics_create() -> None:
     """Create the topics with the configured partitions (Faust must not auto-create them)."""
-    from streams.adapters.kafka.client import ensure_topics
+    from streams.topics import ensure_scribe_topics
 
-    created = asyncio.run(ensure_topics(_settings()))
+    created = asyncio.run(ensure_scribe_topics(_settings()))
     typer.echo("created: " + (", ".join(created) or "nothing (all exist)"))
 
 

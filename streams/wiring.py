@@ -20,7 +20,8 @@ from prefect_bridge.runtime import FlowRuntime, Pipeline
 from prefect_bridge.timeouts import Timeouts, timeouts_for
 from schemas import LIVE
 from streams import export_prefect_env
-from streams.adapters.kafka.client import DeadLetterTopic, client_config, start_producer
+from streams.adapters.kafka.client import DeadLetterTopic, start_producer
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.adapters.kafka.event_source import KafkaEventSource
 from streams.adapters.kafka.publisher import KafkaResultPublisher
 from streams.adapters.ledger.postgres import PostgresLedger
@@ -157,7 +158,7 @@ def build_result_publisher(settings: Settings) -> KafkaResultPublisher:
     """A publisher of results, dead letters and failure notices (opens in its first use)."""
     return KafkaResultPublisher(
         settings.topic_embeddings,
-        client_config(settings),
+        KafkaConnection.from_settings(settings),
         settings.max_result_bytes,
         dlq_topic=settings.topic_dlq,
         failures_topic=settings.topic_failures,
@@ -166,7 +167,7 @@ def build_result_publisher(settings: Settings) -> KafkaResultPublisher:
 
 def build_event_source(settings: Settings) -> KafkaEventSource:
     """A reader of input events by position (opens in its first use)."""
-    return KafkaEventSource(client_config(settings), settings.max_result_bytes)
+    return KafkaEventSource(KafkaConnection.from_settings(settings), settings.max_result_bytes)
 
 
 def flow_timeouts(settings: Settings) -> Timeouts:
@@ -242,7 +243,8 @@ class WorkerResources:
         s = self._settings
         export_prefect_env(s)
         async with AsyncExitStack() as started:
-            producer = await start_producer(s)
+            kafka = KafkaConnection.from_settings(s)
+            producer = await start_producer(kafka, s.max_result_bytes)
             started.push_async_callback(producer.stop)
             dlq = DeadLetterTopic(producer, s.topic_dlq)
             built = await asyncio.to_thread(pipeline, s)
@@ -256,9 +258,7 @@ class WorkerResources:
             ports = WorkerPorts(
                 chapter=ChapterAgent(
                     submitter=PrefectFlowSubmitter(s.deployment),
-                    results=KafkaResultPublisher(
-                        s.topic_embeddings, client_config(s), s.max_result_bytes
-                    ),
+                    results=KafkaResultPublisher(s.topic_embeddings, kafka, s.max_result_bytes),
                     dead_letters=dlq,
                     ledger=LiveLedger(catalog),
                     pipeline_version=built.version,

@@ -12,7 +12,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import ConfigurationError, ServiceUnavailable
 from schemas.dead_letters import DeadLetter, as_parked
-from streams.adapters.kafka.client import client_config, partitions_of
+from streams.adapters.kafka.client import partitions_of
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.settings import Settings
 
 
@@ -47,10 +48,11 @@ async def pages(settings: Settings, read_seconds: float = 60.0) -> AsyncGenerato
     follow one another, so every partition is read in offset order; messages parked
     after the start (a redriven letter parked again) are left for the next read.
     """
-    consumer = AIOKafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
+    kafka = KafkaConnection.from_settings(settings)
+    consumer = AIOKafkaConsumer(**kafka.client_config(), enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
-        partitions = await partitions_of(settings, settings.topic_dlq)
+        partitions = await partitions_of(kafka, settings.topic_dlq)
         tps = [TopicPartition(settings.topic_dlq, p) for p in partitions]
         if not tps:
             return

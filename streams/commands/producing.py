@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.progress import Progress
 
 from schemas import ConfigurationError
-from streams.adapters.kafka.client import client_config, partitions_of, start_producer
+from streams.adapters.kafka.client import partitions_of, start_producer
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.commands.novel_text import chapter_events, split_chapters
 from streams.settings import Settings
 
@@ -70,11 +71,11 @@ async def event_ids_on_topic(settings: Settings, wanted: set[str]) -> set[str]:
     """
     if not wanted:
         return set()
-    topic = settings.topic_events
-    partitions = [TopicPartition(topic, p) for p in await partitions_of(settings, topic)]
+    kafka, topic = KafkaConnection.from_settings(settings), settings.topic_events
+    partitions = [TopicPartition(topic, p) for p in await partitions_of(kafka, topic)]
     if not partitions:
         return set()
-    consumer = AIOKafkaConsumer(**client_config(settings), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka.client_config(), enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -99,6 +100,11 @@ async def event_ids_on_topic(settings: Settings, wanted: set[str]) -> set[str]:
         await consumer.stop()
 
 
+async def open_event_producer(settings: Settings) -> AIOKafkaProducer:
+    """The idempotent, acks=all producer :func:`produce_file` sends with."""
+    return await start_producer(KafkaConnection.from_settings(settings), settings.max_result_bytes)
+
+
 @dataclass(frozen=True)
 class Produced:
     """What :func:`produce_file` did: events sent, and events skipped as already there."""
@@ -117,7 +123,7 @@ async def produce_file(
     *,
     skip_present: bool = False,
     find_present: Callable[[Settings, set[str]], Awaitable[set[str]]] = event_ids_on_topic,
-    open_producer: Callable[[Settings], Awaitable[Any]] = start_producer,
+    open_producer: Callable[[Settings], Awaitable[Any]] = open_event_producer,
 ) -> Produced:
     """Send the file's events keyed by novel_id.
 

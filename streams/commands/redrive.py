@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 from schemas import ConfigurationError
 from schemas.dead_letters import redrive_headers, storable
 from streams.adapters.kafka.client import start_producer
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.commands.dlq import NAMED_SKIPS, Parked, pages
 from streams.settings import Settings
 
@@ -91,7 +92,9 @@ async def redrive(settings: Settings, parked: list[Parked]) -> int:
             "not from the input topic, cannot be redriven: "
             + ", ".join(f"{p.position} ({p.letter.source})" for p in foreign)
         )
-    producer = await start_producer(settings)
+    producer = await start_producer(
+        KafkaConnection.from_settings(settings), settings.max_result_bytes
+    )
     try:
         await _send(producer, settings, parked)
     finally:
@@ -104,7 +107,9 @@ async def redrive_all(settings: Settings, any_error: bool) -> RedriveReport:
     topic, sent page by page as the DLQ is read (each partition in offset order); letters
     of other topics are skipped and counted, not a reason to refuse the rest."""
     report = RedriveReport()
-    producer = await start_producer(settings)
+    producer = await start_producer(
+        KafkaConnection.from_settings(settings), settings.max_result_bytes
+    )
     try:
         async with aclosing(pages(settings)) as reading:
             async for page in reading:

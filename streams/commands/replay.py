@@ -32,7 +32,8 @@ from agents.live_selection import LiveSelection
 from agents.vector_store import collection_for_model
 from schemas import LIVE, InvalidEvent, ScribeError, SourceRef, Target, parse_event
 from schemas.dead_letters import message_source
-from streams.adapters.kafka.client import client_config, start_producer
+from streams.adapters.kafka.client import start_producer
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.adapters.kafka.publisher import KafkaResultPublisher
 from streams.adapters.kafka.topic_reader import (
     ResultFeeder,
@@ -130,9 +131,8 @@ async def _reembed(plan: Plan, group: str, model: str) -> None:
     prefect = PrefectFlowSubmitter(settings.deployment)
     tag = f"rebuild:{plan.target.collection}"  # in place: "rebuild:None", which no run has
     submitter = RebuildRuns(prefect, tag)
-    publisher = KafkaResultPublisher(
-        settings.topic_embeddings, client_config(settings), settings.max_result_bytes
-    )
+    kafka = KafkaConnection.from_settings(settings)
+    publisher = KafkaResultPublisher(settings.topic_embeddings, kafka, settings.max_result_bytes)
     dlq = DiscardDeadLetters()
     agent = ChapterAgent(
         submitter=submitter,
@@ -144,7 +144,7 @@ async def _reembed(plan: Plan, group: str, model: str) -> None:
         max_in_flight=settings.in_flight_bound,
         target=plan.target,
     )
-    events = TopicReader(settings, settings.topic_events, group)
+    events = TopicReader(kafka, settings.topic_events, group, settings.max_result_bytes)
     await events.start(plan.start)
 
     # Each round's range is read whole first; then only each chapter's newest live write
@@ -190,8 +190,9 @@ async def _reembed(plan: Plan, group: str, model: str) -> None:
         while (running := await submitter.in_flight(tag)) > 0:
             log.debug("%d runs of the rebuild in flight", running)
             await asyncio.sleep(plan.wait_seconds)
-        ends = await results_end(settings)
-        while (behind := await worker_behind(settings, ends)) > 0:
+        results, worker = settings.topic_embeddings, settings.app_id
+        ends = await results_end(kafka, results)
+        while (behind := await worker_behind(kafka, worker, results, ends)) > 0:
             log.debug("the worker has %d results of the round left to apply", behind)
             await asyncio.sleep(plan.wait_seconds)
 
@@ -212,10 +213,11 @@ async def _reembed(plan: Plan, group: str, model: str) -> None:
 async def _resink(plan: Plan, group: str, model: str | None, dimension: int) -> None:
     """Feed the results topic to the worker again, for the live index or a rebuild."""
     settings, summary = plan.settings, plan.summary
-    results = TopicReader(settings, settings.topic_embeddings, group)
+    kafka, topic = KafkaConnection.from_settings(settings), settings.topic_embeddings
+    results = TopicReader(kafka, topic, group, settings.max_result_bytes)
     await results.start(plan.start)
-    producer = await start_producer(settings)
-    feeder = ResultFeeder(settings, producer)
+    producer = await start_producer(kafka, settings.max_result_bytes)
+    feeder = ResultFeeder(kafka, producer, topic, settings.app_id)
 
     selected = (LIVE, Target(plan.live))
 

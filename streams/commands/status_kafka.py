@@ -9,7 +9,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.adapters.kafka.client import admin_client, client_config, partitions_of
+from streams.adapters.kafka.client import admin_client, partitions_of
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.settings import Settings
 
 #: How long to wait for the first waiting record of each lagging results partition.
@@ -20,15 +21,16 @@ async def kafka_report(settings: Settings, waited: bool = False) -> dict[str, An
     """Committed and end offsets per partition of the worker's group and the DLQ size;
     with ``waited``, also, per results partition with lag, when its oldest waiting result
     was written (``results_waiting``; the worker's lag gauge does without: no reads)."""
-    async with admin_client(settings) as admin:
+    kafka = KafkaConnection.from_settings(settings)
+    async with admin_client(kafka) as admin:
         committed = await admin.list_consumer_group_offsets(settings.app_id)
-    consumer = AIOKafkaConsumer(**client_config(settings), group_id=None)
+    consumer = AIOKafkaConsumer(**kafka.client_config(), group_id=None)
     await consumer.start()
     results = settings.topic_embeddings
     try:
         partitions: list[dict[str, Any]] = []
         for topic in (settings.topic_events, results):
-            tps = [TopicPartition(topic, p) for p in await partitions_of(settings, topic)]
+            tps = [TopicPartition(topic, p) for p in await partitions_of(kafka, topic)]
             ends = await consumer.end_offsets(tps) if tps else {}
             for tp in tps:
                 meta = committed.get(tp)
@@ -46,7 +48,7 @@ async def kafka_report(settings: Settings, waited: bool = False) -> dict[str, An
         results_waiting = await _waiting(consumer, results, lagging) if waited else []
         dlq = [
             TopicPartition(settings.topic_dlq, p)
-            for p in await partitions_of(settings, settings.topic_dlq)
+            for p in await partitions_of(kafka, settings.topic_dlq)
         ]
         dlq_size = 0
         if dlq:

@@ -14,10 +14,10 @@ from types import FrameType
 from rich.console import Console
 from rich.progress import Progress
 
-from streams.adapters.kafka.client import ensure_topics
 from streams.embedded.processes import ManagedProcess, free_port
 from streams.embedded.stack import EmbeddedStack, postgres_available
 from streams.settings import Settings
+from streams.topics import ensure_scribe_topics
 
 #: Novel id under which ``scribe dev --sample`` produces the bundled sample.
 SAMPLE_NOVEL = "xiyouji"
@@ -184,7 +184,7 @@ def run_dev(settings: Settings, sample: Path | None, console: Console) -> int:
         console.print("[bold]starting Kafka, Milvus Lite and Prefect on 127.0.0.1 ...")
         stack.start()
         console.print(f"Prefect's database: {stack.prefect_database}")
-        created = asyncio.run(ensure_topics(settings))
+        created = asyncio.run(ensure_scribe_topics(settings))
         for child in children:
             child.start()
         if sample is not None:

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from schemas import ConfigurationError, ServiceUnavailable
-from streams.adapters.kafka.client import ensure_topics
 from streams.embedded.processes import ManagedProcess, free_port, port_open, wait_until
 from streams.embedded.stack import (
     _LOG4J,
@@ -44,6 +43,7 @@ from streams.embedded.stack import (
     prefect_healthy,
 )
 from streams.settings import Settings
+from streams.topics import ensure_scribe_topics
 
 #: Kafka nodes (each a broker and a controller voter).
 BROKERS = 3
@@ -376,7 +376,7 @@ def _create_topics(settings: Settings) -> None:
     deadline = time.monotonic() + 120
     while True:
         try:
-            asyncio.run(ensure_topics(settings))
+            asyncio.run(ensure_scribe_topics(settings))
             return
         except Exception:
             if time.monotonic() > deadline:

@@ -47,7 +47,8 @@ from prefect_bridge.chunking import ChunkingPolicy, TokenCounter
 from schemas.dead_letters import H_ORIGIN_OFFSET, H_ORIGIN_PARTITION, H_REDRIVE
 from schemas.failpoints import CRASH_EXIT
 from schemas.failpoints import ENV as FAILPOINTS_ENV
-from streams.adapters.kafka.client import admin_client, client_config, partitions_of
+from streams.adapters.kafka.client import admin_client, partitions_of
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.commands.dlq import read_all
 from streams.embedded.processes import ManagedProcess
 from tests.chaos.cluster import ClusterStack, signal_tree
@@ -106,6 +107,7 @@ class ClusterDriver:
     ) -> None:
         self.stack = stack
         self.settings = stack.settings
+        self.kafka = KafkaConnection.from_settings(stack.settings)
         self.say = say
         self.drain_timeout = drain_timeout
         #: Everything the driver did and saw, in order (printed with a failed run).
@@ -186,7 +188,7 @@ class ClusterDriver:
         self._ensure_supervisor()
         if self._producer is None:
             self._producer = AIOKafkaProducer(
-                **client_config(self.settings),
+                **self.kafka.client_config(),
                 acks="all",
                 enable_idempotence=True,
                 request_timeout_ms=120_000,
@@ -264,7 +266,7 @@ class ClusterDriver:
         for attempt in range(1, COMMAND_ATTEMPTS + 1):
             try:
                 points, why = await self._trim_points()
-                async with admin_client(s) as admin:
+                async with admin_client(self.kafka) as admin:
                     await admin.delete_records(
                         {
                             TopicPartition(s.topic_events, p): RecordsToDelete(offset)
@@ -288,10 +290,10 @@ class ClusterDriver:
         read first: a run below them was created before they were committed, so the runs
         read next show it."""
         s = self.settings
-        async with admin_client(s) as admin:
+        async with admin_client(self.kafka) as admin:
             committed = await admin.list_consumer_group_offsets(s.app_id)
         points = {}
-        for p in await partitions_of(s, s.topic_events):
+        for p in await partitions_of(self.kafka, s.topic_events):
             meta = committed.get(TopicPartition(s.topic_events, p))
             points[p] = meta.offset if meta is not None and meta.offset >= 0 else 0
         why = [f"committed {dict(points)}"]
@@ -467,14 +469,14 @@ class ClusterDriver:
         """Total lag of the workers' group on the input and results topics, and the end
         offsets per ``topic[partition]``."""
         s = self.settings
-        async with admin_client(s) as admin:
+        async with admin_client(self.kafka) as admin:
             committed = await admin.list_consumer_group_offsets(s.app_id)
-        consumer = AIOKafkaConsumer(**client_config(s), group_id=None)
+        consumer = AIOKafkaConsumer(**self.kafka.client_config(), group_id=None)
         await consumer.start()
         try:
             lag, ends_out = 0, {}
             for topic in (s.topic_events, s.topic_embeddings):
-                tps = [TopicPartition(topic, p) for p in await partitions_of(s, topic)]
+                tps = [TopicPartition(topic, p) for p in await partitions_of(self.kafka, topic)]
                 ends = await consumer.end_offsets(tps) if tps else {}
                 for tp in tps:
                     meta = committed.get(tp)
@@ -539,7 +541,7 @@ class ClusterDriver:
         the input topic, and of every one seen before a retention trim took it."""
         s = self.settings
         consumer = AIOKafkaConsumer(
-            **client_config(s),
+            **self.kafka.client_config(),
             group_id=None,
             enable_auto_commit=False,
             max_partition_fetch_bytes=s.max_result_bytes,
@@ -547,7 +549,8 @@ class ClusterDriver:
         await consumer.start()
         try:
             tps = [
-                TopicPartition(s.topic_events, p) for p in await partitions_of(s, s.topic_events)
+                TopicPartition(s.topic_events, p)
+                for p in await partitions_of(self.kafka, s.topic_events)
             ]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.adapters.kafka.client import ensure_topics
 from streams.embedded.processes import ManagedProcess, free_port, port_open
 from streams.embedded.stack import EmbeddedStack, create_database, milvus_process
 from streams.settings import Settings
+from streams.topics import ensure_scribe_topics
 from tests.integration.harness import Stack
 
 
@@ -86,7 +86,7 @@ def stack() -> Iterator[Stack]:
     )
     handle = Stack(settings, env, services, runner, worker)
     try:
-        asyncio.run(ensure_topics(settings))
+        asyncio.run(ensure_scribe_topics(settings))
         runner.start()
         worker.start()
         yield handle

@@ -24,8 +24,10 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from streams.adapters.kafka.client import start_producer
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.adapters.milvus.store import MilvusVectorStore
 from streams.embedded.processes import ManagedProcess
 from streams.embedded.stack import EmbeddedStack
@@ -56,9 +58,18 @@ class Stack:
             check=False,
         )
 
+    @property
+    def kafka(self) -> KafkaConnection:
+        """How a Kafka client reaches this stack's broker."""
+        return KafkaConnection.from_settings(self.settings)
+
+    async def start_producer(self) -> AIOKafkaProducer:
+        """A started idempotent, acks=all producer (scribe's own, with its size limit)."""
+        return await start_producer(self.kafka, self.settings.max_result_bytes)
+
     async def produce(self, messages: list[tuple[bytes | None, bytes | None]]) -> None:
         """Send raw messages to the input topic and wait for the acknowledgements."""
-        producer = await start_producer(self.settings)
+        producer = await self.start_producer()
         try:
             for key, value in messages:
                 await producer.send_and_wait(self.settings.topic_events, value=value, key=key)

@@ -18,7 +18,6 @@ from aiokafka import AIOKafkaConsumer
 
 from schemas import ChapterEmbedded, parse_result
 from schemas.failpoints import CRASH_EXIT, ENV
-from streams.adapters.kafka.client import start_producer
 from streams.embedded.processes import ManagedProcess
 from tests.integration.harness import Stack, event, index_of, wait_for
 
@@ -73,7 +72,7 @@ def embedded_results(stack: Stack, novel: str) -> list[tuple[bytes | None, bytes
 
 async def resend(stack: Stack, messages: list[tuple[bytes | None, bytes]]) -> None:
     """Send ``messages`` to the results topic again, as a redelivery or a resink would."""
-    producer = await start_producer(stack.settings)
+    producer = await stack.start_producer()
     try:
         for key, value in messages:
             await producer.send_and_wait(stack.settings.topic_embeddings, value=value, key=key)

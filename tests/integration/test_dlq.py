@@ -21,8 +21,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import SourceRef
 from schemas.dead_letters import H_ORIGIN_OFFSET, dead_letter_headers
-from streams.adapters.kafka.client import client_config, ensure_topics, start_producer
+from streams.adapters.kafka.client import start_producer
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.settings import Settings
+from streams.topics import ensure_scribe_topics
 from tests.integration.harness import Stack
 
 pytestmark = pytest.mark.integration
@@ -49,7 +51,7 @@ def own_topics(stack: Stack) -> tuple[Settings, dict[str, str]]:
         "topic_dlq": f"dlq-events-{suffix}.dlq",
     }
     settings = stack.settings.model_copy(update=names)
-    asyncio.run(ensure_topics(settings))
+    asyncio.run(ensure_scribe_topics(settings))
     return settings, {f"SCRIBE_{k.upper()}": v for k, v in names.items()}
 
 
@@ -57,7 +59,8 @@ def park(settings: Settings, key: bytes, letters: list[Letter]) -> None:
     """Write ``letters`` to the DLQ topic, each on the partition of its origin."""
 
     async def run() -> None:
-        producer = await start_producer(settings)
+        kafka = KafkaConnection.from_settings(settings)
+        producer = await start_producer(kafka, settings.max_result_bytes)
         try:
             for letter in letters:
                 source = SourceRef(
@@ -83,7 +86,8 @@ def read_topic(settings: Settings, topic: str) -> dict[int, list[tuple[bytes | N
     """Per partition of ``topic``: (value, ``scribe.origin.offset``) of each message."""
 
     async def run() -> dict[int, list[tuple[bytes | None, int]]]:
-        consumer = AIOKafkaConsumer(**client_config(settings), group_id=None)
+        kafka = KafkaConnection.from_settings(settings)
+        consumer = AIOKafkaConsumer(**kafka.client_config(), group_id=None)
         await consumer.start()
         try:
             tps = [TopicPartition(topic, p) for p in range(settings.topic_partitions)]

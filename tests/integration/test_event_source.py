@@ -16,7 +16,6 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 
 from schemas import EventUnavailable, SourceRef
-from streams.adapters.kafka.client import client_config
 from streams.wiring import build_event_source
 from tests.event_source_contract import CONTRACT, Log
 from tests.integration.harness import Stack
@@ -24,13 +23,13 @@ from tests.integration.harness import Stack
 
 async def _topic_with_messages(stack: Stack, topic: str) -> dict[tuple[int, int], bytes]:
     """Three messages on partition 0 and two on partition 1: (partition, offset) -> value."""
-    admin = AIOKafkaAdminClient(**client_config(stack.settings))
+    admin = AIOKafkaAdminClient(**stack.kafka.client_config())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(**client_config(stack.settings), acks="all")
+    producer = AIOKafkaProducer(**stack.kafka.client_config(), acks="all")
     await producer.start()
     sent: dict[tuple[int, int], bytes] = {}
     try:
@@ -45,7 +44,7 @@ async def _topic_with_messages(stack: Stack, topic: str) -> dict[tuple[int, int]
 
 
 async def _delete_before(stack: Stack, topic: str, partition: int, offset: int) -> None:
-    admin = AIOKafkaAdminClient(**client_config(stack.settings))
+    admin = AIOKafkaAdminClient(**stack.kafka.client_config())
     await admin.start()
     try:
         await admin.delete_records({TopicPartition(topic, partition): RecordsToDelete(offset)})
@@ -90,10 +89,10 @@ class KafkaLog:
         self.stack = stack
         self.topic = f"contract-source-{uuid.uuid4().hex[:8]}"
         self.source = build_event_source(stack.settings)
-        self.producer = AIOKafkaProducer(**client_config(stack.settings), acks="all")
+        self.producer = AIOKafkaProducer(**stack.kafka.client_config(), acks="all")
 
     async def start(self) -> None:
-        admin = AIOKafkaAdminClient(**client_config(self.stack.settings))
+        admin = AIOKafkaAdminClient(**self.stack.kafka.client_config())
         await admin.start()
         try:
             await admin.create_topics(

@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import NewTopic
 
-from streams.adapters.kafka.client import admin_client, start_producer
+from streams.adapters.kafka.client import admin_client
 from streams.commands.novel_text import split_chapters
 from streams.embedded.processes import ManagedProcess
 from tests.integration.harness import Stack, converged, event, wait_for
@@ -226,9 +226,9 @@ def _found(stack: Stack, path: str) -> Any:
 
 async def _put_aside(stack: Stack, topic: str, key: str, value: bytes) -> dict[str, Any]:
     """Write one event to a topic of its own (no worker reads it); return its position."""
-    async with admin_client(stack.settings) as admin:
+    async with admin_client(stack.kafka) as admin:
         await admin.create_topics([NewTopic(topic, 1, 1)])
-    producer = await start_producer(stack.settings)
+    producer = await stack.start_producer()
     try:
         sent = await producer.send_and_wait(topic, value=value, key=key.encode())
     finally:

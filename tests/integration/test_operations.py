@@ -19,7 +19,6 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from schemas import ChapterEmbedded, ChunkVector, SourceRef
-from streams.adapters.kafka.client import client_config, start_producer
 from streams.adapters.milvus.store import MilvusVectorStore
 from streams.commands.status import kafka_report
 from streams.wiring import open_live_ledger
@@ -42,7 +41,7 @@ def _publish_results(stack: Stack, results: list[ChapterEmbedded]) -> None:
     """Write results straight to the results topic, as a flow or a replay would."""
 
     async def run() -> None:
-        producer = await start_producer(stack.settings)
+        producer = await stack.start_producer()
         try:
             for r in results:
                 await producer.send_and_wait(
@@ -158,7 +157,7 @@ def test_a_redriven_message_goes_back_to_the_partition_it_was_first_logged_on(
     logged_on = (hashed + 1) % len(everyone)
 
     async def send() -> None:
-        producer = await start_producer(stack.settings)
+        producer = await stack.start_producer()
         try:
             await producer.send_and_wait(
                 stack.settings.topic_events,
@@ -297,7 +296,7 @@ def test_a_redrive_after_retention_took_the_original_reads_the_copy(stack: Stack
     original = letter["source"]
 
     async def retention() -> None:  # as retention.ms would, on the original's partition
-        admin = AIOKafkaAdminClient(**client_config(stack.settings))
+        admin = AIOKafkaAdminClient(**stack.kafka.client_config())
         await admin.start()
         try:
             await admin.delete_records(

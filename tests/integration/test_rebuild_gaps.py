@@ -14,7 +14,6 @@ import uuid
 import pytest
 
 from schemas import ChapterEmbedded, NovelRemoved, SourceRef
-from streams.adapters.kafka.client import start_producer
 from streams.adapters.milvus.store import MilvusVectorStore
 from tests.integration.harness import Stack, converged, event, wait_for
 from tests.integration.test_operations import _describe, _embedded, _results_drained
@@ -26,7 +25,7 @@ def _log(stack: Stack, novel: str, value: bytes) -> SourceRef:
     """Produce one input event; where it was logged."""
 
     async def run() -> SourceRef:
-        producer = await start_producer(stack.settings)
+        producer = await stack.start_producer()
         try:
             sent = await producer.send_and_wait(
                 stack.settings.topic_events, value, key=novel.encode()
@@ -42,7 +41,7 @@ def _publish(stack: Stack, novel: str, result: ChapterEmbedded | NovelRemoved) -
     """A result as the rebuild publishes it (to the worker, the one writer)."""
 
     async def run() -> None:
-        producer = await start_producer(stack.settings)
+        producer = await stack.start_producer()
         try:
             await producer.send_and_wait(
                 stack.settings.topic_embeddings,
@@ -123,7 +122,6 @@ def test_a_chapter_failing_for_good_in_a_rebuild_blocks_the_switch_unless_forced
     run once more, and the rebuild refuses to switch without it unless ``--force``."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from streams.adapters.kafka.client import client_config
     from streams.wiring import pipeline
     from tests.integration.test_failures import swapped_runner
     from tests.integration.test_operations import LONG, _parked
@@ -135,9 +133,9 @@ def test_a_chapter_failing_for_good_in_a_rebuild_blocks_the_switch_unless_forced
 
     async def setup() -> list[SourceRef]:
         store = MilvusVectorStore(stack.settings.milvus_url, alias)
-        admin = AIOKafkaAdminClient(**client_config(stack.settings))
+        admin = AIOKafkaAdminClient(**stack.kafka.client_config())
         await admin.start()
-        producer = await start_producer(stack.settings)
+        producer = await stack.start_producer()
         try:
             await store.create_collection(old, 384)
             await store.point_alias(old)

@@ -18,7 +18,6 @@ import uuid
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.adapters.kafka.client import client_config, start_producer
 from streams.adapters.milvus.store import MilvusVectorStore
 from tests.integration.harness import Stack, event
 
@@ -32,7 +31,7 @@ EDIT_EVERY = 8.0
 def _setup(stack: Stack, alias: str, old: str, topic: str) -> None:
     async def run() -> None:
         store = MilvusVectorStore(stack.settings.milvus_url, alias)
-        admin = AIOKafkaAdminClient(**client_config(stack.settings))
+        admin = AIOKafkaAdminClient(**stack.kafka.client_config())
         await admin.start()
         try:
             await store.create_collection(old, 384)
@@ -58,7 +57,7 @@ class _Traffic:
         self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
     async def _run(self) -> None:
-        producer = await start_producer(self.stack.settings)
+        producer = await self.stack.start_producer()
         live = f"live-{uuid.uuid4().hex[:6]}".encode()
         try:
             version, next_edit = 2, time.monotonic() + EDIT_EVERY
@@ -156,7 +155,7 @@ def test_a_full_rebuild_under_steady_edits_switches_caught_up(stack: Stack) -> N
     ]
 
     async def produce() -> None:
-        producer = await start_producer(stack.settings)
+        producer = await stack.start_producer()
         try:
             for key, value in history:
                 await producer.send_and_wait(topic, value, key=key)

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from schemas import parse_result
-from streams.adapters.kafka.client import client_config, partitions_of
+from streams.adapters.kafka.client import partitions_of
 from streams.adapters.milvus.store import MilvusVectorStore
 from tests.integration.harness import Stack, converged, event, not_pending, wait_for
 
@@ -132,10 +132,10 @@ def _results_of(stack: Stack, novel: str) -> tuple[dict[str | None, int], dict[i
     topic = stack.settings.topic_embeddings
 
     async def run() -> tuple[dict[str | None, int], dict[int, int]]:
-        consumer = AIOKafkaConsumer(**client_config(stack.settings), enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**stack.kafka.client_config(), enable_auto_commit=False)
         await consumer.start()
         try:
-            parts = [TopicPartition(topic, p) for p in await partitions_of(stack.settings, topic)]
+            parts = [TopicPartition(topic, p) for p in await partitions_of(stack.kafka, topic)]
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
             ends = await consumer.end_offsets(parts)
@@ -158,7 +158,7 @@ def _results_of(stack: Stack, novel: str) -> tuple[dict[str | None, int], dict[i
 
 
 async def _delete_results_before(stack: Stack, ends: dict[int, int]) -> None:
-    admin = AIOKafkaAdminClient(**client_config(stack.settings))
+    admin = AIOKafkaAdminClient(**stack.kafka.client_config())
     await admin.start()
     try:
         topic = stack.settings.topic_embeddings
@@ -358,7 +358,7 @@ def test_a_full_reembed_rebuilds_for_a_model_of_another_dimension(stack: Stack) 
 
     async def setup() -> None:
         store = MilvusVectorStore(stack.settings.milvus_url, alias)
-        admin = AIOKafkaAdminClient(**client_config(stack.settings))
+        admin = AIOKafkaAdminClient(**stack.kafka.client_config())
         await admin.start()
         try:
             await store.create_collection(old, 8)  # an older, 8-d model's index

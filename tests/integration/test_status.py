@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from streams.adapters.kafka.client import start_producer
 from tests.integration.harness import Stack, converged, event, wait_for
 
 pytestmark = pytest.mark.integration
@@ -47,7 +46,7 @@ def _drop_rows_behind_the_ledgers_back(stack: Stack, novel: str) -> None:
 
 def _produce(stack: Stack, novel: str, chapters: int) -> None:
     async def run() -> None:
-        producer = await start_producer(stack.settings)
+        producer = await stack.start_producer()
         try:
             for i in range(1, chapters + 1):
                 text = f"第{i}回。" + "花果山上有一块仙石，受天真地秀，日精月华。" * i

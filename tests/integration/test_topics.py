@@ -15,8 +15,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.dead_letters import DeadLetter, as_parked
-from streams.adapters.kafka.client import DeadLetterTopic, client_config, ensure_topics
+from streams.adapters.kafka.client import DeadLetterTopic
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.adapters.kafka.publisher import KafkaResultPublisher
+from streams.topics import ensure_scribe_topics
 from tests.dead_letters_contract import CONTRACT as DEAD_LETTERS_CONTRACT
 from tests.dead_letters_contract import Letter, Parking
 from tests.integration.harness import Stack
@@ -44,10 +46,11 @@ def test_created_topics_take_writes_without_not_leader_retries(
     )
 
     async def scenario() -> list[str]:
-        producer = AIOKafkaProducer(**client_config(settings), acks="all")
+        kafka = KafkaConnection.from_settings(settings)
+        producer = AIOKafkaProducer(**kafka.client_config(), acks="all")
         await producer.start()  # ready before the topics exist: it writes at once
         try:
-            created = await ensure_topics(settings)
+            created = await ensure_scribe_topics(settings)
             for topic in created:
                 for partition in range(settings.topic_partitions):
                     await producer.send_and_wait(topic, b"x", partition=partition)
@@ -76,18 +79,19 @@ def test_a_replay_reader_whose_records_are_deleted_under_it_reads_on_from_the_lo
     topic = f"reader-{uuid.uuid4().hex[:8]}"
 
     async def scenario() -> tuple[list[int], bool, bool]:
-        admin = AIOKafkaAdminClient(**client_config(stack.settings))
+        admin = AIOKafkaAdminClient(**stack.kafka.client_config())
         await admin.start()
         try:
             await admin.create_topics([NewTopic(topic, 1, 1)])
-            producer = AIOKafkaProducer(**client_config(stack.settings), acks="all")
+            producer = AIOKafkaProducer(**stack.kafka.client_config(), acks="all")
             await producer.start()
             try:
                 for i in range(10):
                     await producer.send_and_wait(topic, str(i).encode(), partition=0)
             finally:
                 await producer.stop()
-            reader = TopicReader(stack.settings, topic, f"reader-{uuid.uuid4().hex[:8]}")
+            group, max_bytes = f"reader-{uuid.uuid4().hex[:8]}", stack.settings.max_result_bytes
+            reader = TopicReader(stack.kafka, topic, group, max_bytes)
             await reader.start("earliest")  # positioned at 0, the snapshot ends at 10
             try:
                 await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(6)})
@@ -143,11 +147,11 @@ class KafkaPublished:
 
     def __init__(self, stack: Stack) -> None:
         suffix = uuid.uuid4().hex[:8]
-        self.config = client_config(stack.settings)
+        self.config = stack.kafka.client_config()
         self.topics = {name: f"contract-{name}-{suffix}" for name in ("results", "dlq", "failures")}
         self.publisher = KafkaResultPublisher(
             self.topics["results"],
-            self.config,
+            stack.kafka,
             MAX_BYTES,
             dlq_topic=self.topics["dlq"],
             failures_topic=self.topics["failures"],
@@ -185,7 +189,7 @@ class KafkaParking:
     """The DLQ writer on a fresh topic of the stack's broker, read back by a consumer."""
 
     def __init__(self, stack: Stack) -> None:
-        self.config = client_config(stack.settings)
+        self.config = stack.kafka.client_config()
         self.topic = f"contract-dlq-{uuid.uuid4().hex[:8]}"
         self.producer = AIOKafkaProducer(**self.config, acks="all")
         self.dead_letters = DeadLetterTopic(self.producer, self.topic)

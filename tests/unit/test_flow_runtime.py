@@ -21,6 +21,7 @@ from prefect_bridge.runtime import (
 )
 from prefect_bridge.warm_runner import CANCEL_GRACE_SECONDS, WarmRunner
 from schemas import ChapterRemoved, ConfigurationError, PublishError
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.adapters.kafka.publisher import KafkaResultPublisher
 from tests.fakes import InMemoryPublisher
 
@@ -122,7 +123,11 @@ class StandInProducer:
 def _publisher(send_timeout: float = 5.0) -> KafkaResultPublisher:
     StandInProducer.instances = []
     return KafkaResultPublisher(
-        "results", {}, 1 << 20, send_timeout=send_timeout, producer_factory=StandInProducer
+        "results",
+        KafkaConnection("127.0.0.1:1"),
+        1 << 20,
+        send_timeout=send_timeout,
+        producer_factory=StandInProducer,
     )
 
 

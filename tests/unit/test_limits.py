@@ -7,11 +7,12 @@ import uuid
 import pytest
 
 from schemas import ChapterEmbedded, ChunkVector, ResultTooLarge
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.adapters.kafka.publisher import KafkaResultPublisher
 
 
 async def test_an_oversized_result_is_refused_before_sending() -> None:
-    publisher = KafkaResultPublisher("results", {"bootstrap_servers": "127.0.0.1:1"}, 1024)
+    publisher = KafkaResultPublisher("results", KafkaConnection("127.0.0.1:1"), 1024)
     result = ChapterEmbedded(
         event_id=uuid.uuid4(),
         novel_id="n",

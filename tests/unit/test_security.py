@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
-from streams.adapters.kafka.client import client_config, faust_credentials
+from schemas import ConfigurationError
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.settings import Settings
 from streams.wiring import vector_store
 
@@ -46,14 +47,15 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
 
 
 def test_plaintext_is_the_default_and_has_no_credentials() -> None:
-    settings = Settings(kafka_bootstrap_servers="k1:9092,k2:9092")
-    config = client_config(settings)
+    kafka = KafkaConnection.from_settings(Settings(kafka_bootstrap_servers="k1:9092,k2:9092"))
+    config = kafka.client_config()
     assert config == {
         "bootstrap_servers": "k1:9092,k2:9092",
         "security_protocol": "PLAINTEXT",
         "metadata_max_age_ms": 10_000,
     }
-    assert faust_credentials(settings) is None
+    assert kafka.faust_credentials() is None
+    assert KafkaConnection("k1:9092,k2:9092").client_config() == config  # same defaults
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
@@ -64,12 +66,13 @@ def test_sasl_ssl_configures_aiokafka_and_faust_alike(mechanism: str) -> None:
         kafka_sasl_username="scribe",
         kafka_sasl_password="s3cret",  # type: ignore[arg-type]
     )
-    config = client_config(settings)
+    kafka = KafkaConnection.from_settings(settings)
+    config = kafka.client_config()
     assert config["security_protocol"] == "SASL_SSL"
     assert config["sasl_mechanism"] == mechanism
     assert (config["sasl_plain_username"], config["sasl_plain_password"]) == ("scribe", "s3cret")
     assert isinstance(config["ssl_context"], ssl.SSLContext)
-    creds = faust_credentials(settings)
+    creds = kafka.faust_credentials()
     assert isinstance(creds, faust.SASLCredentials)
     assert creds.protocol.value == "SASL_SSL"
     assert creds.mechanism.value == mechanism
@@ -80,8 +83,9 @@ def test_sasl_plaintext_has_no_tls() -> None:
     settings = Settings(
         kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u", kafka_sasl_password="p"
     )  # type: ignore[arg-type]
-    assert "ssl_context" not in client_config(settings)
-    creds = faust_credentials(settings)
+    kafka = KafkaConnection.from_settings(settings)
+    assert "ssl_context" not in kafka.client_config()
+    creds = kafka.faust_credentials()
     assert isinstance(creds, faust.SASLCredentials) and creds.protocol.value == "SASL_PLAINTEXT"
 
 
@@ -93,15 +97,18 @@ def test_ssl_with_a_client_certificate(tmp_path: Path) -> None:
         kafka_ssl_certfile=cert,
         kafka_ssl_keyfile=key,
     )
-    context = client_config(settings)["ssl_context"]
+    kafka = KafkaConnection.from_settings(settings)
+    context = kafka.client_config()["ssl_context"]
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_REQUIRED
-    assert isinstance(faust_credentials(settings), faust.SSLCredentials)
+    assert isinstance(kafka.faust_credentials(), faust.SSLCredentials)
 
 
 def test_sasl_without_credentials_is_refused() -> None:
     with pytest.raises(ValidationError, match="SASL_USERNAME"):
         Settings(kafka_security_protocol="SASL_SSL")
+    with pytest.raises(ConfigurationError, match="SASL username and password"):
+        KafkaConnection("k1:9092", security_protocol="SASL_SSL", sasl_username="u")
 
 
 def test_secrets_never_show_in_repr_and_reach_their_clients(
@@ -119,13 +126,14 @@ def test_secrets_never_show_in_repr_and_reach_their_clients(
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
     settings = Settings()
-    shown = repr(settings) + str(settings) + settings.model_dump_json()
+    kafka = KafkaConnection.from_settings(settings)
+    shown = repr(settings) + str(settings) + settings.model_dump_json() + repr(kafka)
     for value in secrets.values():
         assert value not in shown
     env = settings.prefect_env()
     assert env["PREFECT_API_KEY"] == "pnu_key_789"
     assert env["PREFECT_API_AUTH_STRING"] == "admin:auth-000"
-    assert client_config(settings)["sasl_plain_password"] == "kafka-pw-123"
+    assert kafka.client_config()["sasl_plain_password"] == "kafka-pw-123"
     assert vector_store(settings)._token == "root:milvus-tok-456"
 
 
@@ -161,10 +169,11 @@ def test_scram_sha_512_reaches_every_kafka_client_the_code_builds() -> None:
         "sasl_plain_password": "runner-pw",
         "metadata_max_age_ms": 10_000,
     }
-    assert client_config(settings) == expected
+    kafka = KafkaConnection.from_settings(settings)
+    assert kafka.client_config() == expected
     assert build_result_publisher(settings)._config == expected
     assert build_event_source(settings)._config == expected
-    creds = faust_credentials(settings)  # what streams.app passes as broker_credentials
+    creds = kafka.faust_credentials()  # what streams.app passes as broker_credentials
     assert isinstance(creds, faust.SASLCredentials)
     assert (creds.username, creds.password, creds.mechanism.value) == (
         "runner",
@@ -185,7 +194,7 @@ def test_every_kafka_client_refreshes_partition_leaders_as_often_as_set(
 
     monkeypatch.setattr(streams.app, "check_prefect_env", lambda _settings: None)  # no run here
     settings = Settings(kafka_bootstrap_servers="k1:9092", kafka_metadata_max_age_seconds=7)
-    assert client_config(settings)["metadata_max_age_ms"] == 7000
+    assert KafkaConnection.from_settings(settings).client_config()["metadata_max_age_ms"] == 7000
     app = create_app(settings)
     assert app.conf.consumer_metadata_max_age_ms == 7000
     assert app.conf.producer_metadata_max_age_ms == 7000

@@ -11,6 +11,7 @@ from agents.ledger import LedgerUnavailable
 from agents.retry import Backoff
 from schemas import ServiceUnavailable
 from streams import wiring
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.adapters.ledger.postgres import PostgresLedger, transient_errors
 from streams.settings import Settings
 
@@ -63,7 +64,7 @@ async def test_start_up_waits_for_services_and_closes_what_a_failed_attempt_star
         async def stop(self) -> None:
             self.stopped = True
 
-    async def start_producer(settings: Settings) -> Producer:
+    async def start_producer(connection: KafkaConnection, max_request_size: int) -> Producer:
         return Producer()
 
     attempts = []

@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect_bridge.event_source import READ_TIMEOUT_SECONDS
 from schemas import EventUnavailable, ServiceUnavailable, SourceRef
+from streams.adapters.kafka.connection import KafkaConnection
 
 
 class KafkaEventSource:
@@ -14,11 +15,12 @@ class KafkaEventSource:
 
     Between reads its partition is paused, so the consumer sends no fetches while idle.
 
-    Started lazily in the event loop that uses it (the flow runtime is built per loop).
+    Started lazily in the event loop that uses it (the flow runtime is built per loop);
+    connects as ``connection`` says and fetches at most ``max_bytes`` at a time.
     """
 
-    def __init__(self, client_config: dict[str, Any], max_bytes: int) -> None:
-        self._config = client_config
+    def __init__(self, connection: KafkaConnection, max_bytes: int) -> None:
+        self._config = connection.client_config()
         self._max_bytes = max_bytes
         self._consumer: Any = None
         self._lock: asyncio.Lock | None = None

@@ -15,6 +15,7 @@ from schemas import (
     ResultTooLarge,
 )
 from schemas.dead_letters import Headers
+from streams.adapters.kafka.connection import KafkaConnection
 
 
 class KafkaResultPublisher:
@@ -24,12 +25,14 @@ class KafkaResultPublisher:
     loop only (``prefect_bridge.runtime`` builds one per loop) and says so if it is not.
     Every write is bounded by ``send_timeout``: a caller (a task, a failure hook) gets a
     retriable :class:`PublishError` instead of waiting forever.
+
+    It connects as ``connection`` says and refuses results over ``max_request_size`` bytes.
     """
 
     def __init__(
         self,
         topic: str,
-        client_config: dict[str, Any],
+        connection: KafkaConnection,
         max_request_size: int,
         dlq_topic: str | None = None,
         failures_topic: str | None = None,
@@ -39,7 +42,7 @@ class KafkaResultPublisher:
         self._topic = topic
         self._dlq_topic = dlq_topic
         self._failures_topic = failures_topic
-        self._config = client_config
+        self._config = connection.client_config()
         self._max_request_size = max_request_size
         self._send_timeout = send_timeout
         self._producer_factory = producer_factory

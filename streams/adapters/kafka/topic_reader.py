@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.adapters.kafka.client import admin_client, client_config, partitions_of
-from streams.settings import Settings
+from streams.adapters.kafka.client import admin_client, partitions_of
+from streams.adapters.kafka.connection import KafkaConnection
 
 log = logging.getLogger("scribe.replay")
 
@@ -24,20 +24,22 @@ class TopicReader:
     The snapshot bounds a round: a resink publishes to the topic it reads, and a replay of
     the input topic must end although the live stream goes on; :meth:`extend` moves the
     snapshot to the end of now for one more round (after a rebuild's alias switch).
+    Progress is committed under ``group``; a fetch takes at most ``max_bytes`` per
+    partition (the largest message, ``SCRIBE_MAX_RESULT_BYTES``).
     """
 
-    def __init__(self, settings: Settings, topic: str, group: str) -> None:
+    def __init__(self, connection: KafkaConnection, topic: str, group: str, max_bytes: int) -> None:
         self._topic = topic
-        self._settings = settings
+        self._connection = connection
         self._consumer = AIOKafkaConsumer(
-            **client_config(settings),
+            **connection.client_config(),
             group_id=group,
             enable_auto_commit=False,
             # Records deleted under the reader (retention): go on from the log's new
             # start, not from its end (aiokafka's default), which would skip the rest.
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=settings.max_result_bytes,
-            fetch_max_bytes=settings.max_result_bytes,
+            max_partition_fetch_bytes=max_bytes,
+            fetch_max_bytes=max_bytes,
         )
         self.partitions: list[TopicPartition] = []
         self.read = 0
@@ -49,7 +51,7 @@ class TopicReader:
     async def start(self, start: Start) -> int:
         """Assign every partition, seek to ``start``; return messages up to the end now."""
         await self._consumer.start()
-        parts = await partitions_of(self._settings, self._topic)
+        parts = await partitions_of(self._connection, self._topic)
         self.partitions = [TopicPartition(self._topic, p) for p in parts]
         self._consumer.assign(self.partitions)
         ends = await self._consumer.end_offsets(self.partitions)
@@ -115,28 +117,28 @@ class TopicReader:
         await self._consumer.stop()
 
 
-async def worker_behind(settings: Settings, ends: dict[int, int]) -> int:
-    """How many results before ``ends`` (partition -> offset) the worker's group has not
-    committed yet: it commits what it applied, so 0 means the index holds them."""
-    async with admin_client(settings) as admin:
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
+async def worker_behind(
+    connection: KafkaConnection, group: str, topic: str, ends: dict[int, int]
+) -> int:
+    """How many results of ``topic`` before ``ends`` (partition -> offset) the worker's
+    ``group`` has not committed yet: it commits what it applied, so 0 means the index
+    holds them."""
+    async with admin_client(connection) as admin:
+        committed = await admin.list_consumer_group_offsets(group)
     behind = 0
     for partition, end in ends.items():
-        meta = committed.get(TopicPartition(settings.topic_embeddings, partition))
+        meta = committed.get(TopicPartition(topic, partition))
         done = meta.offset if meta is not None and meta.offset >= 0 else 0
         behind += max(0, end - done)
     return behind
 
 
-async def results_end(settings: Settings) -> dict[int, int]:
-    """Partition -> end offset of the results topic now."""
-    consumer = AIOKafkaConsumer(**client_config(settings), enable_auto_commit=False)
+async def results_end(connection: KafkaConnection, topic: str) -> dict[int, int]:
+    """Partition -> end offset of the results ``topic`` now."""
+    consumer = AIOKafkaConsumer(**connection.client_config(), enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = [
-            TopicPartition(settings.topic_embeddings, p)
-            for p in await partitions_of(settings, settings.topic_embeddings)
-        ]
+        parts = [TopicPartition(topic, p) for p in await partitions_of(connection, topic)]
         ends = await consumer.end_offsets(parts)
     finally:
         await consumer.stop()
@@ -144,11 +146,16 @@ async def results_end(settings: Settings) -> dict[int, int]:
 
 
 class ResultFeeder:
-    """Re-publishes results to the results topic and waits until the worker applied them."""
+    """Re-publishes results to the results ``topic`` and waits until the worker (consumer
+    ``group``) applied them."""
 
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
-        self._settings = settings
+    def __init__(
+        self, connection: KafkaConnection, producer: AIOKafkaProducer, topic: str, group: str
+    ) -> None:
+        self._connection = connection
         self._producer = producer
+        self._topic = topic
+        self._group = group
         self._last: dict[int, int] = {}  # partition -> offset of the last message sent
 
     async def send(
@@ -156,13 +163,14 @@ class ResultFeeder:
     ) -> None:
         """Publish one result (acks=all) and remember its position."""
         sent = await self._producer.send_and_wait(
-            self._settings.topic_embeddings, value=value, key=key, headers=headers
+            self._topic, value=value, key=key, headers=headers
         )
         self._last[sent.partition] = max(sent.offset, self._last.get(sent.partition, -1))
 
     async def behind(self) -> int:
         """How many of the sent results the worker's group has not committed yet."""
-        return await worker_behind(self._settings, {p: o + 1 for p, o in self._last.items()})
+        ends = {p: o + 1 for p, o in self._last.items()}
+        return await worker_behind(self._connection, self._group, self._topic, ends)
 
     async def drained(self, wait_seconds: float, report_every: float = 30.0) -> None:
         """Wait until the worker has applied everything sent (it is the one writer)."""
@@ -171,7 +179,7 @@ class ResultFeeder:
             if waited >= report_every:
                 log.warning(
                     "waiting for the worker (group %s) to apply %d results; is it running?",
-                    self._settings.app_id,
+                    self._group,
                     left,
                 )
                 waited = 0.0
