@@ -7,14 +7,13 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from agents.batches import Member, SubmitBatchRun, plan_batches
 from agents.decisions import IgnoreEvent, PublishRemoval, SubmitFlowRun, plan_event
 from agents.ledger import Ledger
 from agents.ports import DeadLetters, FlowSubmitter, ResultWriter
-from agents.retry import Backoff, retrying
+from agents.retry import Backoff, retried
 from agents.telemetry import NoTelemetry, Telemetry
 from schemas import (
     LIVE,
@@ -72,6 +71,15 @@ class ChapterAgent:
     _budget: int = field(default=0, init=False, repr=False)
     _gate: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        # Each port once, with the agent's backoff: the handlers call them plainly, and a
+        # retriable failure is retried until it succeeds, so the caller commits the offset
+        # only once the effect is durable.
+        self.submitter = retried(self.submitter, self.backoff, "submitter")
+        self.results = retried(self.results, self.backoff, "results")
+        self.dead_letters = retried(self.dead_letters, self.backoff, "dead letters")
+        self.ledger = retried(self.ledger, self.backoff, "ledger")
+
     async def handle(
         self, key: bytes | None, value: bytes | None, source: SourceRef, redrive: int = 0
     ) -> str | None:
@@ -80,13 +88,15 @@ class ChapterAgent:
         if decided is None:
             return None
         event, plan = decided
-        if isinstance(plan, SubmitFlowRun):
-            assert isinstance(event, ChapterCreated | ChapterUpdated)
-            return await self._submit(
-                plan.name, plan.idempotency_key, plan.tags, plan.parameters, [event], source
-            )
-        await self._remove(event, plan)
-        return None
+        match plan:
+            case SubmitFlowRun():
+                assert isinstance(event, ChapterCreated | ChapterUpdated)
+                return await self._submit(
+                    plan.name, plan.idempotency_key, plan.tags, plan.parameters, [event], source
+                )
+            case PublishRemoval():
+                await self._remove(event, plan)
+                return None
 
     async def handle_batch(
         self, messages: Sequence[Message], label: str, max_chapters: int, max_bytes: int
@@ -146,26 +156,16 @@ class ChapterAgent:
         self.telemetry.event_consumed(event.event_type)
         deleted_at, superseded = None, False
         if isinstance(event, ChapterCreated | ChapterUpdated):
-            deleted_at = await retrying(
-                partial(self.ledger.novel_deleted_offset, event.novel_id), self.backoff, "ledger"
-            )
+            deleted_at = await self.ledger.novel_deleted_offset(event.novel_id)
             if deleted_at is not None:  # only novels ever deleted pay this read
-                settled = await retrying(
-                    partial(self.ledger.removals_applied, [str(event.event_id)]),
-                    self.backoff,
-                    "ledger",
-                )
+                settled = await self.ledger.removals_applied([str(event.event_id)])
                 superseded = bool(settled)
         plan = plan_event(
             event, source, self.pipeline_version, redrive, self.target, deleted_at, superseded
         )
         if isinstance(plan, IgnoreEvent):
             if plan.remember and not superseded:
-                await retrying(
-                    partial(self.ledger.record_removals, [str(event.event_id)]),
-                    self.backoff,
-                    "ledger",
-                )
+                await self.ledger.record_removals([str(event.event_id)])
             log.info("ignoring %s: %s", source, plan.reason, extra=_context(event))
             return None
         return event, plan
@@ -183,16 +183,8 @@ class ChapterAgent:
         async with self._gate:  # one submitter at a time keeps the budget exact
             await self._wait_for_capacity()
             began = time.monotonic()
-            submitted = await retrying(
-                partial(
-                    self.submitter.submit,
-                    name=name,
-                    idempotency_key=idempotency_key,
-                    tags=tags,
-                    parameters=parameters,
-                ),
-                self.backoff,
-                f"submit {name}",
+            submitted = await self.submitter.submit(
+                name=name, idempotency_key=idempotency_key, tags=tags, parameters=parameters
             )
             self._budget -= 1
             self.telemetry.run_submitted(time.monotonic() - began)
@@ -200,16 +192,8 @@ class ChapterAgent:
         failpoint("chapter.after_submit")
         if not submitted.ended:  # a re-sent event's run ended long ago: nothing to wait for
             for event in chapters:
-                await retrying(
-                    partial(
-                        self.ledger.record_submitted,
-                        event.novel_id,
-                        event.chapter_id,
-                        event.version,
-                        run_id,
-                    ),
-                    self.backoff,
-                    "ledger",
+                await self.ledger.record_submitted(
+                    event.novel_id, event.chapter_id, event.version, run_id
                 )
         log.info(
             "%s flow run %s (%s) for %s",
@@ -222,7 +206,7 @@ class ChapterAgent:
         return run_id
 
     async def _remove(self, event: NovelEvent, plan: PublishRemoval) -> None:
-        await retrying(partial(self.results.publish, plan.result), self.backoff, "publish removal")
+        await self.results.publish(plan.result)
         log.info(
             "published %s for novel %s",
             plan.result.event_type,
@@ -246,21 +230,15 @@ class ChapterAgent:
             extra={"source": str(source), "error_class": type(error).__name__},
         )
         self.telemetry.dead_lettered(type(error).__name__)
-        call = partial(
-            self.dead_letters.dead_letter,
-            key=key,
-            value=value,
-            source=source,
-            error=error,
-            redrive=redrive,
+        await self.dead_letters.dead_letter(
+            key=key, value=value, source=source, error=error, redrive=redrive
         )
-        await retrying(call, self.backoff, "dead-letter")
 
     async def _wait_for_capacity(self) -> None:
         """Refresh the budget from Prefect when it is used up; wait while it stays empty."""
         paused = False
         while self._budget <= 0:
-            running = await retrying(self.submitter.in_flight, self.backoff, "count runs")
+            running = await self.submitter.in_flight()
             self._budget = self.max_in_flight - running
             if self._budget > 0:
                 break

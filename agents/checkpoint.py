@@ -19,11 +19,9 @@ ledger writes), so the replay redoes the same effects. The failpoints of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 from agents.decisions import ChapterState, IndexResult
 from agents.ports import Index
-from agents.retry import Backoff, retrying
 from agents.sink_batch import BatchWrites
 from schemas import ChapterEmbedded, NovelRemoved, ScribeError
 from schemas.failpoints import failpoint
@@ -31,21 +29,20 @@ from schemas.failpoints import failpoint
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Steps 1-3 of the commit order for one index (see the module docstring); each step
-    retried with ``backoff``."""
+    """Steps 1-3 of the commit order for one index (see the module docstring); the
+    index's store and ledger retry their own calls (``agents.retry.retried``)."""
 
     index: Index
-    backoff: Backoff
 
     async def write(self, writes: BatchWrites) -> list[tuple[ChapterEmbedded, ScribeError]]:
         """Step 1: land the batch's writes; return those Milvus rejected, with the error."""
-        await retrying(writes.apply, self.backoff, "sink write")
+        await writes.apply()
         return list(writes.rejected)
 
     async def flush(self) -> None:
         """Step 2: make the writes durable."""
         failpoint("sink.after_write")
-        await retrying(self.index.store.flush, self.backoff, "flush")
+        await self.index.store.flush()
         failpoint("sink.after_flush")
 
     async def record(self, applied: list[tuple[IndexResult, ChapterState]]) -> None:
@@ -62,19 +59,15 @@ class Checkpoint:
         rows: list[ChapterState] = []
         for result, state in [*applied, (None, None)]:
             if rows and (result is None or isinstance(result, NovelRemoved)):
-                await retrying(
-                    partial(ledger.record_applied_many, list(rows)), self.backoff, "ledger"
-                )
+                await ledger.record_applied_many(list(rows))
                 rows.clear()
                 failpoint("sink.between_ledger_writes")
             if isinstance(result, NovelRemoved):
                 offset = result.source.offset if result.source else -1
-                await retrying(
-                    partial(ledger.delete_novel, result.novel_id, offset), self.backoff, "ledger"
-                )
+                await ledger.delete_novel(result.novel_id, offset)
                 failpoint("sink.between_ledger_writes")
             elif state is not None:
                 rows.append(state)
         removals = [str(r.event_id) for r, _ in applied if not isinstance(r, ChapterEmbedded)]
         if removals:
-            await retrying(partial(ledger.record_removals, removals), self.backoff, "ledger")
+            await ledger.record_removals(removals)

@@ -6,7 +6,6 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import partial
 
 from agents.checkpoint import Checkpoint
 from agents.decisions import (
@@ -18,7 +17,7 @@ from agents.decisions import (
     outlives_novel_deletion,
 )
 from agents.ports import DeadLetters, Index, IndexCatalog
-from agents.retry import Backoff, retrying
+from agents.retry import Backoff, retried
 from agents.sink_batch import BatchView, needs_trim
 from agents.telemetry import NoTelemetry, Telemetry
 from agents.vector_store import VectorStore
@@ -73,6 +72,12 @@ class ResultAgent:
     #: Retriable failures in a row on one index before it is resolved again.
     reresolve_attempts: int = 6
 
+    def __post_init__(self) -> None:
+        # Each port once, with the agent's backoff; an index's store and ledger each time
+        # the index is resolved, with the bounded backoff (see :meth:`_apply_to_target`).
+        self.catalog = retried(self.catalog, self.backoff, "index catalog")
+        self.dead_letters = retried(self.dead_letters, self.backoff, "dead letters")
+
     async def handle_batch(self, messages: list[ResultMessage]) -> int:
         """Apply a batch; return how many results changed the index."""
         groups: dict[Target, list[tuple[IndexResult, ResultMessage]]] = {}
@@ -108,12 +113,12 @@ class ResultAgent:
         last.
         """
         while True:
-            index = await retrying(partial(self.catalog.resolve, target), self.backoff, "index")
+            index = await self.catalog.resolve(target)
             if index is None:
                 log.info("skip %d results for %s: the collection is gone", len(items), target)
                 return 0
             try:
-                return await self._apply_to(index, items)
+                return await self._apply_to(self._retried(index, self._bounded), items)
             except ScribeError as exc:
                 if not exc.retriable:
                     raise
@@ -129,6 +134,15 @@ class ResultAgent:
         """The backoff of calls to one resolved index: bounded, then it is looked up again."""
         return replace(self.backoff, attempts=self.reresolve_attempts)
 
+    @staticmethod
+    def _retried(index: Index, backoff: Backoff) -> Index:
+        """``index`` with its store and ledger retried with ``backoff``."""
+        return Index(
+            index.name,
+            retried(index.store, backoff, f"store {index.name}"),
+            retried(index.ledger, backoff, f"ledger {index.name}"),
+        )
+
     async def _apply_to(self, index: Index, items: list[tuple[IndexResult, ResultMessage]]) -> int:
         """Apply one index's share of a batch."""
         batch = BatchView(index.ledger, index.store)
@@ -136,19 +150,19 @@ class ResultAgent:
         sources: dict[int, ResultMessage] = {id(result): msg for result, msg in items}
         keys = [(r.novel_id, r.chapter_id) for r, _ in items if not isinstance(r, NovelRemoved)]
         removals = [str(r.event_id) for r, _ in items if not isinstance(r, ChapterEmbedded)]
-        await retrying(partial(batch.prefetch, keys, removals), self._bounded, "ledger")
+        await batch.prefetch(keys, removals)
         for result, msg in items:
             try:
-                state = await retrying(
-                    partial(self._apply, result, batch, index.store), self._bounded, "sink"
-                )
-            except ScribeError as exc:  # not retriable: Milvus rejected it, or it never wins
-                await self._dead_letter(msg, exc)
+                state = await self._apply(result, batch, index.store)
+            except ScribeError as exc:
+                if exc.retriable:  # the index kept failing: looked up again by the caller
+                    raise
+                await self._dead_letter(msg, exc)  # Milvus rejected it, or it never wins
                 continue
             if state is not None:
                 batch.remember(result, state)
                 pending.append((result, state))
-        checkpoint = Checkpoint(index, self._bounded)
+        checkpoint = Checkpoint(index)
         rejected = await checkpoint.write(batch.writes)
         for result, error in rejected:
             await self._dead_letter(sources[id(result)], error)
@@ -170,18 +184,13 @@ class ResultAgent:
             failure.version,
             failure.reason,
         )
-        index = await retrying(partial(self.catalog.resolve, failure.target), self.backoff, "index")
-        if index is None:
+        resolved = await self.catalog.resolve(failure.target)
+        if resolved is None:
             return
+        ledger = self._retried(resolved, self.backoff).ledger
         # Read after the batch's own records: a success in the same batch counts.
-        current = await retrying(
-            partial(index.ledger.chapter, failure.novel_id, failure.chapter_id),
-            self.backoff,
-            "ledger",
-        )
-        tombstone = await retrying(
-            partial(index.ledger.novel_deleted_offset, failure.novel_id), self.backoff, "ledger"
-        )
+        current = await ledger.chapter(failure.novel_id, failure.chapter_id)
+        tombstone = await ledger.novel_deleted_offset(failure.novel_id)
         decision = decide_failure(failure, current, tombstone)
         if isinstance(decision, Skip):
             log.info(
@@ -192,17 +201,12 @@ class ResultAgent:
                 decision.reason,
             )
             return
-        await retrying(
-            partial(
-                index.ledger.record_failed,
-                failure.novel_id,
-                failure.chapter_id,
-                failure.version,
-                failure.flow_run_id,
-                failure.reason,
-            ),
-            self.backoff,
-            "ledger",
+        await ledger.record_failed(
+            failure.novel_id,
+            failure.chapter_id,
+            failure.version,
+            failure.flow_run_id,
+            failure.reason,
         )
 
     def _report_applied(self, result: IndexResult) -> None:
@@ -229,14 +233,9 @@ class ResultAgent:
 
     async def _dead_letter(self, msg: ResultMessage, error: ScribeError) -> None:
         self.telemetry.dead_lettered(type(error).__name__)
-        call = partial(
-            self.dead_letters.dead_letter,
-            key=msg.key,
-            value=msg.value,
-            source=msg.source,
-            error=error,
+        await self.dead_letters.dead_letter(
+            key=msg.key, value=msg.value, source=msg.source, error=error
         )
-        await retrying(call, self.backoff, "dead-letter result")
 
     async def _apply(
         self, result: IndexResult, batch: BatchView, store: VectorStore

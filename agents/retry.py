@@ -1,12 +1,15 @@
-"""Retrying calls to services while their errors say they are retriable."""
+"""Retrying calls to services while their errors say they are retriable: one call
+(:func:`retrying`), or every call of a port (:func:`retried`)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from functools import partial
+from typing import Any, TypeVar, cast
 
 from schemas import ScribeError
 
@@ -45,3 +48,41 @@ async def retrying(call: Callable[[], Awaitable[T]], backoff: Backoff, what: str
             delay = backoff.delay(attempt)
             log.warning("%s failed (%s); retry %d in %.1fs", what, exc.reason, attempt, delay)
             await asyncio.sleep(delay)
+
+
+P = TypeVar("P")
+
+
+class _Retried:
+    """A port whose coroutine methods are retried (see :func:`retried`)."""
+
+    def __init__(self, port: object, backoff: Backoff, what: str) -> None:
+        self._port = port
+        self._backoff = backoff
+        self._what = what
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._port, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await retrying(
+                partial(attr, *args, **kwargs), self._backoff, f"{self._what}.{name}"
+            )
+
+        return call
+
+    def __repr__(self) -> str:
+        return f"retried({self._port!r}, {self._backoff!r})"
+
+
+def retried(port: P, backoff: Backoff, what: str) -> P:
+    """``port`` with each coroutine method retried with ``backoff`` while its error is
+    retriable (:func:`retrying`); other attributes are the port's own.
+
+    Wrap a port once, where its user gets it (as eventsourcing's ``@retry`` decorates a
+    recorder's methods), and call it plainly: the handler then reads as its decision, not
+    as retry plumbing. ``what`` names the port in the retry warnings.
+    """
+    return cast(P, _Retried(port, backoff, what))

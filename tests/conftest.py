@@ -35,6 +35,7 @@ STACKS = {
     "test_warm_runner": "stack-c",
     "test_crashes": "stack-c",
     "test_status": "stack-c",
+    "test_sink_outage": "stack-c",
 }
 
 

@@ -620,3 +620,36 @@ async def test_a_write_left_out_for_its_novels_deletion_stays_out_when_re_sent()
     written_again = event_bytes(version=1, event_id="0b6f5a2e-7f52-4c8e-9d3a-1e2f3a4b5c6d")
     assert await agent.handle(b"xiyouji", written_again, at.model_copy(update={"offset": 21}))
     assert len(sub.calls) == 1
+
+
+async def test_a_removal_outlasting_the_bounded_retries_is_applied_not_dead_lettered(
+    ledger: Ledger,
+) -> None:
+    """Found in review (issue 20): a deletion whose index kept failing past the bounded
+    retries was dead-lettered as if Milvus had refused it, so the chapter stayed
+    searchable. A retriable failure is an outage: the index is looked up again and the
+    deletion applied once it answers."""
+
+    class DownAWhile(InMemoryVectorStore):
+        def __init__(self, failures: int) -> None:
+            super().__init__()
+            self.failures = failures
+
+        async def delete_chapter(self, novel_id: str, chapter_id: str) -> None:
+            if self.failures > 0:
+                self.failures -= 1
+                raise VectorStoreError("Milvus unreachable")
+            await super().delete_chapter(novel_id, chapter_id)
+
+    store = DownAWhile(failures=0)
+    dlq = InMemoryDeadLetters()
+    agent = ResultAgent(
+        catalog=SingleIndex(store, ledger), dead_letters=dlq, backoff=FAST, reresolve_attempts=3
+    )
+    assert await agent.handle_batch([msg(embedded(1, 2))]) == 1
+    store.failures = 3 * 3 + 1  # more than three rounds of bounded retries
+    assert await agent.handle_batch([msg(removed(2))]) == 1
+    assert dlq.items == []
+    assert rows_of(store) == []
+    state = await ledger.chapter("n1", "c1")
+    assert state is not None and state.deleted
