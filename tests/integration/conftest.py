@@ -19,6 +19,7 @@ from streams.embedded.processes import ManagedProcess, free_port, port_open
 from streams.embedded.stack import EmbeddedStack, create_database, milvus_process
 from streams.settings import Settings
 from streams.topics import ensure_scribe_topics
+from tests.conftest import stack_of
 from tests.integration.harness import Stack
 
 
@@ -40,8 +41,26 @@ def milvus_url() -> Iterator[str]:
             proc.stop()
 
 
+#: The flow runner each stack's ``scribe flows serve`` runs (``tests/conftest.py`` names
+#: the stacks). Both are production runners. Under ``-n 3`` the stack of the pipeline,
+#: edit, replay and rebuild tests, whose guarantees do not depend on how a run executes,
+#: runs the warm runner (the default of ``scribe dev``: one process, the model loaded
+#: once); the stacks of the fault, crash and failure tests run Prefect's process worker
+#: (a process per run, orphaned by a kill -9), as does the one stack of a serial run.
+#: A test that swaps the runner chooses its own (``test_failures.swapped_runner``).
+RUNNER_MODES = {"stack-a": ["--warm"]}
+
+
+def runner_mode(request: pytest.FixtureRequest) -> list[str]:
+    """The ``flows serve`` option of the stack that ``request``'s first test runs on."""
+    item = getattr(request, "_pyfuncitem", None)
+    if item is None or not os.environ.get("PYTEST_XDIST_WORKER"):
+        return []
+    return RUNNER_MODES.get(stack_of(item.nodeid) or "", [])
+
+
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """The whole pipeline on real services."""
     # Not under pytest's 0700 temp root: PostgreSQL runs as its own user and must reach it.
     data = Path(tempfile.mkdtemp(prefix="scribe-it-"))
@@ -77,7 +96,7 @@ def stack() -> Iterator[Stack]:
     logs = data / "logs"
     runner = ManagedProcess(
         "runner",
-        [sys.executable, "-m", "streams.cli", "flows", "serve"],
+        [sys.executable, "-m", "streams.cli", "flows", "serve", *runner_mode(request)],
         logs / "runner.log",
         env=env,
     )
