@@ -60,7 +60,7 @@ class _Traffic:
         producer = await self.stack.start_producer()
         live = f"live-{uuid.uuid4().hex[:6]}".encode()
         try:
-            version, next_edit = 2, time.monotonic() + EDIT_EVERY
+            version, next_edit = 2, time.monotonic() + EDIT_EVERY / 2
             while not self.stop.is_set():
                 if self.live_every:
                     deletion = event("chapter.deleted", live.decode(), "c", version)
@@ -149,9 +149,11 @@ def test_a_full_rebuild_under_steady_edits_switches_caught_up(stack: Stack) -> N
     alias, topic, novel = f"lag_{suffix}", f"lag-events-{suffix}", f"lag-{suffix}"
     old = f"{alias}__old"
     _setup(stack, alias, old, topic)
+    # The first round must outlast the first edits, or it ends the rebuild alone and no
+    # catch-up is seen: on the warm runner 16 one-line chapters took under 8 s.
     history = [
         (novel.encode(), event("chapter.created", novel, f"c{i}", 1, title="t", text=f"{i}句。"))
-        for i in range(16)
+        for i in range(40)
     ]
 
     async def produce() -> None:
@@ -190,7 +192,8 @@ def test_a_full_rebuild_under_steady_edits_switches_caught_up(stack: Stack) -> N
     assert ended and replay.returncode == 0, err[-3000:]
     summary = json.loads(out)
     assert summary["previous_collection"] == old
-    assert summary["switch_lag"] <= SWITCH_LAG and summary["rounds"] >= 2
+    assert summary["switch_lag"] <= SWITCH_LAG, summary
+    assert summary["rounds"] >= 2, f"edits logged during the first round: {traffic.edits}"
 
 
 def test_a_full_rebuild_ends_under_steady_live_traffic(stack: Stack) -> None:
