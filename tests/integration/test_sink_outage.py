@@ -3,9 +3,9 @@
 Found in review (issue 20): once the bounded retries of a resolved index ran out, the
 result agent dead-lettered the result it was applying as if Milvus had refused it, so a
 deletion whose Milvus went away after the batch's index was resolved was parked in the
-dead-letter topic and the chapter stayed searchable. This module starts Milvus alone (the
-books: SQLite) and stops it at the deletion's first write, so the outage lands inside the
-batch every time.
+dead-letter topic and the chapter stayed searchable. This module starts Milvus (and a
+broker for the dead letters) and stops Milvus at the deletion's first write, so the
+outage lands inside the batch every time. The books are SQLite; no other service.
 """
 
 from __future__ import annotations
@@ -19,17 +19,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import NewTopic
 
 from agents.index_catalog import SingleIndex
 from agents.result_agent import ResultAgent, ResultMessage
 from agents.retry import Backoff
 from schemas import ChapterEmbedded, ChapterRemoved, ChunkVector, SourceRef
+from streams.adapters.kafka.client import DeadLetterTopic, ensure_topics, start_producer
+from streams.adapters.kafka.connection import KafkaConnection
 from streams.adapters.ledger.sqlite import SqliteLedger
 from streams.adapters.milvus.store import MilvusVectorStore
 from streams.embedded.processes import ManagedProcess, free_port, port_open
-from streams.embedded.stack import milvus_process
+from streams.embedded.stack import kafka_process, milvus_process
 from streams.settings import Settings
-from tests.fakes import InMemoryDeadLetters
 from tests.vector_store_contract import DIM, MODEL
 
 pytestmark = pytest.mark.integration
@@ -47,16 +50,25 @@ def _wait_open(proc: ManagedProcess, port: int) -> None:
 
 @pytest.fixture
 def milvus() -> Iterator[tuple[ManagedProcess, Settings]]:
-    """A Milvus Lite server of its own, which the test may stop and start."""
+    """A Milvus Lite server of its own, which the test may stop and start, and a broker
+    of its own for the dead letters."""
     with tempfile.TemporaryDirectory(prefix="scribe-milvus-") as data:
-        settings = Settings(data_dir=Path(data), milvus_port=free_port())
-        proc = milvus_process(settings)
+        settings = Settings(
+            data_dir=Path(data),
+            milvus_port=free_port(),
+            kafka_port=free_port(),
+            kafka_controller_port=free_port(),
+        )
+        kafka, proc = kafka_process(settings), milvus_process(settings)
+        kafka.start()
         proc.start()
         try:
+            _wait_open(kafka, settings.kafka_port)
             _wait_open(proc, settings.milvus_port)
             yield proc, settings
         finally:
             proc.stop()
+            kafka.stop()
 
 
 class GoesAwayAtTheFirstDelete(MilvusVectorStore):
@@ -80,6 +92,17 @@ class GoesAwayAtTheFirstDelete(MilvusVectorStore):
             self.restarted = threading.Thread(target=restart, daemon=True)
             self.restarted.start()
         await super().delete_chapter(novel_id, chapter_id)
+
+
+async def _logged(kafka: KafkaConnection, topic: str) -> int:
+    """How many records ``topic``'s one partition holds."""
+    consumer = AIOKafkaConsumer(**kafka.client_config(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, 0)])
+        return int(sum(ends.values()))
+    finally:
+        await consumer.stop()
 
 
 def _message(result: ChapterEmbedded | ChapterRemoved, offset: int) -> ResultMessage:
@@ -115,10 +138,13 @@ def test_a_deletion_whose_milvus_goes_away_mid_batch_waits_for_it(
         source=SourceRef(topic="novel-events", partition=0, offset=2),
     )
 
-    async def run() -> tuple[int, int, list[object]]:
+    async def run() -> tuple[int, int, int]:
+        kafka = KafkaConnection.from_settings(settings)
+        await ensure_topics(kafka, [NewTopic(settings.topic_dlq, 1, 1)])
+        producer = await start_producer(kafka, settings.max_result_bytes)
         store = GoesAwayAtTheFirstDelete(proc, settings, alias)
         ledger = SqliteLedger(settings.data_dir / "ledger.sqlite3", alias)
-        dlq = InMemoryDeadLetters()
+        dlq = DeadLetterTopic(producer, settings.topic_dlq)
         # The worker's retry policy, quicker: each resolved index is retried 3 times.
         agent = ResultAgent(
             catalog=SingleIndex(store, ledger),
@@ -133,12 +159,13 @@ def test_a_deletion_whose_milvus_goes_away_mid_batch_waits_for_it(
             applied = await agent.handle_batch([_message(deleted, 11)])
             assert store.restarted is not None  # the outage happened inside the batch
             await asyncio.to_thread(store.restarted.join)
-            return applied, await store.count("n1"), list(dlq.items)
+            return applied, await store.count("n1"), await _logged(kafka, settings.topic_dlq)
         finally:
+            await producer.stop()
             await store.close()
             await ledger.close()
 
     applied, rows, letters = asyncio.run(run())
-    assert letters == [], "a deletion that met an outage is no dead letter"
+    assert letters == 0, "a deletion that met an outage is no dead letter"
     assert applied == 1
     assert rows == 0, "the deleted chapter is still searchable"
